@@ -1,0 +1,80 @@
+// StateLayout: where each layer's decode state lives inside one slot (MODEL_SPEC.md section 6).
+//
+// A slot is one contiguous block of `slot_bytes` bytes; every backend (host or device memory)
+// uses this same layout, so a slot can be copied byte-for-byte between pools, to host memory
+// (swap-out) or to another slot (fork). Every region starts at a multiple of kRegionAlign bytes.
+//
+// GDN-2 layer regions:
+//   recurrent  [HV, dk, dv]   state_dtype (fp32 default, or bf16), row-major, S[h][i][j]
+//   conv_q     [W-1, key_dim]   fp32, pre-activation inputs q~, row 0 the oldest, row W-2 newest
+//   conv_k     [W-1, key_dim]   fp32, same order
+//   conv_v     [W-1, value_dim] fp32, same order
+// SWA layer regions:
+//   k_ring     [window, n_query_groups, head_size] fp32, keys after RoPE; token at absolute
+//                                                   position p lives in row p % window
+//   v_ring     [window, n_query_groups, head_size] fp32
+// Per slot (once): `position` int64, the number of tokens this slot has consumed; SWA uses it
+// for RoPE positions and ring indices.
+//
+// A reset slot is all-zero bytes (zero state, empty histories, position 0).
+// Thread-safety: immutable; share freely.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "engine/model_config.h"
+
+namespace deltaserve {
+
+enum class StateDtype { kF32, kBF16 };
+
+inline size_t StateDtypeBytes(StateDtype d) { return d == StateDtype::kF32 ? 4 : 2; }
+
+struct Gdn2StateRegions {
+  size_t recurrent = 0;  // byte offset within the slot
+  size_t conv_q = 0;
+  size_t conv_k = 0;
+  size_t conv_v = 0;
+};
+
+struct SwaStateRegions {
+  size_t k_ring = 0;
+  size_t v_ring = 0;
+};
+
+struct LayerStateRegions {
+  bool is_gdn2 = true;
+  Gdn2StateRegions gdn2;
+  SwaStateRegions swa;
+};
+
+class StateLayout {
+ public:
+  static constexpr size_t kRegionAlign = 256;
+
+  StateLayout(const ModelConfig& config, StateDtype state_dtype);
+
+  StateDtype state_dtype() const { return state_dtype_; }
+  size_t slot_bytes() const { return slot_bytes_; }
+  size_t position_offset() const { return position_offset_; }
+  const LayerStateRegions& layer(int i) const { return layers_[i]; }
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+
+  // Element counts, for kernels and tests.
+  size_t recurrent_elems() const { return recurrent_elems_; }  // HV*dk*dv per GDN-2 layer
+  size_t conv_rows() const { return conv_rows_; }              // W-1
+  size_t ring_elems() const { return ring_elems_; }            // window*n_query_groups*head_size
+
+ private:
+  StateDtype state_dtype_;
+  std::vector<LayerStateRegions> layers_;
+  size_t position_offset_ = 0;
+  size_t slot_bytes_ = 0;
+  size_t recurrent_elems_ = 0;
+  size_t conv_rows_ = 0;
+  size_t ring_elems_ = 0;
+};
+
+}  // namespace deltaserve
