@@ -247,11 +247,9 @@ def build():
        "refresh": 1, "hide": 0, "includeAll": False, "multi": False},
       {"type": "query", "name": "namespace", "label": "Namespace", "datasource": DS,
        "query": {"query": "label_values(deltaserve_model_info, namespace)", "refId": "namespace"},
-       "definition": "label_values(deltaserve_model_info, namespace)",
        "refresh": 2, "hide": 0, "includeAll": False, "multi": False, "sort": 1},
       {"type": "query", "name": "pod", "label": "Pod", "datasource": DS,
        "query": {"query": 'label_values(deltaserve_model_info{namespace="$namespace"}, pod)', "refId": "pod"},
-       "definition": 'label_values(deltaserve_model_info{namespace="$namespace"}, pod)',
        "refresh": 2, "hide": 0, "includeAll": True, "allValue": ".+", "multi": True, "sort": 1},
   ]
 
