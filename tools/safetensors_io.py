@@ -38,6 +38,7 @@ _DTYPES = {
 
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+_CHUNK_ELEMENTS = 1 << 22
 
 
 class SafetensorsError(ValueError):
@@ -130,9 +131,10 @@ class SafetensorsWriter:
         if tuple(np.shape(array)) != shape:
             raise SafetensorsError(
                 f"tensor {name!r}: declared shape {list(shape)}, got {list(np.shape(array))}")
-        data = _storage_for(array, dtype)
         self._file.seek(self._data_start + offset)
-        self._file.write(data.tobytes(order="C"))
+        flat = np.ascontiguousarray(array).reshape(-1)
+        for begin in range(0, max(flat.size, 1), _CHUNK_ELEMENTS):  # bounds conversion temporaries
+            _storage_for(flat[begin:begin + _CHUNK_ELEMENTS], dtype).tofile(self._file)
         self._written.add(name)
 
     def close(self):
