@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-numpy python3-torch python3-grpcio python3-protobuf
   prometheus
+  podman buildah runc containernetworking-plugins iptables yamllint python3-yaml
 )
 
 missing=()
