@@ -1,0 +1,501 @@
+// Fused GDN-2 decode kernel; see gdn2_decode.h for the contract.
+//
+// Work split: one thread block per (sequence, value head, split); a split owns DVS = dv/splits
+// columns of the [dk, dv] state. The blocks of one (sequence, key head) -- all value heads of its
+// group and all splits -- form one thread-block cluster, so that
+//   * the q/k conv histories (shared by the whole cluster) are read by every block before any
+//     block overwrites them (cluster barrier between the reads and the writes), and
+//   * the output RMSNorm over a value head's dv columns sums the partial sums of its splits
+//     through distributed shared memory.
+// The state tile stays in registers between its read and its write: each thread holds ROWS rows
+// of one 16-byte column group, loaded before the prologue (conv, norms, gates) runs so the loads
+// are in flight while it computes.
+#include <cooperative_groups.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/gdn2_decode.h"
+#include "kernels/cuda/status_util.h"
+
+namespace deltaserve::cuda {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kMaxConv = 8;
+constexpr int kMaxCluster = 8;
+
+struct Params {
+  int H, HV, dv, W, G, S;
+  bool neg_eig, gate_sigmoid;
+  float eps;
+  int key_dim, value_dim;
+  const int32_t* slots;
+  char* pool;
+  int64_t num_slots, slot_stride, rec_off, cq_off, ck_off, cv_off;
+  const float *q_raw, *k_raw, *v_raw, *b_raw, *w_raw, *f_raw, *z_raw;
+  int64_t q_st, k_st, v_st, b_st, w_st, f_st, z_st;
+  const float *q_cw, *k_cw, *v_cw, *a_log, *dt_bias, *z_bias, *o_norm;
+  void* y;
+  int64_t y_st;
+  bool y_bf16;
+};
+
+__device__ __forceinline__ float Silu(float x) { return x / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float Sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float Softplus(float x) {
+  return x > 20.0f ? x : log1pf(__expf(x));
+}
+
+// 16-byte vector of state elements, converted to/from fp32.
+template <typename T>
+struct StateVec;
+
+template <>
+struct StateVec<float> {
+  static constexpr int N = 4;
+  __device__ __forceinline__ static void Load(const float* p, float* out) {
+    float4 v = __ldcs(reinterpret_cast<const float4*>(p));
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  }
+  __device__ __forceinline__ static void Store(float* p, const float* in) {
+    __stcs(reinterpret_cast<float4*>(p), make_float4(in[0], in[1], in[2], in[3]));
+  }
+};
+
+template <>
+struct StateVec<__nv_bfloat16> {
+  static constexpr int N = 8;
+  __device__ __forceinline__ static void Load(const __nv_bfloat16* p, float* out) {
+    uint4 v = __ldcs(reinterpret_cast<const uint4*>(p));
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float2 f = __bfloat1622float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  }
+  __device__ __forceinline__ static void Store(__nv_bfloat16* p, const float* in) {
+    uint4 v;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
+    __stcs(reinterpret_cast<uint4*>(p), v);
+  }
+};
+
+template <typename T, int DK, int DVS>
+struct Tile {
+  static constexpr int VEC = StateVec<T>::N;
+  static constexpr int CG = DVS / VEC;             // column groups (threads along a row)
+  static constexpr int UNITS = DK * CG;            // 16-byte units in the tile
+  static constexpr int NT = UNITS < 256 ? UNITS : 256;
+  static constexpr int ROWS = UNITS / NT;          // rows per thread
+  static constexpr int RG = NT / CG;               // row groups
+  static constexpr int NW = NT / 32;
+  static_assert(CG <= 32 && 32 % CG == 0, "column groups must divide a warp");
+  static_assert(NT % 32 == 0 && UNITS % NT == 0, "tile must fill whole warps");
+};
+
+// Sums `v` over the block; `scratch` holds NW floats. Every thread gets the total.
+template <int NW>
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32;
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = 0.0f;
+#pragma unroll
+  for (int w = 0; w < NW; ++w) t += scratch[w];
+  return t;
+}
+
+// Causal depthwise conv of one channel + SiLU; optionally shifts the history in place.
+__device__ __forceinline__ float ConvChannel(float* hist, int64_t row_stride, int W,
+                                             const float* wts, float x) {
+  float acc = wts[W - 1] * x;
+#pragma unroll
+  for (int j = 0; j < kMaxConv - 1; ++j) {
+    if (j < W - 1) acc += wts[j] * hist[j * row_stride];
+  }
+  return Silu(acc);
+}
+
+__device__ __forceinline__ void ShiftHistory(float* hist, int64_t row_stride, int W, float x) {
+  if (W <= 1) return;
+#pragma unroll
+  for (int j = 0; j < kMaxConv - 2; ++j) {
+    if (j < W - 2) hist[j * row_stride] = hist[(j + 1) * row_stride];
+  }
+  hist[(W - 2) * row_stride] = x;
+}
+
+template <typename T, int DK, int DVS>
+__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
+    Gdn2DecodeKernel(const Params p) {
+  using TL = Tile<T, DK, DVS>;
+  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
+                NW = TL::NW;
+
+  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
+  __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
+  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
+  __shared__ float scratch[4][NW];
+  __shared__ float partial_ss;
+
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int cl = p.G * p.S;
+  const int b = blockIdx.y;
+  const int kh = blockIdx.x / cl;
+  const int rank = blockIdx.x % cl;
+  const int g = rank / p.S;
+  const int s = rank % p.S;
+  const int hv = kh * p.G + g;
+  const int tid = threadIdx.x;
+
+  // All blocks of a cluster share b, so they skip (or not) together: the barriers stay matched.
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;
+  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+
+  // 1. Issue the state loads.
+  T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv +
+             s * DVS;
+  const int cgi = tid % CG;
+  const int rg = tid / CG;
+  float st[ROWS][VEC];
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    StateVec<T>::Load(state + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC, st[m]);
+  }
+
+  // 2. Prologue: conv + SiLU of q, k (this key head) and v (this block's columns), gates.
+  float* hq = reinterpret_cast<float*>(base + p.cq_off);
+  float* hk = reinterpret_cast<float*>(base + p.ck_off);
+  float* hvh = reinterpret_cast<float*>(base + p.cv_off);
+  const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
+  const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+  for (int i = tid; i < DK; i += NT) {
+    const int c = kh * DK + i;
+    const float qv = ConvChannel(hq + c, p.key_dim, p.W, p.q_cw + c * p.W, qr[c]);
+    const float kv = ConvChannel(hk + c, p.key_dim, p.W, p.k_cw + c * p.W, kr[c]);
+    q_s[i] = qv;
+    k_s[i] = kv;
+    sq += qv * qv;
+    sk += kv * kv;
+    sqk += qv * kv;
+    const float gdec = -__expf(p.a_log[kh]) *
+                       Softplus(p.f_raw[static_cast<int64_t>(b) * p.f_st + c] + p.dt_bias[c]);
+    a_s[i] = __expf(gdec);
+    float beta = Sigmoid(p.b_raw[static_cast<int64_t>(b) * p.b_st + c]);
+    if (p.neg_eig) beta *= 2.0f;
+    bk_s[i] = beta;  // multiplied by the normalised k below
+  }
+  const int col0 = hv * p.dv + s * DVS;
+  for (int j = tid; j < DVS; j += NT) {
+    const int c = col0 + j;
+    const float xv = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
+    const float vv = ConvChannel(hvh + c, p.value_dim, p.W, p.v_cw + c * p.W, xv);
+    ShiftHistory(hvh + c, p.value_dim, p.W, xv);  // v channels belong to this block alone
+    wv_s[j] = Sigmoid(p.w_raw[static_cast<int64_t>(b) * p.w_st + c]) * vv;
+  }
+  sq = BlockSum<NW>(sq, scratch[0]);
+  sk = BlockSum<NW>(sk, scratch[1]);
+  sqk = BlockSum<NW>(sqk, scratch[2]);
+  const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
+  const float rk = 1.0f / sqrtf(sk + 1e-6f);
+  const float kq = sqk * rq * rk;
+  for (int i = tid; i < DK; i += NT) {
+    q_s[i] *= rq;
+    const float kn = k_s[i] * rk;
+    k_s[i] = kn;
+    bk_s[i] *= kn;
+  }
+  __syncthreads();
+
+  // 3. Decay and the two reductions over dk: r = S_bar^T (b*k), oq = S_bar^T q.
+  float r[VEC], oq[VEC];
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const float sv = st[m][v] * a;
+      st[m][v] = sv;
+      r[v] += sv * bk;
+      oq[v] += sv * qq;
+    }
+  }
+  // Row groups inside a warp: lanes that differ in bits >= log2(CG).
+#pragma unroll
+  for (int o = CG; o < 32; o <<= 1) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
+      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
+    }
+  }
+  const int warp = tid / 32, lane = tid % 32;
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      red_r[warp][lane * VEC + v] = r[v];
+      red_o[warp][lane * VEC + v] = oq[v];
+    }
+  }
+  __syncthreads();
+  float ss = 0.0f;
+  for (int j = tid; j < DVS; j += NT) {
+    float rr = 0.0f, oo = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      rr += red_r[w][j];
+      oo += red_o[w][j];
+    }
+    const float u = wv_s[j] - rr;
+    const float o = oo + kq * u;
+    u_s[j] = u;
+    o_s[j] = o;
+    ss += o * o;
+  }
+  ss = BlockSum<NW>(ss, scratch[3]);
+  if (tid == 0) partial_ss = ss;
+
+  // Barrier 1: every block has read the q/k histories and published its partial sum.
+  cluster.sync();
+
+  // 4. State update from the registers: S = S_bar + k u^T.
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    const float kk = k_s[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
+    StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
+  }
+
+  // 5. This block's share of the q/k history shift.
+  {
+    const int per = DK / cl;
+    for (int t = tid; t < 2 * per; t += NT) {
+      const int which = t / per;  // 0: q, 1: k
+      const int c = kh * DK + rank * per + (t % per);
+      if (which == 0) {
+        ShiftHistory(hq + c, p.key_dim, p.W, qr[c]);
+      } else {
+        ShiftHistory(hk + c, p.key_dim, p.W, kr[c]);
+      }
+    }
+  }
+
+  // 6. Output: gated RMSNorm over the value head's dv columns (splits g*S .. g*S+S-1).
+  float total_ss = 0.0f;
+  for (int r2 = 0; r2 < p.S; ++r2) {
+    total_ss += *cluster.map_shared_rank(&partial_ss, g * p.S + r2);
+  }
+  const float inv = 1.0f / sqrtf(total_ss / static_cast<float>(p.dv) + p.eps);
+  for (int j = tid; j < DVS; j += NT) {
+    const int c = col0 + j;
+    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
+    const float act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+    const float yv = o_s[j] * inv * p.o_norm[s * DVS + j] * act;
+    if (p.y_bf16) {
+      reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
+          __float2bfloat16_rn(yv);
+    } else {
+      reinterpret_cast<float*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] = yv;
+    }
+  }
+  // Barrier 2: no block leaves while another may still read its partial sum.
+  cluster.sync();
+}
+
+template <typename T, int DK, int DVS>
+absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
+  using TL = Tile<T, DK, DVS>;
+  const int cl = p.G * p.S;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.H * cl, batch, 1);
+  cfg.blockDim = dim3(TL::NT, 1, 1);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cl;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2DecodeKernel<T, DK, DVS>, p));
+  return LaunchStatus("Gdn2DecodeKernel");
+}
+
+template <typename T, int DK>
+absl::Status DispatchDvs(const Params& p, int dvs, int batch, cudaStream_t stream) {
+  switch (dvs) {
+    case 16: return Launch<T, DK, 16>(p, batch, stream);
+    case 32: return Launch<T, DK, 32>(p, batch, stream);
+    case 64: return Launch<T, DK, 64>(p, batch, stream);
+    case 128: return Launch<T, DK, 128>(p, batch, stream);
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("gdn2 decode: head_v_dim / splits = ", dvs, " not in {16,32,64,128}"));
+  }
+}
+
+// dk = 32 (small test models) takes the two narrow column widths only.
+template <typename T>
+absl::Status DispatchDvsNarrow(const Params& p, int dvs, int batch, cudaStream_t stream) {
+  switch (dvs) {
+    case 16: return Launch<T, 32, 16>(p, batch, stream);
+    case 32: return Launch<T, 32, 32>(p, batch, stream);
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gdn2 decode: with head_k_dim 32, head_v_dim / splits = ", dvs, " not in {16,32}"));
+  }
+}
+
+template <typename T>
+absl::Status DispatchDk(const Params& p, int dk, int dvs, int batch, cudaStream_t stream) {
+  switch (dk) {
+    case 32: return DispatchDvsNarrow<T>(p, dvs, batch, stream);
+    case 64: return DispatchDvs<T, 64>(p, dvs, batch, stream);
+    case 128: return DispatchDvs<T, 128>(p, dvs, batch, stream);
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("gdn2 decode: head_k_dim = ", dk, " not in {32,64,128}"));
+  }
+}
+
+bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+}  // namespace
+
+int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type) {
+  // Enough blocks to cover the device several times over; each split must keep >= 16 columns.
+  const int group = std::max(1, shape.num_v_heads / std::max(1, shape.num_heads));
+  const int64_t blocks = static_cast<int64_t>(batch) * shape.num_v_heads;
+  int splits = 1;
+  while (splits * 2 * group <= kMaxCluster && shape.head_v_dim / (splits * 2) >= 16 &&
+         shape.head_v_dim % (splits * 2) == 0 && blocks * splits < 512) {
+    splits *= 2;
+  }
+  (void)state_type;
+  return splits;
+}
+
+int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type,
+                        DType y_type) {
+  const int64_t kd = shape.key_dim(), vd = shape.value_dim();
+  const int64_t state = static_cast<int64_t>(shape.num_v_heads) * shape.head_k_dim *
+                        shape.head_v_dim * DTypeBytes(state_type) * 2;
+  const int64_t conv = static_cast<int64_t>(shape.conv_size - 1) * (2 * kd + vd) * 4 * 2;
+  const int64_t inputs = (4 * kd + 3 * vd) * 4;
+  const int64_t out = vd * DTypeBytes(y_type);
+  return batch * (state + conv + inputs + out);
+}
+
+absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& a,
+                              cudaStream_t stream) {
+  const int H = shape.num_heads, HV = shape.num_v_heads, dk = shape.head_k_dim,
+            dv = shape.head_v_dim, W = shape.conv_size;
+  if (H <= 0 || HV <= 0 || HV % H != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("gdn2 decode: num_v_heads (", HV, ") must be a positive multiple of num_heads (", H, ")"));
+  if (W < 1 || W > kMaxConv)
+    return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: conv_size ", W, " not in [1, 8]"));
+  if (a.batch < 0 || a.batch > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: batch ", a.batch, " not in [0, 65535]"));
+  if (a.batch == 0) return absl::OkStatus();
+  const int G = HV / H;
+  const int S = a.splits > 0 ? a.splits : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type);
+  if (dv % S != 0)
+    return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
+  if (G * S > kMaxCluster)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gdn2 decode: (num_v_heads/num_heads) * splits = ", G * S, " exceeds the cluster limit 8"));
+  if (dk % (G * S) != 0)
+    return absl::InvalidArgumentError("gdn2 decode: head_k_dim must be a multiple of the cluster size");
+  if (a.slots == nullptr || a.pool == nullptr)
+    return absl::InvalidArgumentError("gdn2 decode: slots and pool are required");
+  const void* required[] = {a.q_raw, a.k_raw, a.v_raw, a.b_raw, a.w_raw, a.f_raw, a.z_raw,
+                            a.q_conv_w, a.k_conv_w, a.v_conv_w, a.a_log, a.dt_bias,
+                            a.z_bias, a.o_norm, a.y};
+  for (const void* ptr : required) {
+    if (ptr == nullptr) return absl::InvalidArgumentError("gdn2 decode: a required tensor is null");
+  }
+  // Strides at the boundary: each region must fit inside the slot, and rows must not overlap.
+  const int64_t kd = shape.key_dim(), vd = shape.value_dim();
+  const int64_t state_bytes = static_cast<int64_t>(HV) * dk * dv * DTypeBytes(a.state_type);
+  struct Region { const char* name; int64_t off, bytes, align; };
+  const Region regions[] = {
+      {"recurrent_offset", a.recurrent_offset, state_bytes, 16},
+      {"conv_q_offset", a.conv_q_offset, (W - 1) * kd * 4, 4},
+      {"conv_k_offset", a.conv_k_offset, (W - 1) * kd * 4, 4},
+      {"conv_v_offset", a.conv_v_offset, (W - 1) * vd * 4, 4}};
+  if (a.slot_stride_bytes <= 0 || a.slot_stride_bytes % 16 != 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gdn2 decode: slot_stride_bytes ", a.slot_stride_bytes, " must be a positive multiple of 16"));
+  if (!Aligned(a.pool, 16)) return absl::InvalidArgumentError("gdn2 decode: pool must be 16-byte aligned");
+  for (const Region& r : regions) {
+    if (r.off < 0 || r.off % r.align != 0 || r.off + r.bytes > a.slot_stride_bytes)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gdn2 decode: ", r.name, " = ", r.off, " (", r.bytes, " bytes) does not fit a ",
+          a.slot_stride_bytes, "-byte slot with alignment ", r.align));
+  }
+  struct Stride { const char* name; int64_t stride, width; };
+  const Stride strides[] = {{"q_stride", a.q_stride, kd}, {"k_stride", a.k_stride, kd},
+                            {"v_stride", a.v_stride, vd}, {"b_stride", a.b_stride, kd},
+                            {"w_stride", a.w_stride, vd}, {"f_stride", a.f_stride, kd},
+                            {"z_stride", a.z_stride, vd}, {"y_stride", a.y_stride, vd}};
+  for (const Stride& st : strides) {
+    if (a.batch > 1 && st.stride < st.width)
+      return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: ", st.name, " = ", st.stride,
+                                                     " is smaller than the row width ", st.width));
+  }
+  if (a.num_slots <= 0) return absl::InvalidArgumentError("gdn2 decode: num_slots must be positive");
+
+  Params p;
+  p.H = H; p.HV = HV; p.dv = dv; p.W = W; p.G = G; p.S = S;
+  p.neg_eig = shape.allow_neg_eigval;
+  p.gate_sigmoid = shape.gate_sigmoid;
+  p.eps = shape.norm_eps;
+  p.key_dim = static_cast<int>(kd);
+  p.value_dim = static_cast<int>(vd);
+  p.slots = a.slots;
+  p.pool = static_cast<char*>(a.pool);
+  p.num_slots = a.num_slots;
+  p.slot_stride = a.slot_stride_bytes;
+  p.rec_off = a.recurrent_offset;
+  p.cq_off = a.conv_q_offset;
+  p.ck_off = a.conv_k_offset;
+  p.cv_off = a.conv_v_offset;
+  p.q_raw = a.q_raw; p.k_raw = a.k_raw; p.v_raw = a.v_raw; p.b_raw = a.b_raw;
+  p.w_raw = a.w_raw; p.f_raw = a.f_raw; p.z_raw = a.z_raw;
+  p.q_st = a.q_stride; p.k_st = a.k_stride; p.v_st = a.v_stride; p.b_st = a.b_stride;
+  p.w_st = a.w_stride; p.f_st = a.f_stride; p.z_st = a.z_stride;
+  p.q_cw = a.q_conv_w; p.k_cw = a.k_conv_w; p.v_cw = a.v_conv_w;
+  p.a_log = a.a_log; p.dt_bias = a.dt_bias; p.z_bias = a.z_bias; p.o_norm = a.o_norm;
+  p.y = a.y;
+  p.y_st = a.y_stride;
+  p.y_bf16 = a.y_type == DType::kBF16;
+
+  const int dvs = dv / S;
+  switch (a.state_type) {
+    case DType::kF32: return DispatchDk<float>(p, dk, dvs, a.batch, stream);
+    case DType::kBF16: return DispatchDk<__nv_bfloat16>(p, dk, dvs, a.batch, stream);
+  }
+  return absl::InvalidArgumentError("gdn2 decode: unknown state_type");
+}
+
+}  // namespace deltaserve::cuda

@@ -1,0 +1,108 @@
+// Fused GDN-2 decode step (MODEL_SPEC.md sections 1 and 2, steps 2-7) for every active slot and
+// value head in one launch.
+//
+// Per sequence b (one new token) and value head hv (key head kh = hv / (HV/H)):
+//   conv:   q^, k^, v = SiLU(causal depthwise conv over [history(W-1 rows), raw input])
+//           and the history shifts by one row (oldest row dropped, raw input appended);
+//   norms:  q = q^ / sqrt(|q^|^2 + 1e-6) * dk^-1/2,  k = k^ / sqrt(|k^|^2 + 1e-6);
+//   gates:  alpha = exp(-exp(A_log[kh]) * softplus(f + dt_bias)), b = sigmoid(b~) (x2 when
+//           allow_neg_eigval), w = sigmoid(w~);
+//   state:  S_bar = diag(alpha) S;  u = w*v - S_bar^T (b*k);  S = S_bar + k u^T;
+//           o = S_bar^T q + (k.q) u  (the state is read once and written once);
+//   output: y = rmsnorm(o) * o_norm * act(z + z_bias),  act = SiLU or sigmoid.
+//
+// Tensors (all device memory; "row stride" is in elements; rows are sequences of the batch):
+//   slots       int32 [batch]                 slot index of each row; any order, gaps allowed,
+//                                             distinct, each in [0, num_slots)
+//   pool        bytes [num_slots, slot_stride_bytes]; within a slot, at byte offsets:
+//     recurrent   state_type [HV, dk, dv] row-major (16-byte aligned)
+//     conv_q      f32 [W-1, key_dim]   oldest row first (4-byte aligned)
+//     conv_k      f32 [W-1, key_dim]
+//     conv_v      f32 [W-1, value_dim]
+//   q_raw, k_raw, b_raw, f_raw    f32 [batch, key_dim]   (own row strides)
+//   v_raw, w_raw, z_raw           f32 [batch, value_dim] (own row strides)
+//   q_conv_w, k_conv_w  f32 [key_dim, W];  v_conv_w  f32 [value_dim, W]  (tap W-1 = current token)
+//   a_log f32 [H];  dt_bias f32 [key_dim];  z_bias f32 [value_dim];  o_norm f32 [dv]
+//   y           y_type [batch, value_dim] (row stride y_stride), head-major (hv*dv + j)
+//
+// Supported shapes: dk in {32, 64, 128}; dv / splits in {16, 32, 64, 128} ({16, 32} when
+// dk = 32); HV a multiple of H with (HV/H) * splits <= 8; 1 <= W <= 8.
+// The launcher checks shapes, alignments and that every region lies inside the slot stride; it
+// returns InvalidArgument naming the offending field, never aborts. Slots out of range are
+// skipped by the kernel (the caller validates slot indices on the host).
+//
+// Thread-safety: launches are ordered on `stream`; concurrent launches touching the same slot
+// are a caller error.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/cuda_common.h"
+
+namespace deltaserve::cuda {
+
+struct Gdn2DecodeShape {
+  int num_heads = 16;      // H
+  int num_v_heads = 16;    // HV
+  int head_k_dim = 128;    // dk
+  int head_v_dim = 128;    // dv
+  int conv_size = 4;       // W
+  bool allow_neg_eigval = false;
+  bool gate_sigmoid = false;  // output-gate activation: false = SiLU, true = sigmoid
+  float norm_eps = 1e-5f;     // output RMSNorm epsilon
+
+  int key_dim() const { return num_heads * head_k_dim; }
+  int value_dim() const { return num_v_heads * head_v_dim; }
+};
+
+struct Gdn2DecodeArgs {
+  int batch = 0;
+  const int32_t* slots = nullptr;
+
+  void* pool = nullptr;
+  int64_t num_slots = 0;
+  int64_t slot_stride_bytes = 0;
+  int64_t recurrent_offset = 0;
+  int64_t conv_q_offset = 0;
+  int64_t conv_k_offset = 0;
+  int64_t conv_v_offset = 0;
+  DType state_type = DType::kF32;
+
+  const float* q_raw = nullptr;
+  const float* k_raw = nullptr;
+  const float* v_raw = nullptr;
+  const float* b_raw = nullptr;
+  const float* w_raw = nullptr;
+  const float* f_raw = nullptr;
+  const float* z_raw = nullptr;
+  int64_t q_stride = 0, k_stride = 0, v_stride = 0, b_stride = 0, w_stride = 0, f_stride = 0,
+          z_stride = 0;
+
+  const float* q_conv_w = nullptr;
+  const float* k_conv_w = nullptr;
+  const float* v_conv_w = nullptr;
+  const float* a_log = nullptr;
+  const float* dt_bias = nullptr;
+  const float* z_bias = nullptr;
+  const float* o_norm = nullptr;
+
+  void* y = nullptr;
+  int64_t y_stride = 0;
+  DType y_type = DType::kBF16;
+
+  // Blocks per value head, each owning dv/splits columns of the state; 0 picks by batch size.
+  int splits = 0;
+};
+
+// The split count the launcher picks when args.splits == 0.
+int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type);
+
+absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& args,
+                              cudaStream_t stream);
+
+// Bytes one launch must move through device memory at the minimum: state read + written,
+// conv histories read + written, raw inputs read, output written. For bandwidth reports.
+int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type, DType y_type);
+
+}  // namespace deltaserve::cuda

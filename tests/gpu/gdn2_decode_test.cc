@@ -1,0 +1,421 @@
+// Tests the fused GDN-2 decode kernel against a float64 CPU reference written from MODEL_SPEC.md
+// sections 1-2 (token-serial recurrence in its S_t^T q form), on random inputs, with a
+// permuted, padded slot pool: touched slots must match the reference, untouched slots must keep
+// every byte.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/gdn2_decode.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace deltaserve::cuda {
+namespace {
+
+using ::deltaserve::testing::Bf16ToFloat;
+using ::deltaserve::testing::DeviceBuffer;
+using ::deltaserve::testing::FloatToBf16;
+using ::deltaserve::testing::RelErr;
+
+struct Case {
+  Gdn2DecodeShape shape;
+  int batch;
+  DType state_type;
+  DType y_type;
+  int splits;  // 0 = auto
+};
+
+double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
+double SigmoidD(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+double SoftplusD(double x) { return x > 30 ? x : std::log1p(std::exp(x)); }
+
+// Slot layout used by this test: regions at 256-byte boundaries plus a 512-byte tail pad.
+struct Layout {
+  int64_t rec, cq, ck, cv, stride;
+};
+
+Layout MakeLayout(const Gdn2DecodeShape& s, DType st) {
+  auto up = [](int64_t n) { return (n + 255) / 256 * 256; };
+  Layout l;
+  int64_t off = 256;  // a leading region the kernel must not touch
+  l.rec = off;
+  off = up(off + int64_t{s.num_v_heads} * s.head_k_dim * s.head_v_dim * DTypeBytes(st));
+  l.cq = off;
+  off = up(off + int64_t{s.conv_size - 1} * s.key_dim() * 4);
+  l.ck = off;
+  off = up(off + int64_t{s.conv_size - 1} * s.key_dim() * 4);
+  l.cv = off;
+  off = up(off + int64_t{s.conv_size - 1} * s.value_dim() * 4);
+  l.stride = off + 512;
+  return l;
+}
+
+void RunCase(const Case& c, uint32_t seed) {
+  const Gdn2DecodeShape& s = c.shape;
+  const int H = s.num_heads, HV = s.num_v_heads, dk = s.head_k_dim, dv = s.head_v_dim,
+            W = s.conv_size, G = HV / H, B = c.batch;
+  const int kd = s.key_dim(), vd = s.value_dim();
+  const Layout L = MakeLayout(s, c.state_type);
+  const int num_slots = 2 * B + 3;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+
+  // Pool: random bytes-level content everywhere (states small, histories O(1)).
+  std::vector<uint8_t> pool(static_cast<size_t>(num_slots) * L.stride);
+  for (auto& x : pool) x = static_cast<uint8_t>(rng());
+  for (int sl = 0; sl < num_slots; ++sl) {
+    uint8_t* base = pool.data() + static_cast<size_t>(sl) * L.stride;
+    const int64_t n = int64_t{HV} * dk * dv;
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = 0.3f * nd(rng);
+      if (c.state_type == DType::kF32) {
+        std::memcpy(base + L.rec + 4 * i, &v, 4);
+      } else {
+        const uint16_t h = FloatToBf16(v);
+        std::memcpy(base + L.rec + 2 * i, &h, 2);
+      }
+    }
+    for (int64_t off : {L.cq, L.ck}) {
+      for (int64_t i = 0; i < int64_t{W - 1} * kd; ++i) {
+        const float v = nd(rng);
+        std::memcpy(base + off + 4 * i, &v, 4);
+      }
+    }
+    for (int64_t i = 0; i < int64_t{W - 1} * vd; ++i) {
+      const float v = nd(rng);
+      std::memcpy(base + L.cv + 4 * i, &v, 4);
+    }
+  }
+  // Slots: a random permutation's prefix (any order, gaps).
+  std::vector<int32_t> perm(num_slots);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> slots(perm.begin(), perm.begin() + B);
+
+  // Inputs with padded row strides.
+  const int64_t pad = 8;
+  auto rand_rows = [&](int width, float scale) {
+    std::vector<float> v(static_cast<size_t>(B) * (width + pad));
+    for (auto& x : v) x = scale * nd(rng);
+    return v;
+  };
+  std::vector<float> q_raw = rand_rows(kd, 1.0f), k_raw = rand_rows(kd, 1.0f),
+                     b_raw = rand_rows(kd, 1.0f), f_raw = rand_rows(kd, 1.0f),
+                     v_raw = rand_rows(vd, 1.0f), w_raw = rand_rows(vd, 1.0f),
+                     z_raw = rand_rows(vd, 1.0f);
+  std::vector<float> q_cw(static_cast<size_t>(kd) * W), k_cw(q_cw.size()),
+      v_cw(static_cast<size_t>(vd) * W), a_log(H), dt_bias(kd), z_bias(vd), o_norm(dv);
+  for (auto* v : {&q_cw, &k_cw, &v_cw}) for (auto& x : *v) x = 0.5f * ud(rng);
+  for (auto& x : a_log) x = 0.5f * ud(rng);
+  for (auto& x : dt_bias) x = 0.5f * ud(rng);
+  for (auto& x : z_bias) x = 0.2f * ud(rng);
+  for (auto& x : o_norm) x = 1.0f + 0.2f * ud(rng);
+
+  DeviceBuffer d_pool = DeviceBuffer::From(pool);
+  DeviceBuffer d_slots = DeviceBuffer::From(slots);
+  DeviceBuffer d_q = DeviceBuffer::From(q_raw), d_k = DeviceBuffer::From(k_raw),
+               d_b = DeviceBuffer::From(b_raw), d_f = DeviceBuffer::From(f_raw),
+               d_v = DeviceBuffer::From(v_raw), d_w = DeviceBuffer::From(w_raw),
+               d_z = DeviceBuffer::From(z_raw);
+  DeviceBuffer d_qcw = DeviceBuffer::From(q_cw), d_kcw = DeviceBuffer::From(k_cw),
+               d_vcw = DeviceBuffer::From(v_cw), d_alog = DeviceBuffer::From(a_log),
+               d_dtb = DeviceBuffer::From(dt_bias), d_zb = DeviceBuffer::From(z_bias),
+               d_on = DeviceBuffer::From(o_norm);
+  const int64_t y_stride = vd + 16;
+  DeviceBuffer d_y(static_cast<size_t>(B) * y_stride * DTypeBytes(c.y_type));
+  ASSERT_NE(d_y.get(), nullptr);
+  ASSERT_EQ(cudaMemset(d_y.get(), 0xff, d_y.bytes()), cudaSuccess);  // poison (NaN)
+
+  Gdn2DecodeArgs a;
+  a.batch = B;
+  a.slots = d_slots.get<int32_t>();
+  a.pool = d_pool.get();
+  a.num_slots = num_slots;
+  a.slot_stride_bytes = L.stride;
+  a.recurrent_offset = L.rec;
+  a.conv_q_offset = L.cq;
+  a.conv_k_offset = L.ck;
+  a.conv_v_offset = L.cv;
+  a.state_type = c.state_type;
+  a.q_raw = d_q.get<float>(); a.k_raw = d_k.get<float>(); a.v_raw = d_v.get<float>();
+  a.b_raw = d_b.get<float>(); a.w_raw = d_w.get<float>(); a.f_raw = d_f.get<float>();
+  a.z_raw = d_z.get<float>();
+  a.q_stride = a.k_stride = a.b_stride = a.f_stride = kd + pad;
+  a.v_stride = a.w_stride = a.z_stride = vd + pad;
+  a.q_conv_w = d_qcw.get<float>(); a.k_conv_w = d_kcw.get<float>(); a.v_conv_w = d_vcw.get<float>();
+  a.a_log = d_alog.get<float>(); a.dt_bias = d_dtb.get<float>(); a.z_bias = d_zb.get<float>();
+  a.o_norm = d_on.get<float>();
+  a.y = d_y.get();
+  a.y_stride = y_stride;
+  a.y_type = c.y_type;
+  a.splits = c.splits;
+  absl::Status st = LaunchGdn2Decode(s, a, nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  std::vector<uint8_t> pool_after = d_pool.To<uint8_t>();
+  std::vector<uint8_t> y_bytes = d_y.To<uint8_t>();
+
+  // Reference.
+  auto rd_state = [&](const uint8_t* base, int64_t i) -> double {
+    if (c.state_type == DType::kF32) {
+      float v;
+      std::memcpy(&v, base + L.rec + 4 * i, 4);
+      return v;
+    }
+    uint16_t h;
+    std::memcpy(&h, base + L.rec + 2 * i, 2);
+    return Bf16ToFloat(h);
+  };
+  auto rd_f32 = [](const uint8_t* p) { float v; std::memcpy(&v, p, 4); return double{v}; };
+
+  std::vector<double> ref_state, got_state, ref_hist, got_hist, ref_y, got_y;
+  for (int bi = 0; bi < B; ++bi) {
+    const uint8_t* base = pool.data() + static_cast<size_t>(slots[bi]) * L.stride;
+    const uint8_t* abase = pool_after.data() + static_cast<size_t>(slots[bi]) * L.stride;
+    auto conv = [&](int64_t hist_off, int width, const std::vector<float>& raw,
+                    const std::vector<float>& wts, int ch) {
+      double acc = double{wts[ch * W + W - 1]} * raw[bi * (width + pad) + ch];
+      for (int j = 0; j < W - 1; ++j)
+        acc += double{wts[ch * W + j]} * rd_f32(base + hist_off + 4 * (int64_t{j} * width + ch));
+      return SiluD(acc);
+    };
+    // Histories: shifted by one row with the raw input appended.
+    for (auto [off, width, raw] : {std::tuple{L.cq, kd, &q_raw}, std::tuple{L.ck, kd, &k_raw},
+                                   std::tuple{L.cv, vd, &v_raw}}) {
+      for (int j = 0; j < W - 1; ++j) {
+        for (int ch = 0; ch < width; ++ch) {
+          const double expect = j < W - 2 ? rd_f32(base + off + 4 * (int64_t{j + 1} * width + ch))
+                                          : double{(*raw)[bi * (width + pad) + ch]};
+          ref_hist.push_back(expect);
+          got_hist.push_back(rd_f32(abase + off + 4 * (int64_t{j} * width + ch)));
+        }
+      }
+    }
+    for (int hv = 0; hv < HV; ++hv) {
+      const int kh = hv / G;
+      std::vector<double> q(dk), k(dk), alpha(dk), beta(dk), v(dv), w(dv);
+      double nq = 0, nk = 0;
+      for (int i = 0; i < dk; ++i) {
+        const int ch = kh * dk + i;
+        q[i] = conv(L.cq, kd, q_raw, q_cw, ch);
+        k[i] = conv(L.ck, kd, k_raw, k_cw, ch);
+        nq += q[i] * q[i];
+        nk += k[i] * k[i];
+        const double g = -std::exp(double{a_log[kh]}) *
+                         SoftplusD(double{f_raw[bi * (kd + pad) + ch]} + dt_bias[ch]);
+        alpha[i] = std::exp(g);
+        beta[i] = SigmoidD(b_raw[bi * (kd + pad) + ch]) * (s.allow_neg_eigval ? 2.0 : 1.0);
+      }
+      for (int i = 0; i < dk; ++i) {
+        q[i] = q[i] / std::sqrt(nq + 1e-6) / std::sqrt(double(dk));
+        k[i] = k[i] / std::sqrt(nk + 1e-6);
+      }
+      for (int j = 0; j < dv; ++j) {
+        const int ch = hv * dv + j;
+        v[j] = conv(L.cv, vd, v_raw, v_cw, ch);
+        w[j] = SigmoidD(w_raw[bi * (vd + pad) + ch]);
+      }
+      // S_bar, r, S_t, o = S_t^T q.
+      std::vector<double> S(static_cast<size_t>(dk) * dv);
+      for (int i = 0; i < dk; ++i)
+        for (int j = 0; j < dv; ++j)
+          S[i * dv + j] = alpha[i] * rd_state(base, (int64_t{hv} * dk + i) * dv + j);
+      std::vector<double> r(dv, 0.0), o(dv, 0.0);
+      for (int i = 0; i < dk; ++i)
+        for (int j = 0; j < dv; ++j) r[j] += S[i * dv + j] * beta[i] * k[i];
+      for (int i = 0; i < dk; ++i)
+        for (int j = 0; j < dv; ++j) S[i * dv + j] += k[i] * (w[j] * v[j] - r[j]);
+      for (int i = 0; i < dk; ++i)
+        for (int j = 0; j < dv; ++j) o[j] += S[i * dv + j] * q[i];
+      for (int i = 0; i < dk; ++i) {
+        for (int j = 0; j < dv; ++j) {
+          ref_state.push_back(S[i * dv + j]);
+          got_state.push_back(rd_state(abase, (int64_t{hv} * dk + i) * dv + j));
+        }
+      }
+      double ms = 0;
+      for (int j = 0; j < dv; ++j) ms += o[j] * o[j];
+      const double inv = 1.0 / std::sqrt(ms / dv + s.norm_eps);
+      for (int j = 0; j < dv; ++j) {
+        const int ch = hv * dv + j;
+        const double zz = double{z_raw[bi * (vd + pad) + ch]} + z_bias[ch];
+        const double act = s.gate_sigmoid ? SigmoidD(zz) : SiluD(zz);
+        ref_y.push_back(o[j] * inv * o_norm[j] * act);
+        const size_t yi = static_cast<size_t>(bi) * y_stride + ch;
+        if (c.y_type == DType::kF32) {
+          got_y.push_back(rd_f32(y_bytes.data() + 4 * yi));
+        } else {
+          uint16_t h;
+          std::memcpy(&h, y_bytes.data() + 2 * yi, 2);
+          got_y.push_back(Bf16ToFloat(h));
+        }
+      }
+    }
+  }
+  const bool bf16_state = c.state_type == DType::kBF16;
+  const double state_tol = bf16_state ? 6e-3 : 2e-5;
+  const double y_tol = (bf16_state || c.y_type == DType::kBF16) ? 1.5e-2 : 5e-5;
+  EXPECT_LT(RelErr(got_state, ref_state), state_tol) << "state";
+  EXPECT_LT(RelErr(got_y, ref_y), y_tol) << "output y";
+  EXPECT_EQ(got_hist, ref_hist) << "conv histories";
+
+  // Untouched: every byte outside the kernel's regions of touched slots, and all other slots.
+  std::vector<bool> touched(num_slots, false);
+  for (int32_t sl : slots) touched[sl] = true;
+  const int64_t state_end =
+      L.rec + int64_t{HV} * dk * dv * DTypeBytes(c.state_type);
+  int64_t changed_outside = 0;
+  for (int sl = 0; sl < num_slots; ++sl) {
+    for (int64_t i = 0; i < L.stride; ++i) {
+      const size_t at = static_cast<size_t>(sl) * L.stride + i;
+      const bool in_region = touched[sl] && ((i >= L.rec && i < state_end) ||
+                                             (i >= L.cq && i < L.cv + int64_t{W - 1} * vd * 4));
+      // Region padding between conv_q/conv_k/conv_v is inside [cq, cv_end) but never written;
+      // it is checked for equality below only outside the regions for simplicity.
+      if (!in_region && pool[at] != pool_after[at]) ++changed_outside;
+    }
+  }
+  EXPECT_EQ(changed_outside, 0) << "bytes changed outside the touched slots' regions";
+  // Output rows' padding must stay poisoned; every real output must be written (finite).
+  for (int bi = 0; bi < B; ++bi) {
+    for (int j = 0; j < y_stride; ++j) {
+      const size_t yi = static_cast<size_t>(bi) * y_stride + j;
+      double val;
+      if (c.y_type == DType::kF32) {
+        val = rd_f32(y_bytes.data() + 4 * yi);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, y_bytes.data() + 2 * yi, 2);
+        val = Bf16ToFloat(h);
+      }
+      if (j < vd) {
+        ASSERT_TRUE(std::isfinite(val)) << "y[" << bi << "][" << j << "] unwritten";
+      } else {
+        ASSERT_TRUE(std::isnan(val)) << "y padding overwritten";
+      }
+    }
+  }
+}
+
+Gdn2DecodeShape Ref13B() { return Gdn2DecodeShape{}; }
+
+class Gdn2DecodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_F(Gdn2DecodeTest, Batch1AllSplitsF32) {
+  for (int splits : {0, 1, 2, 4, 8}) {
+    SCOPED_TRACE(splits);
+    RunCase({Ref13B(), 1, DType::kF32, DType::kF32, splits}, 11 + splits);
+  }
+}
+
+TEST_F(Gdn2DecodeTest, Batch1AllSplitsBf16State) {
+  for (int splits : {0, 1, 8}) {
+    SCOPED_TRACE(splits);
+    RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, splits}, 21 + splits);
+  }
+}
+
+TEST_F(Gdn2DecodeTest, LargeBatchF32) {
+  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0}, 31);
+  RunCase({Ref13B(), 40, DType::kF32, DType::kF32, 2}, 32);
+}
+
+TEST_F(Gdn2DecodeTest, LargeBatchBf16State) {
+  RunCase({Ref13B(), 96, DType::kBF16, DType::kBF16, 0}, 41);
+}
+
+TEST_F(Gdn2DecodeTest, GroupedHeadsNegEigSigmoidGate) {
+  Gdn2DecodeShape s;
+  s.num_heads = 2;
+  s.num_v_heads = 4;
+  s.head_k_dim = 64;
+  s.head_v_dim = 64;
+  s.conv_size = 3;
+  s.allow_neg_eigval = true;
+  s.gate_sigmoid = true;
+  for (int splits : {1, 2, 4}) {
+    SCOPED_TRACE(splits);
+    RunCase({s, 5, DType::kF32, DType::kF32, splits}, 51 + splits);
+    RunCase({s, 33, DType::kBF16, DType::kF32, splits}, 61 + splits);
+  }
+}
+
+TEST_F(Gdn2DecodeTest, TinyHeadsDk32) {
+  Gdn2DecodeShape s;  // the tiny-hybrid preset's mixer
+  s.num_heads = 2;
+  s.num_v_heads = 4;
+  s.head_k_dim = 32;
+  s.head_v_dim = 32;
+  for (int splits : {0, 1, 2}) {
+    SCOPED_TRACE(splits);
+    RunCase({s, 3, DType::kF32, DType::kF32, splits}, 81 + splits);
+    RunCase({s, 17, DType::kBF16, DType::kBF16, splits}, 91 + splits);
+  }
+}
+
+TEST_F(Gdn2DecodeTest, ConvSizeOneHasNoHistory) {
+  Gdn2DecodeShape s;
+  s.num_heads = 4;
+  s.num_v_heads = 4;
+  s.head_k_dim = 64;
+  s.head_v_dim = 32;
+  s.conv_size = 1;
+  RunCase({s, 7, DType::kF32, DType::kF32, 2}, 71);
+}
+
+TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
+  // Runs without a GPU: validation happens before any CUDA call.
+  Gdn2DecodeShape s;
+  Gdn2DecodeArgs a;
+  a.batch = 2;
+  int32_t fake_slots = 0;
+  float fake = 0;
+  alignas(16) static char fake_pool[16];
+  a.slots = &fake_slots;
+  a.pool = fake_pool;
+  a.num_slots = 4;
+  a.q_raw = a.k_raw = a.v_raw = a.b_raw = a.w_raw = a.f_raw = a.z_raw = &fake;
+  a.q_conv_w = a.k_conv_w = a.v_conv_w = a.a_log = a.dt_bias = a.z_bias = a.o_norm = &fake;
+  a.y = &fake;
+  a.slot_stride_bytes = 1024;  // far too small for a 1 MiB state
+  a.q_stride = a.k_stride = a.b_stride = a.f_stride = s.key_dim();
+  a.v_stride = a.w_stride = a.z_stride = a.y_stride = s.value_dim();
+  absl::Status st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("recurrent_offset"), std::string::npos) << st;
+
+  a.slot_stride_bytes = 4 << 20;
+  a.conv_v_offset = 3;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("conv_v_offset"), std::string::npos) << st;
+
+  a.conv_v_offset = 0;
+  a.z_stride = 100;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("z_stride"), std::string::npos) << st;
+
+  a.z_stride = s.value_dim();
+  Gdn2DecodeShape bad = s;
+  bad.head_k_dim = 96;
+  st = LaunchGdn2Decode(bad, a, nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("head_k_dim"), std::string::npos) << st;
+
+  a.splits = 16;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("cluster"), std::string::npos) << st;
+}
+
+}  // namespace
+}  // namespace deltaserve::cuda

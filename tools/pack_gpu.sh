@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds deltaserve with CUDA on a machine without a GPU and packs what a GPU machine needs to run
+# the GPU tests and benchmarks into pack/ (ignored by git):
+#   pack/bin/   the binaries
+#   pack/lib/   every shared library they load (ldd) except the C runtime, the CUDA driver and
+#               the CUDA toolkit's cuBLAS / cuBLASLt (hundreds of MB; the GPU machine has them)
+#   pack/run.sh runs a packed binary with LD_LIBRARY_PATH set:  pack/run.sh <binary> [args...]
+#
+# Usage: tools/pack_gpu.sh [target ...]   (default: the GPU tests, the CUDA benchmarks and the
+#        deltaserve server). BUILD_DIR (default build-gpu) and JOBS (default 2) are honoured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build-gpu}
+JOBS=${JOBS:-2}
+PACK=pack
+DEFAULT_TARGETS=(gpu_gdn2_decode_test gpu_decode_ops_test gpu_cuda_model_test gdn2_decode_bench
+                 decode_e2e_bench deltaserve)
+if [[ $# -gt 0 ]]; then TARGETS=("$@"); else TARGETS=("${DEFAULT_TARGETS[@]}"); fi
+
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DDELTASERVE_CUDA=ON \
+  >/dev/null
+# Keep only targets this tree defines (some are added once their sources exist).
+AVAILABLE=$(cmake --build "$BUILD_DIR" --target help | sed -n 's/^\([A-Za-z0-9_.-]*\): .*/\1/p')
+BUILD=()
+for t in "${TARGETS[@]}"; do
+  if grep -qx "$t" <<<"$AVAILABLE"; then BUILD+=("$t"); else echo "pack_gpu: skipping $t (not defined)"; fi
+done
+cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BUILD[@]}"
+
+rm -rf "$PACK"
+mkdir -p "$PACK/bin" "$PACK/lib"
+is_system_lib() {
+  case "$(basename "$1")" in
+    linux-vdso*|ld-linux*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|libgcc_s.so*| \
+    libstdc++.so*|libcuda.so*|libcublas.so*|libcublasLt.so*|libnvidia-*) return 0 ;;
+  esac
+  return 1
+}
+for t in "${BUILD[@]}"; do
+  bin="$BUILD_DIR/bin/$t"
+  [[ -x "$bin" ]] || { echo "pack_gpu: $bin missing" >&2; exit 1; }
+  cp "$bin" "$PACK/bin/"
+  ldd "$bin" | awk '/=> \//{print $3}' | while read -r lib; do
+    is_system_lib "$lib" || cp -Lu "$lib" "$PACK/lib/"
+  done
+done
+# The binaries were built against this toolkit's libstdc++ ABI; the GPU machine's libstdc++ is
+# at least as new (Ubuntu 24.04), so it is not packed.
+cat > "$PACK/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# Runs a packed binary: pack/run.sh <binary-name> [args...]
+here="$(cd "$(dirname "$0")" && pwd)"
+cuda_lib=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [[ -e "$d/libcublasLt.so.13" ]] && cuda_lib="$d" && break
+done
+if [[ -z "$cuda_lib" ]]; then
+  cuda_lib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
+fi
+export LD_LIBRARY_PATH="$here/lib${cuda_lib:+:$cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+bin="$1"; shift
+exec "$here/bin/$bin" "$@"
+RUN
+chmod +x "$PACK/run.sh"
+du -sh "$PACK"
+ls "$PACK/bin" "$PACK/lib"
