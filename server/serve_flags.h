@@ -1,0 +1,31 @@
+// Flags of `deltaserve serve`: parsing the command line into a validated ServerConfig.
+//
+// Syntax: --name=value or --name value; booleans also accept a bare --name (true). Unknown
+// flags, missing values and malformed numbers are errors that name the flag.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/server_config.h"
+
+namespace deltaserve {
+
+struct ServeFlagsResult {
+  ServerConfig config;
+  bool help = false;  // --help was given: print ServeUsage() and exit 0
+};
+
+// `args` excludes the program name and the subcommand. The returned config is validated
+// (ServerConfig::Validate) unless help is set.
+absl::StatusOr<ServeFlagsResult> ParseServeFlags(const std::vector<std::string>& args);
+
+// Parses a byte count with an optional suffix K, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti
+// (powers of 1024), e.g. "512Mi", "2G", "1048576".
+absl::StatusOr<int64_t> ParseByteSize(const std::string& text);
+
+// The help text: every flag with its default.
+std::string ServeUsage();
+
+}  // namespace deltaserve
