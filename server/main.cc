@@ -7,6 +7,7 @@
 #include <span>
 
 #include "server/generate_command.h"
+#include "server/serve_command.h"
 
 namespace deltaserve {
 namespace {
@@ -21,6 +22,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"generate", "generate a continuation of a prompt and print it as it is produced",
      RunGenerateCommand},
+    {"serve", "serve the model over gRPC with Prometheus metrics until SIGTERM", RunServeCommand},
 };
 
 void PrintUsage(std::FILE* f) {

@@ -195,4 +195,8 @@ int RunServeCommand(const std::vector<std::string>& args) {
   return 0;
 }
 
+int RunServeCommand(int argc, char** argv) {
+  return RunServeCommand(std::vector<std::string>(argv + (argc > 0 ? 1 : 0), argv + argc));
+}
+
 }  // namespace deltaserve

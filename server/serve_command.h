@@ -12,4 +12,7 @@ namespace deltaserve {
 // (or --help), 2 for bad flags, 1 when start-up fails (model, ports, files).
 int RunServeCommand(const std::vector<std::string>& args);
 
+// The `deltaserve` program's entry: argv[0] is the subcommand's name ("serve"); flags follow.
+int RunServeCommand(int argc, char** argv);
+
 }  // namespace deltaserve
