@@ -7,6 +7,7 @@ protoc at run time from proto/ and grpc-proto's health.proto) and parses its /me
 """
 
 import json
+import math
 import pathlib
 import re
 import socket
@@ -38,6 +39,11 @@ def find(docs, kind, name=None):
 # ---------------------------------------------------------------------------------------------
 # The server's command line as the Deployment runs it.
 
+def _cpu_cores(quantity):
+  q = str(quantity)
+  return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
 def server_args(docs, overrides):
   """The `deltaserve` arguments of the rendered Deployment, $(VAR)s expanded from its ConfigMap.
 
@@ -50,7 +56,14 @@ def server_args(docs, overrides):
     cm = find(docs, "ConfigMap", src["configMapRef"]["name"])[0]
     env.update(cm.get("data", {}))
   for e in container.get("env", []):
-    env[e["name"]] = e.get("value", "")
+    if "value" in e:
+      env[e["name"]] = e["value"]
+      continue
+    ref = e.get("valueFrom", {}).get("resourceFieldRef")
+    if not ref or ref["resource"] != "limits.cpu":
+      raise SystemExit(f"Deployment env {e['name']}: only values and limits.cpu references are understood")
+    env[e["name"]] = str(math.ceil(_cpu_cores(container["resources"]["limits"]["cpu"])
+                                   / _cpu_cores(ref.get("divisor", "1"))))
 
   def expand(arg):
     def sub(m):
