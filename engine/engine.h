@@ -42,6 +42,8 @@ struct EngineStats {
   int waiting_requests = 0;   // queued for a slot (including swapped-out ones)
   int swapped_requests = 0;
   bool admitting = true;
+  int64_t swap_outs_total = 0;  // preemptions (slot copied to host) since start
+  int64_t steps_total = 0;      // model steps since start
 };
 
 class Engine {

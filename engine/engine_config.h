@@ -14,6 +14,12 @@ struct EngineConfig {
   int max_batch_sequences = 256;    // sequences in one step (>= 1)
   bool enable_swap = true;          // preempt (swap out to host) when the pool is under pressure
   int64_t max_new_tokens_cap = 1 << 16;  // upper bound on a request's max_new_tokens
+  // Preemption (when enable_swap): once the pool is full and a request has waited this many
+  // engine iterations for a slot, the running request that has held its slot for at least this
+  // many iterations and has the most remaining work (ties: newest) is swapped out to host
+  // memory for it; swapped requests resume, in arrival order, ahead of newer ones (>= 1).
+  int64_t preempt_after_steps = 256;
+  int max_swapped = 1024;           // most requests swapped out at once (>= 0)
 
   absl::Status Validate() const;
 };

@@ -68,7 +68,9 @@ struct RequestEvent {
   std::string text;
   std::vector<TokenLogprob> logprobs;  // one per token, when requested
 
-  // Terminal (exactly one per request, always last).
+  // Terminal (exactly one per request, always last). It carries no tokens, text or logprobs:
+  // everything generated arrives in non-terminal events before it. Usage counts every sampled
+  // token, including an EOS or stop token that is not emitted.
   bool finished = false;
   FinishReason finish_reason = FinishReason::kLength;
   absl::Status status;  // OK unless finish_reason == kError

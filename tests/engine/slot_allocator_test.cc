@@ -1,0 +1,117 @@
+// State pool tests: slot accounting, reset on reuse, budget sizing, and swap copies through a
+// real HostStateStorage.
+#include "engine/slot_allocator.h"
+
+#include <cstring>
+
+#include "engine/host_state_storage.h"
+#include "engine/swap_store.h"
+#include "gtest/gtest.h"
+
+namespace deltaserve {
+namespace {
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.vocab_size = 16;
+  c.padding_multiple = 1;
+  c.padded_vocab_size = 16;
+  c.n_layer = 2;
+  c.n_embd = 8;
+  c.intermediate_size = 8;
+  c.gdn2_per_layer = 2;  // hybrid: layer 1 is SWA
+  c.gdn2.num_heads = 2;
+  c.gdn2.num_v_heads = 2;
+  c.gdn2.head_k_dim = 4;
+  c.gdn2.head_v_dim = 4;
+  c.gdn2.conv_size = 3;
+  c.swa.n_head = 2;
+  c.swa.n_query_groups = 2;
+  c.swa.head_size = 4;
+  c.swa.local_window = 8;
+  return c;
+}
+
+std::unique_ptr<HostStateStorage> MakeStorage(int slots, StateDtype dtype = StateDtype::kF32) {
+  auto s = HostStateStorage::Create(StateLayout(TinyConfig(), dtype), slots);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return std::move(*s);
+}
+
+TEST(SlotAllocatorTest, AcquireReleaseAccounting) {
+  auto storage = MakeStorage(3);
+  SlotAllocator a(storage.get());
+  EXPECT_EQ(a.slots_total(), 3);
+  EXPECT_EQ(a.slots_used(), 0);
+  EXPECT_EQ(a.bytes_per_slot(), storage->layout().slot_bytes());
+  EXPECT_EQ(*a.Acquire(), 0);
+  EXPECT_EQ(*a.Acquire(), 1);
+  EXPECT_EQ(*a.Acquire(), 2);
+  EXPECT_EQ(a.slots_used(), 3);
+  absl::StatusOr<int> none = a.Acquire();
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kResourceExhausted);
+  a.Release(1);
+  a.Release(0);
+  EXPECT_EQ(a.slots_free(), 2);
+  EXPECT_EQ(*a.Acquire(), 0);  // lowest free first
+  EXPECT_EQ(*a.Acquire(), 1);
+  EXPECT_TRUE(a.in_use(2));
+}
+
+TEST(SlotAllocatorTest, SlotIsResetOnReuse) {
+  auto storage = MakeStorage(2);
+  SlotAllocator a(storage.get());
+  const int slot = *a.Acquire();
+  std::memset(storage->SlotData(slot), 0x5A, storage->bytes_per_slot());
+  a.Release(slot);
+  ASSERT_EQ(*a.Acquire(), slot);
+  const std::byte* d = storage->SlotData(slot);
+  for (size_t i = 0; i < storage->bytes_per_slot(); ++i) {
+    ASSERT_EQ(d[i], std::byte{0}) << "byte " << i;
+  }
+}
+
+TEST(SlotAllocatorTest, BudgetSizing) {
+  const StateLayout f32(TinyConfig(), StateDtype::kF32);
+  const StateLayout bf16(TinyConfig(), StateDtype::kBF16);
+  EXPECT_LE(bf16.slot_bytes(), f32.slot_bytes());
+  EXPECT_EQ(*SlotsForMemoryBudget(f32, f32.slot_bytes() * 10 + 5), 10);
+  EXPECT_EQ(*SlotsForMemoryBudget(f32, f32.slot_bytes() * 10, 4), 4);
+  EXPECT_EQ(SlotsForMemoryBudget(f32, f32.slot_bytes() - 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // The 1.3B reference (MODEL_SPEC.md section 6): 18 layers x (16 heads x 128 x 128 fp32 state
+  // = 1 MiB, plus three conv histories of 3 x 2048 fp32) plus the position block.
+  ModelConfig big;
+  const StateLayout ref(big, StateDtype::kF32);
+  EXPECT_EQ(ref.slot_bytes(), 18u * (16 * 128 * 128 * 4 + 3 * 3 * 2048 * 4) + 256);
+  const StateLayout ref_bf16(big, StateDtype::kBF16);
+  EXPECT_EQ(ref_bf16.slot_bytes(), 18u * (16 * 128 * 128 * 2 + 3 * 3 * 2048 * 4) + 256);
+  EXPECT_EQ(*SlotsForMemoryBudget(ref, size_t{40} << 30), static_cast<int>((size_t{40} << 30) / ref.slot_bytes()));
+}
+
+TEST(SwapStoreTest, RoundTripIntoAnotherSlot) {
+  auto storage = MakeStorage(3);
+  SlotAllocator a(storage.get());
+  const int src = *a.Acquire();
+  for (size_t i = 0; i < storage->bytes_per_slot(); ++i) {
+    storage->SlotData(src)[i] = static_cast<std::byte>(i * 7 + 1);
+  }
+  SwapStore swap(storage->bytes_per_slot(), 1);
+  absl::StatusOr<int> h = swap.SwapOut(*storage, src);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(swap.entries(), 1);
+  EXPECT_EQ(swap.SwapOut(*storage, src).status().code(), absl::StatusCode::kResourceExhausted);
+  a.Release(src);
+  const int other = *a.Acquire();  // src again (lowest), reset
+  const int dst = *a.AcquireForRestore();
+  EXPECT_NE(dst, src);
+  ASSERT_TRUE(swap.SwapIn(*h, *storage, dst).ok());
+  EXPECT_EQ(swap.entries(), 0);
+  for (size_t i = 0; i < storage->bytes_per_slot(); ++i) {
+    ASSERT_EQ(storage->SlotData(dst)[i], static_cast<std::byte>(i * 7 + 1));
+    ASSERT_EQ(storage->SlotData(other)[i], std::byte{0});
+  }
+}
+
+}  // namespace
+}  // namespace deltaserve
