@@ -22,10 +22,11 @@ namespace deltaserve {
 struct CpuModel::Layer {
   bool is_gdn2 = true;
   std::vector<float> norm_1, norm_2;
-  std::vector<float> w12;  // [2I, d]: w1 rows then w2 rows
-  std::vector<float> w3;   // [d, I]
+  // Linear weights are stored transposed, [in, out] (cpu::Linear).
+  std::vector<float> w12;  // [d, 2I]: w1 columns then w2 columns
+  std::vector<float> w3;   // [I, d]
   // GDN-2
-  std::vector<float> in_proj;                       // [q|k|v|b|w|f0|g0 rows, d]
+  std::vector<float> in_proj;                       // [d, q|k|v|b|w|f0|g0 columns]
   std::vector<float> q_conv_t, k_conv_t, v_conv_t;  // [W, C]
   std::vector<float> f1, g1, g1_bias;
   std::vector<float> neg_exp_a;  // -exp(A_log), [H]
@@ -37,11 +38,28 @@ struct CpuModel::Layer {
 namespace {
 
 constexpr int64_t kRowChunk = 32;  // rows per item of row-wise parallel loops
+// Below this many floating-point operations a loop runs on the calling thread: waking the pool
+// costs more than it saves (decode of a few sequences).
+constexpr double kMinParallelFlops = 2e6;
 
 void Append(std::vector<float>* dst, const TensorView& t) {
   const size_t at = dst->size();
   dst->resize(at + static_cast<size_t>(t.numel()));
   t.ToFloat(std::span<float>(dst->data() + at, static_cast<size_t>(t.numel())));
+}
+
+// Concatenates [out_i, in] weights along out and returns the transpose [in, sum out_i].
+std::vector<float> TransposedLinear(std::initializer_list<const TensorView*> parts) {
+  std::vector<float> rows;
+  int64_t in = 0;
+  for (const TensorView* t : parts) {
+    Append(&rows, *t);
+    in = t->shape[1];
+  }
+  const int64_t out = static_cast<int64_t>(rows.size()) / in;
+  std::vector<float> wt(rows.size());
+  cpu::TransposeMatrix(rows.data(), out, in, wt.data());
+  return wt;
 }
 
 // [C, 1, W] -> [W, C].
@@ -90,7 +108,7 @@ absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(const ModelWeights& w
   std::unique_ptr<CpuModel> m(new CpuModel(c, state_dtype, threads));
   cpu::SetBlasThreads(m->pool_.num_threads());
   m->wte_ = weights.wte().ToFloatVector();
-  m->lm_head_ = weights.lm_head().ToFloatVector();
+  m->lm_head_ = TransposedLinear({&weights.lm_head()});
   m->ln_f_ = weights.ln_f().ToFloatVector();
 
   const Gdn2Config& g = c.gdn2;
@@ -110,29 +128,26 @@ absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(const ModelWeights& w
     L->is_gdn2 = w.is_gdn2;
     L->norm_1 = w.norm_1.ToFloatVector();
     L->norm_2 = w.norm_2.ToFloatVector();
-    Append(&L->w12, w.w1);
-    Append(&L->w12, w.w2);
-    L->w3 = w.w3.ToFloatVector();
+    L->w12 = TransposedLinear({&w.w1, &w.w2});
+    L->w3 = TransposedLinear({&w.w3});
     if (w.is_gdn2) {
       const Gdn2LayerWeights& G = w.gdn2;
-      for (const TensorView* t : {&G.q_proj, &G.k_proj, &G.v_proj, &G.b_proj, &G.w_proj,
-                                  &G.f_proj0, &G.g_proj0}) {
-        Append(&L->in_proj, *t);
-      }
+      L->in_proj = TransposedLinear(
+          {&G.q_proj, &G.k_proj, &G.v_proj, &G.b_proj, &G.w_proj, &G.f_proj0, &G.g_proj0});
       L->q_conv_t = TransposeConv(G.q_conv1d);
       L->k_conv_t = TransposeConv(G.k_conv1d);
       L->v_conv_t = TransposeConv(G.v_conv1d);
-      L->f1 = G.f_proj1.ToFloatVector();
-      L->g1 = G.g_proj1.ToFloatVector();
+      L->f1 = TransposedLinear({&G.f_proj1});
+      L->g1 = TransposedLinear({&G.g_proj1});
       L->g1_bias = G.g_proj1_bias.ToFloatVector();
       L->neg_exp_a = G.A_log.ToFloatVector();
       for (float& a : L->neg_exp_a) a = static_cast<float>(-std::exp(static_cast<double>(a)));
       L->dt_bias = G.dt_bias.ToFloatVector();
       L->o_norm = G.o_norm.ToFloatVector();
-      L->o_proj = G.o_proj.ToFloatVector();
+      L->o_proj = TransposedLinear({&G.o_proj});
     } else {
-      L->attn = w.swa.attn.ToFloatVector();
-      L->proj = w.swa.proj.ToFloatVector();
+      L->attn = TransposedLinear({&w.swa.attn});
+      L->proj = TransposedLinear({&w.swa.proj});
     }
     m->layers_.push_back(std::move(L));
   }
@@ -141,13 +156,21 @@ absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(const ModelWeights& w
   // attention's score row.
   int64_t scratch = 0;
   if (c.NumGdn2Layers() > 0) {
-    scratch = static_cast<int64_t>(g.head_k_dim) * g.head_v_dim + 3 * g.head_v_dim +
-              2 * g.head_k_dim;
+    scratch =
+        static_cast<int64_t>(g.head_k_dim) * g.head_v_dim + 3 * g.head_v_dim + 2 * g.head_k_dim;
   }
   if (c.NumSwaLayers() > 0) scratch = std::max<int64_t>(scratch, c.swa.local_window);
   m->thread_scratch_.resize(m->pool_.num_threads());
   for (auto& s : m->thread_scratch_) s.resize(static_cast<size_t>(scratch));
   return m;
+}
+
+void CpuModel::ParallelFor(int64_t n, double flops, const std::function<void(int64_t, int)>& fn) {
+  if (flops < kMinParallelFlops) {
+    for (int64_t i = 0; i < n; ++i) fn(i, 0);
+    return;
+  }
+  pool_.ParallelFor(n, fn);
 }
 
 void CpuModel::Reserve(int64_t rows) {
@@ -205,12 +228,15 @@ absl::Status CpuModel::Forward(std::span<const Sequence> seqs, bool all_position
   std::set<const std::byte*> slots;
   for (size_t s = 0; s < seqs.size(); ++s) {
     const Sequence& q = seqs[s];
-    if (q.slot == nullptr) return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": null slot"));
+    if (q.slot == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": null slot"));
     if (reinterpret_cast<uintptr_t>(q.slot) % 8 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": slot is not 8-byte aligned"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, ": slot is not 8-byte aligned"));
     }
     if (!slots.insert(q.slot).second) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": slot appears twice in the batch"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", s, ": slot appears twice in the batch"));
     }
     if (q.tokens.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": no tokens"));
@@ -293,22 +319,24 @@ void CpuModel::RunGdn2Layer(int li, std::span<const Sequence> seqs) {
   cpu::Linear(n_.data(), d, N, d, L.in_proj.data(), P, proj, P);
 
   // 2. Short convolutions with history, then SiLU; one item per (sequence, q/k/v).
-  pool_.ParallelFor(static_cast<int64_t>(seqs.size()) * 3, [&](int64_t item, int) {
-    const size_t s = static_cast<size_t>(item / 3);
-    const int which = static_cast<int>(item % 3);
-    const int64_t row0 = seq_row0_[s];
-    const int64_t T = static_cast<int64_t>(seqs[s].tokens.size());
-    const int64_t C = which == 2 ? vd : kd;
-    const int64_t col = which == 0 ? col_q_ : which == 1 ? col_k_ : col_v_;
-    const float* w_t = which == 0 ? L.q_conv_t.data() : which == 1 ? L.k_conv_t.data()
-                                                                   : L.v_conv_t.data();
-    const size_t hist_off = which == 0   ? regions.gdn2.conv_q
-                            : which == 1 ? regions.gdn2.conv_k
-                                         : regions.gdn2.conv_v;
-    float* out = (which == 0 ? qc_.data() : which == 1 ? kc_.data() : vc_.data()) + row0 * C;
-    cpu::ShortConvWithHistory(proj + row0 * P + col, P, T, C, w_t, W,
-                              At<float>(seqs[s].slot, hist_off), /*silu=*/true, out, C);
-  });
+  ParallelFor(
+      static_cast<int64_t>(seqs.size()) * 3, 2.0 * N * (2 * kd + vd) * W, [&](int64_t item, int) {
+        const size_t s = static_cast<size_t>(item / 3);
+        const int which = static_cast<int>(item % 3);
+        const int64_t row0 = seq_row0_[s];
+        const int64_t T = static_cast<int64_t>(seqs[s].tokens.size());
+        const int64_t C = which == 2 ? vd : kd;
+        const int64_t col = which == 0 ? col_q_ : which == 1 ? col_k_ : col_v_;
+        const float* w_t = which == 0   ? L.q_conv_t.data()
+                           : which == 1 ? L.k_conv_t.data()
+                                        : L.v_conv_t.data();
+        const size_t hist_off = which == 0   ? regions.gdn2.conv_q
+                                : which == 1 ? regions.gdn2.conv_k
+                                             : regions.gdn2.conv_v;
+        float* out = (which == 0 ? qc_.data() : which == 1 ? kc_.data() : vc_.data()) + row0 * C;
+        cpu::ShortConvWithHistory(proj + row0 * P + col, P, T, C, w_t, W,
+                                  At<float>(seqs[s].slot, hist_off), /*silu=*/true, out, C);
+      });
 
   // 3-5, 7 (row-wise): q/k normalisation, gates, log-decay, output-gate activation.
   const float q_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(dk)));
@@ -316,79 +344,83 @@ void CpuModel::RunGdn2Layer(int li, std::span<const Sequence> seqs) {
   const bool sigmoid_gate = g.gate_act == GateActivation::kSigmoid;
   cpu::Linear(proj + col_f0_, P, N, dv, L.f1.data(), kd, f_.data(), kd);
   cpu::Linear(proj + col_g0_, P, N, dv, L.g1.data(), vd, z_.data(), vd);
-  pool_.ParallelFor((N + kRowChunk - 1) / kRowChunk, [&](int64_t chunk, int) {
-    const int64_t r0 = chunk * kRowChunk;
-    const int64_t rows = std::min(kRowChunk, N - r0);
-    cpu::L2NormHeadsRows(qc_.data() + r0 * kd, kd, rows, H, dk, 1e-6f, q_scale);
-    cpu::L2NormHeadsRows(kc_.data() + r0 * kd, kd, rows, H, dk, 1e-6f, 1.0f);
-    for (int64_t r = r0; r < r0 + rows; ++r) {
-      float* pr = proj + r * P;
-      for (int64_t i = 0; i < kd; ++i) pr[col_b_ + i] = cpu::Sigmoid(pr[col_b_ + i]) * b_scale;
-      for (int64_t i = 0; i < vd; ++i) pr[col_w_ + i] = cpu::Sigmoid(pr[col_w_ + i]);
-      float* fr = f_.data() + r * kd;
-      for (int64_t i = 0; i < kd; ++i) {
-        fr[i] = L.neg_exp_a[i / dk] * cpu::Softplus(fr[i] + L.dt_bias[i]);
-      }
-      float* zr = z_.data() + r * vd;
-      for (int64_t i = 0; i < vd; ++i) {
-        const float zi = zr[i] + L.g1_bias[i];
-        zr[i] = sigmoid_gate ? cpu::Sigmoid(zi) : cpu::Silu(zi);
-      }
-    }
-  });
+  ParallelFor((N + kRowChunk - 1) / kRowChunk, 10.0 * N * (4 * kd + 2 * vd),
+              [&](int64_t chunk, int) {
+                const int64_t r0 = chunk * kRowChunk;
+                const int64_t rows = std::min(kRowChunk, N - r0);
+                cpu::L2NormHeadsRows(qc_.data() + r0 * kd, kd, rows, H, dk, 1e-6f, q_scale);
+                cpu::L2NormHeadsRows(kc_.data() + r0 * kd, kd, rows, H, dk, 1e-6f, 1.0f);
+                for (int64_t r = r0; r < r0 + rows; ++r) {
+                  float* pr = proj + r * P;
+                  for (int64_t i = 0; i < kd; ++i)
+                    pr[col_b_ + i] = cpu::Sigmoid(pr[col_b_ + i]) * b_scale;
+                  for (int64_t i = 0; i < vd; ++i) pr[col_w_ + i] = cpu::Sigmoid(pr[col_w_ + i]);
+                  float* fr = f_.data() + r * kd;
+                  for (int64_t i = 0; i < kd; ++i) {
+                    fr[i] = L.neg_exp_a[i / dk] * cpu::Softplus(fr[i] + L.dt_bias[i]);
+                  }
+                  float* zr = z_.data() + r * vd;
+                  for (int64_t i = 0; i < vd; ++i) {
+                    const float zi = zr[i] + L.g1_bias[i];
+                    zr[i] = sigmoid_gate ? cpu::Sigmoid(zi) : cpu::Silu(zi);
+                  }
+                }
+              });
 
   // 6-7 (per value head): recurrence, then rmsnorm(o) * gamma * act(z).
   const bool bf16 = layout_.state_dtype() == StateDtype::kBF16;
   const int64_t head_elems = static_cast<int64_t>(dk) * dv;
   const int group = HV / H;
   const float eps = static_cast<float>(c.norm_eps);
-  pool_.ParallelFor(static_cast<int64_t>(seqs.size()) * HV, [&](int64_t item, int thread) {
-    const size_t s = static_cast<size_t>(item / HV);
-    const int hv = static_cast<int>(item % HV);
-    const int kh = hv / group;
-    const int64_t row0 = seq_row0_[s];
-    const int64_t T = static_cast<int64_t>(seqs[s].tokens.size());
-    float* scratch = thread_scratch_[thread].data();
-    std::byte* state_bytes = seqs[s].slot + regions.gdn2.recurrent +
-                             static_cast<size_t>(hv) * head_elems * StateDtypeBytes(layout_.state_dtype());
-    float* S;
-    if (bf16) {
-      S = scratch;
-      scratch += head_elems;
-      cpu::Bf16ToFloatN(state_bytes, S, head_elems);
-    } else {
-      S = reinterpret_cast<float*>(state_bytes);
-    }
-    cpu::Gdn2HeadArgs a;
-    a.T = T;
-    a.dk = dk;
-    a.dv = dv;
-    a.q = qc_.data() + row0 * kd + static_cast<int64_t>(kh) * dk;
-    a.ld_q = kd;
-    a.k = kc_.data() + row0 * kd + static_cast<int64_t>(kh) * dk;
-    a.ld_k = kd;
-    a.g = f_.data() + row0 * kd + static_cast<int64_t>(kh) * dk;
-    a.ld_g = kd;
-    a.b = proj + row0 * P + col_b_ + static_cast<int64_t>(kh) * dk;
-    a.ld_b = P;
-    a.v = vc_.data() + row0 * vd + static_cast<int64_t>(hv) * dv;
-    a.ld_v = vd;
-    a.w = proj + row0 * P + col_w_ + static_cast<int64_t>(hv) * dv;
-    a.ld_w = P;
-    a.state = S;
-    a.o = o_.data() + row0 * vd + static_cast<int64_t>(hv) * dv;
-    a.ld_o = vd;
-    a.scratch = scratch;
-    cpu::Gdn2HeadRecurrence(a);
-    if (bf16) cpu::FloatToBf16N(S, state_bytes, head_elems);
-    // Output gate, in place on this head's slice of o.
-    cpu::RmsNormRows(a.o, vd, T, dv, L.o_norm.data(), eps, a.o, vd);
-    for (int64_t t = 0; t < T; ++t) {
-      float* o = a.o + t * vd;
-      const float* z = z_.data() + (row0 + t) * vd + static_cast<int64_t>(hv) * dv;
-      for (int j = 0; j < dv; ++j) o[j] *= z[j];
-    }
-  });
+  ParallelFor(static_cast<int64_t>(seqs.size()) * HV, 6.0 * N * HV * head_elems,
+              [&](int64_t item, int thread) {
+                const size_t s = static_cast<size_t>(item / HV);
+                const int hv = static_cast<int>(item % HV);
+                const int kh = hv / group;
+                const int64_t row0 = seq_row0_[s];
+                const int64_t T = static_cast<int64_t>(seqs[s].tokens.size());
+                float* scratch = thread_scratch_[thread].data();
+                std::byte* state_bytes =
+                    seqs[s].slot + regions.gdn2.recurrent +
+                    static_cast<size_t>(hv) * head_elems * StateDtypeBytes(layout_.state_dtype());
+                float* S;
+                if (bf16) {
+                  S = scratch;
+                  scratch += head_elems;
+                  cpu::Bf16ToFloatN(state_bytes, S, head_elems);
+                } else {
+                  S = reinterpret_cast<float*>(state_bytes);
+                }
+                cpu::Gdn2HeadArgs a;
+                a.T = T;
+                a.dk = dk;
+                a.dv = dv;
+                a.q = qc_.data() + row0 * kd + static_cast<int64_t>(kh) * dk;
+                a.ld_q = kd;
+                a.k = kc_.data() + row0 * kd + static_cast<int64_t>(kh) * dk;
+                a.ld_k = kd;
+                a.g = f_.data() + row0 * kd + static_cast<int64_t>(kh) * dk;
+                a.ld_g = kd;
+                a.b = proj + row0 * P + col_b_ + static_cast<int64_t>(kh) * dk;
+                a.ld_b = P;
+                a.v = vc_.data() + row0 * vd + static_cast<int64_t>(hv) * dv;
+                a.ld_v = vd;
+                a.w = proj + row0 * P + col_w_ + static_cast<int64_t>(hv) * dv;
+                a.ld_w = P;
+                a.state = S;
+                a.o = o_.data() + row0 * vd + static_cast<int64_t>(hv) * dv;
+                a.ld_o = vd;
+                a.scratch = scratch;
+                cpu::Gdn2HeadRecurrence(a);
+                if (bf16) cpu::FloatToBf16N(S, state_bytes, head_elems);
+                // Output gate, in place on this head's slice of o.
+                cpu::RmsNormRows(a.o, vd, T, dv, L.o_norm.data(), eps, a.o, vd);
+                for (int64_t t = 0; t < T; ++t) {
+                  float* o = a.o + t * vd;
+                  const float* z = z_.data() + (row0 + t) * vd + static_cast<int64_t>(hv) * dv;
+                  for (int j = 0; j < dv; ++j) o[j] *= z[j];
+                }
+              });
 
   // 8. Output projection, added to the residual stream.
   cpu::Linear(o_.data(), vd, N, vd, L.o_proj.data(), d, x_.data(), d, /*beta=*/1.0f);
@@ -411,7 +443,7 @@ void CpuModel::RunSwaLayer(int li, std::span<const Sequence> seqs) {
 
   cpu::Linear(n_.data(), d, N, d, L.attn.data(), qkv, proj, qkv);
   // Split [group][q heads.., k, v][hs] into q [N, nh*hs], k and v [N, G*hs].
-  pool_.ParallelFor((N + kRowChunk - 1) / kRowChunk, [&](int64_t chunk, int) {
+  ParallelFor((N + kRowChunk - 1) / kRowChunk, 1.0 * N * qkv, [&](int64_t chunk, int) {
     const int64_t r0 = chunk * kRowChunk;
     const int64_t r1 = std::min(N, r0 + kRowChunk);
     for (int64_t r = r0; r < r1; ++r) {
@@ -427,37 +459,40 @@ void CpuModel::RunSwaLayer(int li, std::span<const Sequence> seqs) {
       }
     }
   });
-  pool_.ParallelFor(static_cast<int64_t>(seqs.size()), [&](int64_t s, int) {
-    const int64_t row0 = seq_row0_[s];
-    const int64_t T = static_cast<int64_t>(seqs[s].tokens.size());
-    cpu::ApplyRopeNeox(sq_.data() + row0 * qw, qw, T, seq_pos0_[s], nh, hs, sw.rope_dims(),
-                       sw.rope_base);
-    cpu::ApplyRopeNeox(sk_.data() + row0 * kvw, kvw, T, seq_pos0_[s], G, hs, sw.rope_dims(),
-                       sw.rope_base);
-  });
-  pool_.ParallelFor(static_cast<int64_t>(seqs.size()) * G, [&](int64_t item, int thread) {
-    const size_t s = static_cast<size_t>(item / G);
-    const int gi = static_cast<int>(item % G);
-    const int64_t row0 = seq_row0_[s];
-    cpu::SwaGroupArgs a;
-    a.T = static_cast<int64_t>(seqs[s].tokens.size());
-    a.pos0 = seq_pos0_[s];
-    a.window = sw.local_window;
-    a.q_heads = qpg;
-    a.head_size = hs;
-    a.q = sq_.data() + row0 * qw + static_cast<int64_t>(gi) * qpg * hs;
-    a.ld_q = qw;
-    a.k = sk_.data() + row0 * kvw + static_cast<int64_t>(gi) * hs;
-    a.v = sv_.data() + row0 * kvw + static_cast<int64_t>(gi) * hs;
-    a.ld_kv = kvw;
-    a.k_ring = At<float>(seqs[s].slot, regions.swa.k_ring) + static_cast<int64_t>(gi) * hs;
-    a.v_ring = At<float>(seqs[s].slot, regions.swa.v_ring) + static_cast<int64_t>(gi) * hs;
-    a.ld_ring = kvw;
-    a.out = o_.data() + row0 * qw + static_cast<int64_t>(gi) * qpg * hs;
-    a.ld_out = qw;
-    a.scratch = thread_scratch_[thread].data();
-    cpu::SwaGroupAttention(a);
-  });
+  ParallelFor(static_cast<int64_t>(seqs.size()), 10.0 * N * (nh + G) * sw.rope_dims(),
+              [&](int64_t s, int) {
+                const int64_t row0 = seq_row0_[s];
+                const int64_t T = static_cast<int64_t>(seqs[s].tokens.size());
+                cpu::ApplyRopeNeox(sq_.data() + row0 * qw, qw, T, seq_pos0_[s], nh, hs,
+                                   sw.rope_dims(), sw.rope_base);
+                cpu::ApplyRopeNeox(sk_.data() + row0 * kvw, kvw, T, seq_pos0_[s], G, hs,
+                                   sw.rope_dims(), sw.rope_base);
+              });
+  ParallelFor(
+      static_cast<int64_t>(seqs.size()) * G, 4.0 * N * nh * sw.local_window * hs,
+      [&](int64_t item, int thread) {
+        const size_t s = static_cast<size_t>(item / G);
+        const int gi = static_cast<int>(item % G);
+        const int64_t row0 = seq_row0_[s];
+        cpu::SwaGroupArgs a;
+        a.T = static_cast<int64_t>(seqs[s].tokens.size());
+        a.pos0 = seq_pos0_[s];
+        a.window = sw.local_window;
+        a.q_heads = qpg;
+        a.head_size = hs;
+        a.q = sq_.data() + row0 * qw + static_cast<int64_t>(gi) * qpg * hs;
+        a.ld_q = qw;
+        a.k = sk_.data() + row0 * kvw + static_cast<int64_t>(gi) * hs;
+        a.v = sv_.data() + row0 * kvw + static_cast<int64_t>(gi) * hs;
+        a.ld_kv = kvw;
+        a.k_ring = At<float>(seqs[s].slot, regions.swa.k_ring) + static_cast<int64_t>(gi) * hs;
+        a.v_ring = At<float>(seqs[s].slot, regions.swa.v_ring) + static_cast<int64_t>(gi) * hs;
+        a.ld_ring = kvw;
+        a.out = o_.data() + row0 * qw + static_cast<int64_t>(gi) * qpg * hs;
+        a.ld_out = qw;
+        a.scratch = thread_scratch_[thread].data();
+        cpu::SwaGroupAttention(a);
+      });
   cpu::Linear(o_.data(), qw, N, qw, L.proj.data(), d, x_.data(), d, /*beta=*/1.0f);
 }
 
@@ -468,7 +503,7 @@ void CpuModel::RunMlp(int li) {
   const int64_t N = rows_;
   float* h = proj_.data();
   cpu::Linear(n_.data(), d, N, d, L.w12.data(), 2 * I, h, 2 * I);
-  pool_.ParallelFor((N + kRowChunk - 1) / kRowChunk, [&](int64_t chunk, int) {
+  ParallelFor((N + kRowChunk - 1) / kRowChunk, 10.0 * N * I, [&](int64_t chunk, int) {
     const int64_t r0 = chunk * kRowChunk;
     const int64_t rows = std::min(kRowChunk, N - r0);
     cpu::SwiGluRows(h + r0 * 2 * I, h + r0 * 2 * I + I, 2 * I, rows, I, h + r0 * 2 * I, 2 * I);

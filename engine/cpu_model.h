@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,9 +45,9 @@ class CpuModel {
   int threads() const { return pool_.num_threads(); }
 
   struct Sequence {
-    std::byte* slot = nullptr;           // layout().slot_bytes() bytes, 8-byte aligned
-    std::span<const int32_t> tokens;     // >= 1 tokens, each in [0, vocab_size)
-    bool want_logits = true;             // produce logits for this sequence
+    std::byte* slot = nullptr;        // layout().slot_bytes() bytes, 8-byte aligned
+    std::span<const int32_t> tokens;  // >= 1 tokens, each in [0, vocab_size)
+    bool want_logits = true;          // produce logits for this sequence
   };
 
   // Advances every sequence's slot by its tokens. Logits ([rows, padded_vocab_size], row-major)
@@ -69,6 +70,9 @@ class CpuModel {
   void RunSwaLayer(int li, std::span<const Sequence> seqs);
   void RunMlp(int li);
   void Reserve(int64_t rows);
+  // pool_.ParallelFor, or a plain loop on this thread when `flops` (the loop's estimated work)
+  // is too small to pay for waking the workers.
+  void ParallelFor(int64_t n, double flops, const std::function<void(int64_t, int)>& fn);
 
   ModelConfig config_;
   StateLayout layout_;

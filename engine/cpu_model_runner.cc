@@ -24,17 +24,15 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
 }
 
 CpuModelRunner::CpuModelRunner(std::unique_ptr<CpuModel> model,
-                               std::unique_ptr<HostStateStorage> storage,
-                               int64_t max_step_tokens)
+                               std::unique_ptr<HostStateStorage> storage, int64_t max_step_tokens)
     : model_(std::move(model)), storage_(std::move(storage)), max_step_tokens_(max_step_tokens) {}
 
 absl::Status CpuModelRunner::Step(const StepBatch& batch, std::vector<SampledToken>* out) {
   out->clear();
   const int64_t total = batch.num_tokens();
   if (total > max_step_tokens_) {
-    return absl::InvalidArgumentError(absl::StrCat("step carries ", total,
-                                                   " tokens, more than max_step_tokens (",
-                                                   max_step_tokens_, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step carries ", total, " tokens, more than max_step_tokens (", max_step_tokens_, ")"));
   }
   seqs_.clear();
   for (size_t i = 0; i < batch.seqs.size(); ++i) {

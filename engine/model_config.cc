@@ -43,8 +43,8 @@ absl::Status ReadInt(const Json& obj, const char* key, const std::string& path, 
       return absl::OkStatus();
     }
   }
-  return ConfigError(absl::StrCat(name, " must be an integer, got ", it->dump(), " (",
-                                  TypeName(*it), ")"));
+  return ConfigError(
+      absl::StrCat(name, " must be an integer, got ", it->dump(), " (", TypeName(*it), ")"));
 }
 
 absl::Status ReadInt32(const Json& obj, const char* key, const std::string& path, int* out) {
@@ -71,8 +71,8 @@ absl::Status ReadDouble(const Json& obj, const char* key, const std::string& pat
   auto it = obj.find(key);
   if (it == obj.end()) return absl::OkStatus();
   if (!it->is_number()) {
-    return ConfigError(absl::StrCat(path, key, " must be a number, got ", it->dump(), " (",
-                                    TypeName(*it), ")"));
+    return ConfigError(
+        absl::StrCat(path, key, " must be a number, got ", it->dump(), " (", TypeName(*it), ")"));
   }
   *out = it->get<double>();
   if (!std::isfinite(*out)) return ConfigError(absl::StrCat(path, key, " must be finite"));
@@ -118,8 +118,9 @@ void WarnUnknownKeys(const Json& obj, std::initializer_list<std::string_view> kn
 
 absl::Status ParseGdn2(const Json& j, Gdn2Config* g) {
   const std::string p = "gdn2.";
-  WarnUnknownKeys(j, {"num_heads", "num_v_heads", "head_k_dim", "head_v_dim", "conv_size",
-                      "gate_act", "allow_neg_eigval"},
+  WarnUnknownKeys(j,
+                  {"num_heads", "num_v_heads", "head_k_dim", "head_v_dim", "conv_size", "gate_act",
+                   "allow_neg_eigval"},
                   p);
   RETURN_IF_ERROR_CFG(ReadInt32(j, "num_heads", p, &g->num_heads));
   g->num_v_heads = g->num_heads;
@@ -143,9 +144,10 @@ absl::Status ParseGdn2(const Json& j, Gdn2Config* g) {
 
 absl::Status ParseSwa(const Json& j, SwaConfig* s) {
   const std::string p = "swa.";
-  WarnUnknownKeys(j, {"n_head", "n_query_groups", "head_size", "local_window",
-                      "rotary_percentage", "rope_base"},
-                  p);
+  WarnUnknownKeys(
+      j,
+      {"n_head", "n_query_groups", "head_size", "local_window", "rotary_percentage", "rope_base"},
+      p);
   RETURN_IF_ERROR_CFG(ReadInt32(j, "n_head", p, &s->n_head));
   s->n_query_groups = s->n_head;
   RETURN_IF_ERROR_CFG(ReadInt32(j, "n_query_groups", p, &s->n_query_groups));
@@ -178,18 +180,18 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
   }
   if (!j.is_object()) return ConfigError("top level must be a JSON object");
 
-  WarnUnknownKeys(j, {"vocab_size", "padding_multiple", "padded_vocab_size", "n_layer", "n_embd",
-                      "intermediate_size", "norm_eps", "gdn2_per_layer", "gdn2", "swa",
-                      "bos_token_id", "eos_token_id", "tokenizer", "max_context"},
+  WarnUnknownKeys(j,
+                  {"vocab_size", "padding_multiple", "padded_vocab_size", "n_layer", "n_embd",
+                   "intermediate_size", "norm_eps", "gdn2_per_layer", "gdn2", "swa", "bos_token_id",
+                   "eos_token_id", "tokenizer", "max_context"},
                   "");
   ModelConfig c;
   RETURN_IF_ERROR_CFG(ReadInt32(j, "vocab_size", "", &c.vocab_size));
   RETURN_IF_ERROR_CFG(ReadInt32(j, "padding_multiple", "", &c.padding_multiple));
   RETURN_IF_ERROR_CFG(Positive(c.vocab_size, "vocab_size"));
   RETURN_IF_ERROR_CFG(Positive(c.padding_multiple, "padding_multiple"));
-  const int64_t derived =
-      (static_cast<int64_t>(c.vocab_size) + c.padding_multiple - 1) / c.padding_multiple *
-      c.padding_multiple;
+  const int64_t derived = (static_cast<int64_t>(c.vocab_size) + c.padding_multiple - 1) /
+                          c.padding_multiple * c.padding_multiple;
   if (derived > INT32_MAX) return ConfigError("vocab_size is too large");
   c.padded_vocab_size = static_cast<int>(derived);
   RETURN_IF_ERROR_CFG(ReadInt32(j, "padded_vocab_size", "", &c.padded_vocab_size));
@@ -227,8 +229,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     } else if (type == "sentencepiece") {
       c.tokenizer_type = TokenizerType::kSentencePiece;
     } else {
-      return ConfigError(absl::StrCat(
-          "tokenizer.type must be \"byte\" or \"sentencepiece\", got \"", type, "\""));
+      return ConfigError(
+          absl::StrCat("tokenizer.type must be \"byte\" or \"sentencepiece\", got \"", type, "\""));
     }
     RETURN_IF_ERROR_CFG(ReadString(*it, "file", "tokenizer.", &c.tokenizer_file));
   }
@@ -257,10 +259,9 @@ absl::Status ModelConfig::Validate() const {
   const int64_t want = (static_cast<int64_t>(vocab_size) + padding_multiple - 1) /
                        padding_multiple * padding_multiple;
   if (padded_vocab_size != want) {
-    return ConfigError(absl::StrCat("padded_vocab_size (", padded_vocab_size,
-                                    ") must equal vocab_size (", vocab_size,
-                                    ") rounded up to padding_multiple (", padding_multiple,
-                                    "), i.e. ", want));
+    return ConfigError(absl::StrCat(
+        "padded_vocab_size (", padded_vocab_size, ") must equal vocab_size (", vocab_size,
+        ") rounded up to padding_multiple (", padding_multiple, "), i.e. ", want));
   }
   RETURN_IF_ERROR_CFG(Positive(n_layer, "n_layer"));
   RETURN_IF_ERROR_CFG(Positive(n_embd, "n_embd"));
@@ -296,14 +297,13 @@ absl::Status ModelConfig::Validate() const {
                                       s.n_query_groups, ")"));
     }
     if (!(s.rotary_percentage >= 0.0 && s.rotary_percentage <= 1.0)) {
-      return ConfigError(absl::StrCat("swa.rotary_percentage (", s.rotary_percentage,
-                                      ") must be in [0, 1]"));
+      return ConfigError(
+          absl::StrCat("swa.rotary_percentage (", s.rotary_percentage, ") must be in [0, 1]"));
     }
     if (s.rope_dims() % 2 != 0) {
-      return ConfigError(absl::StrCat("swa.rotary_percentage (", s.rotary_percentage,
-                                      ") * swa.head_size (", s.head_size,
-                                      ") must give an even number of rotary dims, got ",
-                                      s.rope_dims()));
+      return ConfigError(absl::StrCat(
+          "swa.rotary_percentage (", s.rotary_percentage, ") * swa.head_size (", s.head_size,
+          ") must give an even number of rotary dims, got ", s.rope_dims()));
     }
     if (!(s.rope_base > 0.0)) {
       return ConfigError(absl::StrCat("swa.rope_base (", s.rope_base, ") must be > 0"));

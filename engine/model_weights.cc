@@ -30,7 +30,9 @@ std::string ExpectedShape(const std::vector<Dim>& dims) {
   return ShapeString(v);
 }
 
-bool HasPrefix(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+bool HasPrefix(const std::string& s, const std::string& p) {
+  return s.compare(0, p.size(), p) == 0;
+}
 
 // Layer index of a per-layer tensor name ("transformer.h.<i>."), or -1.
 int LayerOf(const std::string& name) {
@@ -123,9 +125,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::FromFile(
 
   const SafetensorsFile& f = *w->file_;
   const std::string& path = f.path();
-  const std::string mixer_hint = absl::StrCat(
-      "config.json gdn2_per_layer (", config.gdn2_per_layer,
-      ") decides which layers are GDN-2 and which are SWA; the file disagrees");
+  const std::string mixer_hint =
+      absl::StrCat("config.json gdn2_per_layer (", config.gdn2_per_layer,
+                   ") decides which layers are GDN-2 and which are SWA; the file disagrees");
   std::set<std::string> expected_names;
   for (const Expected& e : want) expected_names.insert(e.name);
 
@@ -135,9 +137,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::FromFile(
       std::string hint;
       if (e.layer >= 0) {
         // Does this layer hold the other mixer's tensors?
-        const std::string other = absl::StrCat(
-            "transformer.h.", e.layer, w->layers_[e.layer].is_gdn2 ? ".attn.attn.weight"
-                                                                   : ".attn.q_proj.weight");
+        const std::string other =
+            absl::StrCat("transformer.h.", e.layer,
+                         w->layers_[e.layer].is_gdn2 ? ".attn.attn.weight" : ".attn.q_proj.weight");
         if (f.Find(other) != nullptr) hint = absl::StrCat(" (", mixer_hint, ")");
         bool any_of_layer = false;
         for (const auto& [name, t] : f.tensors()) any_of_layer |= LayerOf(name) == e.layer;
@@ -147,18 +149,18 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::FromFile(
         }
       }
       return absl::InvalidArgumentError(absl::StrCat(path, ": missing tensor ", e.name,
-                                                     " (expected shape ",
-                                                     ExpectedShape(e.dims), ")", hint));
+                                                     " (expected shape ", ExpectedShape(e.dims),
+                                                     ")", hint));
     }
     bool rank_ok = t->shape.size() == e.dims.size();
     for (size_t d = 0; rank_ok && d < e.dims.size(); ++d) {
       if (t->shape[d] == e.dims[d].value) continue;
-      std::string msg = absl::StrCat(path, ": tensor ", e.name, " has shape ",
-                                     ShapeString(t->shape), ", expected ",
-                                     ExpectedShape(e.dims), ": dim ", d);
+      std::string msg =
+          absl::StrCat(path, ": tensor ", e.name, " has shape ", ShapeString(t->shape),
+                       ", expected ", ExpectedShape(e.dims), ": dim ", d);
       if (e.dims[d].source[0] != '\0') {
-        absl::StrAppend(&msg, " should be config.json ", e.dims[d].source, " = ",
-                        e.dims[d].value, " but is ", t->shape[d]);
+        absl::StrAppend(&msg, " should be config.json ", e.dims[d].source, " = ", e.dims[d].value,
+                        " but is ", t->shape[d]);
       } else {
         absl::StrAppend(&msg, " should be ", e.dims[d].value);
       }

@@ -14,15 +14,15 @@
 namespace deltaserve {
 
 struct RunnerOptions {
-  std::string backend = "cpu";        // "cpu" | "cuda"
-  std::string model_dir;              // holds config.json and model.safetensors (required)
+  std::string backend = "cpu";                // "cpu" | "cuda"
+  std::string model_dir;                      // holds config.json and model.safetensors (required)
   StateDtype state_dtype = StateDtype::kF32;  // storage of the recurrent states
-  int num_slots = 0;                  // > 0: exactly this many slots
-  int64_t pool_bytes = 0;             // used when num_slots == 0: slots = pool_bytes / slot bytes,
-                                      // which must give >= 1
-  int threads = 0;                    // CPU backend threads (0: all hardware threads)
-  int64_t max_step_tokens = 8192;     // largest number of tokens one Step may carry (>= 1)
-  int device = 0;                     // CUDA device ordinal
+  int num_slots = 0;                          // > 0: exactly this many slots
+  int64_t pool_bytes = 0;          // used when num_slots == 0: slots = pool_bytes / slot bytes,
+                                   // which must give >= 1
+  int threads = 0;                 // CPU backend threads (0: all hardware threads)
+  int64_t max_step_tokens = 8192;  // largest number of tokens one Step may carry (>= 1)
+  int device = 0;                  // CUDA device ordinal
 };
 
 // "f32" / "fp32" / "float32" -> kF32, "bf16" / "bfloat16" -> kBF16; anything else is an error.

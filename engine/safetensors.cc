@@ -231,8 +231,8 @@ absl::Status SafetensorsFile::Parse() {
       v.shape.push_back(static_cast<int64_t>(dim));
     }
     auto off = e.find("data_offsets");
-    if (off == e.end() || !off->is_array() || off->size() != 2 ||
-        !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) {
+    if (off == e.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+        !(*off)[1].is_number_unsigned()) {
       return bad("missing or invalid \"data_offsets\" (want [begin, end])");
     }
     const uint64_t begin = (*off)[0].get<uint64_t>();
@@ -262,9 +262,8 @@ absl::Status SafetensorsFile::Parse() {
   for (const Range& r : ranges) {
     if (r.end == r.begin) continue;  // empty tensors occupy no bytes
     if (max_end_name != nullptr && r.begin < max_end) {
-      return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor ", *r.name,
-                                                     " overlaps tensor ", *max_end_name,
-                                                     " in the data section"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          path_, ": tensor ", *r.name, " overlaps tensor ", *max_end_name, " in the data section"));
     }
     if (r.end > max_end) {
       max_end = r.end;

@@ -29,8 +29,8 @@ void L2NormHeadsRows(float* x, int64_t ld, int64_t rows, int64_t heads, int64_t 
   }
 }
 
-void SwiGluRows(const float* a, const float* b, int64_t ld_ab, int64_t rows, int64_t d,
-                float* out, int64_t ld_out) {
+void SwiGluRows(const float* a, const float* b, int64_t ld_ab, int64_t rows, int64_t d, float* out,
+                int64_t ld_out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* ar = a + r * ld_ab;
     const float* br = b + r * ld_ab;

@@ -25,7 +25,7 @@ void L2NormHeadsRows(float* x, int64_t ld, int64_t rows, int64_t heads, int64_t 
                      float scale);
 
 // out[r, i] = silu(a[r, i]) * b[r, i].
-void SwiGluRows(const float* a, const float* b, int64_t ld_ab, int64_t rows, int64_t d,
-                float* out, int64_t ld_out);
+void SwiGluRows(const float* a, const float* b, int64_t ld_ab, int64_t rows, int64_t d, float* out,
+                int64_t ld_out);
 
 }  // namespace deltaserve::cpu

@@ -9,12 +9,12 @@ namespace deltaserve::cpu {
 void Gdn2HeadRecurrence(const Gdn2HeadArgs& a) {
   const int dk = a.dk;
   const int dv = a.dv;
-  float* r = a.scratch;
-  float* oq = r + dv;
-  float* u = oq + dv;
-  float* alpha = u + dv;
-  float* bk = alpha + dk;
-  float* S = a.state;
+  float* __restrict__ r = a.scratch;
+  float* __restrict__ oq = r + dv;
+  float* __restrict__ u = oq + dv;
+  float* __restrict__ alpha = u + dv;
+  float* __restrict__ bk = alpha + dk;
+  float* __restrict__ S = a.state;
   for (int64_t t = 0; t < a.T; ++t) {
     const float* q = a.q + t * a.ld_q;
     const float* k = a.k + t * a.ld_k;
@@ -34,7 +34,7 @@ void Gdn2HeadRecurrence(const Gdn2HeadArgs& a) {
       oq[j] = 0.0f;
     }
     for (int i = 0; i < dk; ++i) {
-      float* row = S + static_cast<int64_t>(i) * dv;
+      float* __restrict__ row = S + static_cast<int64_t>(i) * dv;
       const float ai = alpha[i];
       const float bki = bk[i];
       const float qi = q[i];
@@ -50,7 +50,7 @@ void Gdn2HeadRecurrence(const Gdn2HeadArgs& a) {
       o[j] = oq[j] + kq * u[j];
     }
     for (int i = 0; i < dk; ++i) {
-      float* row = S + static_cast<int64_t>(i) * dv;
+      float* __restrict__ row = S + static_cast<int64_t>(i) * dv;
       const float ki = k[i];
       for (int j = 0; j < dv; ++j) row[j] += ki * u[j];
     }

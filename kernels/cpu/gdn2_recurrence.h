@@ -5,9 +5,9 @@
 //
 // Inputs per token t (row strides in elements): q, k, g (log-decay, <= 0), b (erase gate,
 // already activated and scaled) each `dk` wide at q + t*ld_q, k + t*ld_k, ...; v, w (write gate,
-// activated) each `dv` wide at v + t*ld_v, w + t*ld_w. `state` is the head's [dk, dv] row-major fp32 matrix, updated in
-// place. Output o_t (dv wide) is written at o + t*ld_o. `scratch` needs 3*dv + 2*dk floats.
-// Thread-safety: pure function; different heads may run concurrently.
+// activated) each `dv` wide at v + t*ld_v, w + t*ld_w. `state` is the head's [dk, dv] row-major
+// fp32 matrix, updated in place. Output o_t (dv wide) is written at o + t*ld_o. `scratch` needs
+// 3*dv + 2*dk floats. Thread-safety: pure function; different heads may run concurrently.
 #pragma once
 
 #include <cstdint>

@@ -37,11 +37,11 @@ class ThreadPool {
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
   const std::function<void(int64_t, int)>* job_ = nullptr;  // guarded by mu_
-  int64_t job_n_ = 0;                                  // guarded by mu_
-  int64_t next_ = 0;                                   // guarded by mu_
-  int64_t finished_ = 0;                               // guarded by mu_
-  uint64_t generation_ = 0;                            // guarded by mu_
-  bool stop_ = false;                                  // guarded by mu_
+  int64_t job_n_ = 0;                                       // guarded by mu_
+  int64_t next_ = 0;                                        // guarded by mu_
+  int64_t finished_ = 0;                                    // guarded by mu_
+  uint64_t generation_ = 0;                                 // guarded by mu_
+  bool stop_ = false;                                       // guarded by mu_
   std::vector<std::thread> workers_;
 };
 

@@ -20,8 +20,8 @@ std::vector<int32_t> RandomTokens(int n, int vocab, uint64_t seed) {
   return t;
 }
 
-std::unique_ptr<CpuModel> MakeModel(const std::string& name, const ModelConfig& c,
-                                    StateDtype dtype, int threads) {
+std::unique_ptr<CpuModel> MakeModel(const std::string& name, const ModelConfig& c, StateDtype dtype,
+                                    int threads) {
   const std::string dir = testing::MakeTempDir(name);
   testing::WriteModelDir(dir, c, testing::RandomTensors(c, 7));
   auto m = CpuModel::Load(dir, dtype, threads);
@@ -105,8 +105,8 @@ TEST(ContinuityTest, ChunkedPrefillEqualsOnePrefill) {
   std::vector<float> got;
   const std::vector<int> bounds = {0, 3, 20, 37, 61, 100};  // uneven chunks, across the window
   for (size_t i = 0; i + 1 < bounds.size(); ++i) {
-    auto r = m->Run(b.data(), std::span<const int32_t>(tokens.data() + bounds[i],
-                                                       bounds[i + 1] - bounds[i]));
+    auto r = m->Run(b.data(),
+                    std::span<const int32_t>(tokens.data() + bounds[i], bounds[i + 1] - bounds[i]));
     ASSERT_TRUE(r.ok());
     got = *r;
   }

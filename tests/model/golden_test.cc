@@ -73,11 +73,9 @@ TEST(GoldenTest, CpuModelMatchesFloat64Reference) {
   for (const fs::path& dir : cases) {
     double err = 0;
     CheckCase(dir, StateDtype::kF32, /*threads=*/1, 1e-4, &err);
-    std::printf("golden %-24s fp32 state, 1 thread:  rel err %.3e\n",
-                dir.filename().c_str(), err);
+    std::printf("golden %-24s fp32 state, 1 thread:  rel err %.3e\n", dir.filename().c_str(), err);
     CheckCase(dir, StateDtype::kF32, /*threads=*/3, 1e-4, &err);
-    std::printf("golden %-24s fp32 state, 3 threads: rel err %.3e\n",
-                dir.filename().c_str(), err);
+    std::printf("golden %-24s fp32 state, 3 threads: rel err %.3e\n", dir.filename().c_str(), err);
   }
 }
 
@@ -89,8 +87,7 @@ TEST(GoldenTest, Bf16StateStaysClose) {
     // logits are those of fp32 state.
     double err = 0;
     CheckCase(dir, StateDtype::kBF16, /*threads=*/2, 1e-4, &err);
-    std::printf("golden %-24s bf16 state:            rel err %.3e\n",
-                dir.filename().c_str(), err);
+    std::printf("golden %-24s bf16 state:            rel err %.3e\n", dir.filename().c_str(), err);
   }
 }
 

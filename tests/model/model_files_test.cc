@@ -271,12 +271,20 @@ TEST(ModelWeightsTest, ConfigContradictingTensorsNamesTheField) {
     const char* want;
   } cases[] = {
       {"embd", [](ModelConfig* c) { c->n_embd = 96; }, "n_embd"},
-      {"heads", [](ModelConfig* c) { c->gdn2.num_heads = 1; c->gdn2.num_v_heads = 1; },
+      {"heads",
+       [](ModelConfig* c) {
+         c->gdn2.num_heads = 1;
+         c->gdn2.num_v_heads = 1;
+       },
        "gdn2.num_heads"},
       {"vheads", [](ModelConfig* c) { c->gdn2.num_v_heads = 4; }, "gdn2.num_v_heads"},
       {"conv", [](ModelConfig* c) { c->gdn2.conv_size = 3; }, "gdn2.conv_size"},
       {"inter", [](ModelConfig* c) { c->intermediate_size = 128; }, "intermediate_size"},
-      {"vocab", [](ModelConfig* c) { c->vocab_size = 1000; c->padded_vocab_size = 1024; },
+      {"vocab",
+       [](ModelConfig* c) {
+         c->vocab_size = 1000;
+         c->padded_vocab_size = 1024;
+       },
        "padded_vocab_size"},
       {"swa", [](ModelConfig* c) { c->swa.n_query_groups = 4; }, "swa.n_query_groups"},
       {"layers_less", [](ModelConfig* c) { c->n_layer = 2; }, "n_layer"},

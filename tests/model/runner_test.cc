@@ -135,7 +135,8 @@ TEST(RunnerFactoryTest, SizesPoolAndRejectsBadOptions) {
   EXPECT_EQ((*runner)->state().layout().state_dtype(), StateDtype::kBF16);
 
   o.pool_bytes = 10;
-  EXPECT_THAT(std::string(CreateModelRunner(o).status().message()), HasSubstr("less than one slot"));
+  EXPECT_THAT(std::string(CreateModelRunner(o).status().message()),
+              HasSubstr("less than one slot"));
   o.pool_bytes = 0;
   EXPECT_FALSE(CreateModelRunner(o).ok());
   o.num_slots = 1;

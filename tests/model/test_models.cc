@@ -22,7 +22,8 @@ std::string SafetensorsBytes(const std::vector<RawTensor>& tensors) {
   h["__metadata__"] = {{"format", "pt"}};
   uint64_t off = 0;
   for (const RawTensor& t : tensors) {
-    h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
+    h[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
     off += t.bytes.size();
   }
   std::string header = h.dump();
@@ -31,7 +32,8 @@ std::string SafetensorsBytes(const std::vector<RawTensor>& tensors) {
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   out += header;
-  for (const RawTensor& t : tensors) out.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
+  for (const RawTensor& t : tensors)
+    out.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
   return out;
 }
 
@@ -76,7 +78,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> TensorShapes(const Mod
       out.push_back({a + "o_proj.weight", {d, vd}});
     } else {
       out.push_back({p + "attn.attn.weight", {c.swa.qkv_rows(), d}});
-      out.push_back({p + "attn.proj.weight", {d, static_cast<int64_t>(c.swa.n_head) * c.swa.head_size}});
+      out.push_back(
+          {p + "attn.proj.weight", {d, static_cast<int64_t>(c.swa.n_head) * c.swa.head_size}});
     }
     out.push_back({p + "norm_2.weight", {d}});
     out.push_back({p + "mlp.swiglu.w1.weight", {I, d}});
@@ -136,7 +139,8 @@ std::vector<float> RandomValues(const ModelConfig& c, const std::string& name,
 
 }  // namespace
 
-std::vector<RawTensor> RandomTensors(const ModelConfig& c, uint64_t seed, const std::string& dtype) {
+std::vector<RawTensor> RandomTensors(const ModelConfig& c, uint64_t seed,
+                                     const std::string& dtype) {
   std::vector<RawTensor> out;
   std::mt19937_64 rng(seed);
   for (const auto& [name, shape] : TensorShapes(c)) {

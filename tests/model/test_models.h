@@ -12,7 +12,7 @@ namespace deltaserve::testing {
 
 struct RawTensor {
   std::string name;
-  std::string dtype;             // "F32", "BF16", "F16" or anything (for bad files)
+  std::string dtype;  // "F32", "BF16", "F16" or anything (for bad files)
   std::vector<int64_t> shape;
   std::vector<unsigned char> bytes;
 };

@@ -16,7 +16,7 @@ TEST(ThreadPoolTest, RunsEveryItemOnceAcrossManyJobs) {
     EXPECT_EQ(pool.num_threads(), threads);
     for (int job = 0; job < 200; ++job) {
       const int n = job % 37;
-      std::vector<int> hits(n, 0);       // each item written by exactly one thread
+      std::vector<int> hits(n, 0);  // each item written by exactly one thread
       std::vector<int> thread_of(n, -1);
       pool.ParallelFor(n, [&](int64_t i, int t) {
         hits[i] += 1 + job;
