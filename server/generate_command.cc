@@ -129,7 +129,6 @@ int RunGenerate(const GenerateOptions& o, std::FILE* out, std::FILE* err) {
   }
 
   std::vector<int32_t> generated;
-  std::string last_text;  // the tail of what was printed, to end the output with one newline
   bool cancel_sent = false;
   RequestEvent terminal;
   for (;;) {
@@ -142,7 +141,6 @@ int RunGenerate(const GenerateOptions& o, std::FILE* out, std::FILE* err) {
     if (!event->text.empty()) {
       std::fwrite(event->text.data(), 1, event->text.size(), out);
       std::fflush(out);
-      last_text = event->text;
     }
     generated.insert(generated.end(), event->tokens.begin(), event->tokens.end());
     if (event->finished) {
@@ -152,7 +150,7 @@ int RunGenerate(const GenerateOptions& o, std::FILE* out, std::FILE* err) {
   }
   (*engine)->Shutdown();
 
-  if (last_text.empty() || last_text.back() != '\n') std::fputc('\n', out);
+  std::fputc('\n', out);  // always exactly one, so the ids line is unambiguous
   if (o.print_ids) std::fprintf(out, "%s\n", absl::StrJoin(generated, ",").c_str());
   std::fflush(out);
 

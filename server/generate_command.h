@@ -15,8 +15,9 @@ namespace deltaserve {
 // argv[0] is the subcommand's name ("generate"); the flags follow.
 int RunGenerateCommand(int argc, char** argv);
 
-// Runs a parsed command: the continuation (and, with print_ids, the ids line) goes to `out`,
-// errors and the one-line summary to `err`. Returns the exit code.
+// Runs a parsed command: the continuation is streamed to `out` and ends with one newline (always
+// added, so with print_ids the ids line that follows is unambiguous); errors and the one-line
+// summary go to `err`. Returns the exit code.
 int RunGenerate(const GenerateOptions& options, std::FILE* out, std::FILE* err);
 
 }  // namespace deltaserve

@@ -220,13 +220,14 @@ std::string GenerateUsage() {
   std::string out =
       "Usage: deltaserve generate --model DIR (--prompt TEXT | --prompt-ids IDS) [flags]\n"
       "Generates a continuation of the prompt and streams it to stdout.\n\nFlags:\n";
-  for (const FlagSpec& f : Flags()) {
-    std::string lhs = absl::StrCat("  --", f.name);
-    if (f.value != nullptr) absl::StrAppend(&lhs, " ", f.value);
+  auto line = [&out](absl::string_view flag, const char* value, const char* help) {
+    std::string lhs = absl::StrCat("  --", flag);
+    if (value != nullptr) absl::StrAppend(&lhs, " ", value);
     if (lhs.size() < 28) lhs.resize(28, ' ');
-    absl::StrAppend(&out, lhs, " ", f.help, "\n");
-  }
-  absl::StrAppend(&out, "  --help                       this text\n");
+    absl::StrAppend(&out, lhs, " ", help, "\n");
+  };
+  for (const FlagSpec& f : Flags()) line(f.name, f.value, f.help);
+  line("help", nullptr, "print this text");
   return out;
 }
 
