@@ -12,6 +12,7 @@ packages=(
   python3 python3-numpy python3-torch python3-grpcio python3-protobuf
   prometheus
   podman buildah runc containernetworking-plugins iptables yamllint python3-yaml
+  bible-kjv  # training corpus of models/default (tools/train, tests/train)
 )
 
 missing=()
