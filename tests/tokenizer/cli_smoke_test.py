@@ -14,6 +14,7 @@ against Debian's spm_encode / spm_decode.
 """
 
 import re
+import signal
 import subprocess
 import sys
 
@@ -94,6 +95,25 @@ def generate(binary, model, c):
         c.check(rc == 0 and printed_text == cut, "--stop %r cuts the text" % stop,
                 "got %r expected %r" % (printed_text, cut))
         c.check("stop" in err.split(":")[0], "finish reason is stop", err)
+
+    interrupt(binary, model, c)
+
+
+def interrupt(binary, model, c):
+    """Ctrl-C cancels the request: the text so far stays printed, the exit code is 130."""
+    p = subprocess.Popen([binary, "generate", "--model", model, "--prompt", "Hello",
+                          "--max-new-tokens", "60000", "--ignore-eos"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.read(1)  # the text is streamed: this returns once the first token is out
+    p.send_signal(signal.SIGINT)
+    try:
+        rest, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rest, err = p.communicate()
+    c.check(len(first) == 1, "streams text before the request ends")
+    c.check(p.returncode == 130 and b"cancelled" in err,
+            "SIGINT cancels the request and exits 130", "rc=%d stderr=%r" % (p.returncode, err))
 
 
 def errors(binary, model, c):
