@@ -3,6 +3,7 @@
 // GenerationRequest and prints what the stream yields.
 #include "server/generate_command.h"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <memory>
@@ -108,6 +109,9 @@ int RunGenerate(const GenerateOptions& o, std::FILE* out, std::FILE* err) {
   EngineConfig engine_config;
   engine_config.max_batch_sequences = 1;
   engine_config.max_waiting = 1;
+  // One local request: no server-side cap; the model's max_context still ends the generation.
+  engine_config.max_new_tokens_cap =
+      std::max<int64_t>(engine_config.max_new_tokens_cap, o.max_new_tokens);
   absl::StatusOr<std::unique_ptr<Engine>> engine =
       Engine::Create(engine_config, *std::move(runner), tokenizer, /*observer=*/nullptr);
   if (!engine.ok()) return Fail(err, kExitFailure, engine.status());
