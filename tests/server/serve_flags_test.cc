@@ -1,0 +1,133 @@
+// Tests for `deltaserve serve` flag parsing and ServerConfig validation.
+#include "server/serve_flags.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace deltaserve {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<ServeFlagsResult> Parse(std::vector<std::string> args) {
+  return ParseServeFlags(args);
+}
+
+TEST(ServeFlagsTest, DefaultsNeedOnlyTheModel) {
+  auto r = Parse({"--model", "models/default"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.model_dir, "models/default");
+  EXPECT_EQ(c.backend, "cpu");
+  EXPECT_EQ(c.port, 50051);
+  EXPECT_EQ(c.metrics_port, 9400);
+  EXPECT_EQ(c.pool_budget_bytes, int64_t{1} << 30);
+  EXPECT_EQ(c.engine.max_new_tokens_cap, 4096);
+  EXPECT_EQ(c.log_format, LogFormat::kText);
+  EXPECT_FALSE(r->help);
+}
+
+TEST(ServeFlagsTest, EveryFlagIsApplied) {
+  auto r = Parse({"--model=m", "--backend=cuda", "--host", "127.0.0.1", "--port=0",
+                  "--metrics-port=9999", "--pool-budget=64Mi", "--token-budget=1024",
+                  "--prefill-chunk=128", "--max-batch=32", "--queue-limit=7", "--swap=false",
+                  "--max-new-tokens-cap=100", "--default-max-new-tokens=50",
+                  "--max-prompt-tokens=300", "--api-key-file=/k", "--tls-cert=c.pem",
+                  "--tls-key=k.pem", "--max-message-bytes=1Mi", "--grpc-threads=64",
+                  "--drain-grace=2.5", "--log-format=json", "--log-level=debug",
+                  "--state-dtype=bf16", "--threads=3", "--device=1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ServerConfig& c = r->config;
+  EXPECT_EQ(c.backend, "cuda");
+  EXPECT_EQ(c.host, "127.0.0.1");
+  EXPECT_EQ(c.port, 0);
+  EXPECT_EQ(c.metrics_port, 9999);
+  EXPECT_EQ(c.pool_budget_bytes, 64 << 20);
+  EXPECT_EQ(c.engine.max_step_tokens, 1024);
+  EXPECT_EQ(c.engine.prefill_chunk, 128);
+  EXPECT_EQ(c.engine.max_batch_sequences, 32);
+  EXPECT_EQ(c.engine.max_waiting, 7);
+  EXPECT_FALSE(c.engine.enable_swap);
+  EXPECT_EQ(c.engine.max_new_tokens_cap, 100);
+  EXPECT_EQ(c.default_max_new_tokens, 50);
+  EXPECT_EQ(c.max_prompt_tokens, 300);
+  EXPECT_EQ(c.api_key_file, "/k");
+  EXPECT_EQ(c.tls_cert_file, "c.pem");
+  EXPECT_EQ(c.tls_key_file, "k.pem");
+  EXPECT_EQ(c.max_message_bytes, 1 << 20);
+  EXPECT_EQ(c.grpc_threads, 64);
+  EXPECT_DOUBLE_EQ(c.drain_grace_seconds, 2.5);
+  EXPECT_EQ(c.log_format, LogFormat::kJson);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.state_dtype, "bf16");
+  EXPECT_EQ(c.cpu_threads, 3);
+  EXPECT_EQ(c.device, 1);
+}
+
+TEST(ServeFlagsTest, BareBooleanMeansTrue) {
+  auto r = Parse({"--model=m", "--swap", "--port=1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->config.engine.enable_swap);
+  EXPECT_EQ(r->config.port, 1);
+}
+
+TEST(ServeFlagsTest, HelpStopsParsing) {
+  auto r = Parse({"--help", "--bogus"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->help);
+  EXPECT_THAT(ServeUsage(), HasSubstr("--metrics-port"));
+  EXPECT_THAT(ServeUsage(), HasSubstr("--drain-grace"));
+}
+
+TEST(ServeFlagsTest, ErrorsNameTheFlag) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {{}, "--model: is required"},
+      {{"--model=m", "--bogus=1"}, "unknown flag --bogus"},
+      {{"--model=m", "stray"}, "unexpected argument \"stray\""},
+      {{"--model=m", "--port"}, "--port: missing value"},
+      {{"--model=m", "--port=abc"}, "--port: expected an integer"},
+      {{"--model=m", "--port=70000"}, "--port: must be in 0..65535"},
+      {{"--model=m", "--metrics-port=50051"}, "--metrics-port: must differ from --port"},
+      {{"--model=m", "--backend=tpu"}, "--backend: must be cpu or cuda"},
+      {{"--model=m", "--pool-budget=lots"}, "--pool-budget: expected a byte size"},
+      {{"--model=m", "--pool-budget=0"}, "--pool-budget: must be > 0"},
+      {{"--model=m", "--token-budget=0"}, "--token-budget: must be >= 1"},
+      {{"--model=m", "--prefill-chunk=4096"}, "--prefill-chunk: must be <= --token-budget"},
+      {{"--model=m", "--queue-limit=-1"}, "--queue-limit: must be >= 0"},
+      {{"--model=m", "--swap=maybe"}, "--swap: expected true or false"},
+      {{"--model=m", "--default-max-new-tokens=5000"}, "--default-max-new-tokens: must be in 1..4096"},
+      {{"--model=m", "--tls-cert=c.pem"}, "--tls-key: --tls-cert and --tls-key must be given together"},
+      {{"--model=m", "--max-message-bytes=10"}, "--max-message-bytes: must be in 1024.."},
+      {{"--model=m", "--drain-grace=-1"}, "--drain-grace: must be in 0..86400"},
+      {{"--model=m", "--log-format=xml"}, "--log-format: expected text or json"},
+      {{"--model=m", "--log-level=loud"}, "--log-level: must be trace"},
+      {{"--model=m", "--state-dtype=f16"}, "--state-dtype: must be f32 or bf16"},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseServeFlags(c.args);
+    ASSERT_FALSE(r.ok()) << c.expected;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.expected));
+  }
+}
+
+TEST(ServeFlagsTest, ByteSizes) {
+  EXPECT_EQ(*ParseByteSize("123"), 123);
+  EXPECT_EQ(*ParseByteSize("2K"), 2000);
+  EXPECT_EQ(*ParseByteSize("2Ki"), 2048);
+  EXPECT_EQ(*ParseByteSize("3Mi"), 3 << 20);
+  EXPECT_EQ(*ParseByteSize("1G"), 1000000000);
+  EXPECT_EQ(*ParseByteSize("4Gi"), int64_t{4} << 30);
+  EXPECT_FALSE(ParseByteSize("").ok());
+  EXPECT_FALSE(ParseByteSize("Mi").ok());
+  EXPECT_FALSE(ParseByteSize("-1").ok());
+  EXPECT_FALSE(ParseByteSize("1.5G").ok());
+  EXPECT_FALSE(ParseByteSize("99999999999Ti").ok());
+}
+
+}  // namespace
+}  // namespace deltaserve
