@@ -32,8 +32,9 @@ import deploy_lib as lib
 SKIP = 77
 
 
-def run(cmd, timeout, check=True):
-  print("+", " ".join(cmd), flush=True)
+def run(cmd, timeout, check=True, quiet=False):
+  if not quiet:
+    print("+", " ".join(cmd), flush=True)
   r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
   if check and r.returncode:
     print(r.stdout[-4000:], r.stderr[-4000:], sep="\n")
@@ -96,7 +97,8 @@ def main():
          tag, *args], timeout=60)
 
     def alive():
-      st = run(["podman", "inspect", "--format", "{{.State.Running}}", name], timeout=30, check=False)
+      st = run(["podman", "inspect", "--format", "{{.State.Running}}", name], timeout=30, check=False,
+               quiet=True)
       return st.stdout.strip() == "true"
 
     target = f"127.0.0.1:{port}"

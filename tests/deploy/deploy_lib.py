@@ -10,6 +10,7 @@ import json
 import math
 import pathlib
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -220,15 +221,20 @@ def make_stubs(source_dir, work):
   work = pathlib.Path(work)
   work.mkdir(parents=True, exist_ok=True)
   proto_root = pathlib.Path(source_dir) / "proto"
-  health_root = pathlib.Path("/usr/share/grpc-proto")
+  # grpc-proto's health.proto, copied to another path: a generated `grpc.health` Python package
+  # would be hidden by the installed `grpc` package. The proto package (the wire name,
+  # grpc.health.v1.Health) is unchanged.
+  health_root = work / "protos"
+  (health_root / "deploy_health").mkdir(parents=True, exist_ok=True)
+  shutil.copy("/usr/share/grpc-proto/grpc/health/v1/health.proto", health_root / "deploy_health/health.proto")
   cmd = ["protoc", f"-I{proto_root}", f"-I{health_root}", f"--python_out={work}",
          f"--grpc_python_out={work}", "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
-         "deltaserve/v1/deltaserve.proto", "grpc/health/v1/health.proto"]
+         "deltaserve/v1/deltaserve.proto", "deploy_health/health.proto"]
   subprocess.run(cmd, check=True)
   sys.path.insert(0, str(work))
   import grpc  # noqa: F401  (Debian's python3-grpcio)
   from deltaserve.v1 import deltaserve_pb2, deltaserve_pb2_grpc
-  from grpc.health.v1 import health_pb2, health_pb2_grpc
+  from deploy_health import health_pb2, health_pb2_grpc
   return {"pb": deltaserve_pb2, "svc": deltaserve_pb2_grpc, "hpb": health_pb2, "hsvc": health_pb2_grpc}
 
 
