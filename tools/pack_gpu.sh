@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds deltaserve with CUDA on a machine without a GPU and packs what a GPU machine needs to run
 # the GPU tests and benchmarks into pack/ (ignored by git):
-#   pack/bin/   the binaries
-#   pack/lib/   every shared library they load (ldd) except the C runtime, the CUDA driver and
-#               the CUDA toolkit's cuBLAS / cuBLASLt (hundreds of MB; the GPU machine has them)
-#   pack/run.sh runs a packed binary with LD_LIBRARY_PATH set:  pack/run.sh <binary> [args...]
+#   pack/bundle.tar.gz  bin/ (the binaries, stripped) and lib/ (every shared library they load,
+#                       per ldd, except the C runtime, the CUDA driver and the CUDA toolkit's
+#                       cuBLAS / cuBLASLt, which are hundreds of MB and present on the GPU machine)
+#   pack/run.sh         unpacks the bundle once (into pack/unpacked/) and runs a packed binary
+#                       with LD_LIBRARY_PATH set:  pack/run.sh <binary> [args...]
+#                       `pack/run.sh --env` prints the export line instead (for wrappers such as
+#                       compute-sanitizer).
+# Compressed, the bundle stays well under the size limit of what travels to the GPU machine.
 #
 # Usage: tools/pack_gpu.sh [target ...]   (default: the GPU tests, the CUDA benchmarks and the
 #        deltaserve server). BUILD_DIR (default build-gpu) and JOBS (default 2) are honoured.
@@ -27,8 +31,9 @@ for t in "${TARGETS[@]}"; do
 done
 cmake --build "$BUILD_DIR" -j "$JOBS" --target "${BUILD[@]}"
 
-rm -rf "$PACK"
-mkdir -p "$PACK/bin" "$PACK/lib"
+STAGE="$BUILD_DIR/pack-stage"
+rm -rf "$PACK" "$STAGE"
+mkdir -p "$PACK" "$STAGE/bin" "$STAGE/lib"
 is_system_lib() {
   case "$(basename "$1")" in
     linux-vdso*|ld-linux*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|libgcc_s.so*| \
@@ -39,17 +44,24 @@ is_system_lib() {
 for t in "${BUILD[@]}"; do
   bin="$BUILD_DIR/bin/$t"
   [[ -x "$bin" ]] || { echo "pack_gpu: $bin missing" >&2; exit 1; }
-  cp "$bin" "$PACK/bin/"
+  cp "$bin" "$STAGE/bin/"
   ldd "$bin" | awk '/=> \//{print $3}' | while read -r lib; do
-    is_system_lib "$lib" || cp -Lu "$lib" "$PACK/lib/"
+    is_system_lib "$lib" || cp -Lu "$lib" "$STAGE/lib/"
   done
 done
+strip "$STAGE"/bin/* 2>/dev/null || true
+strip --strip-unneeded "$STAGE"/lib/* 2>/dev/null || true
+tar -C "$STAGE" -czf "$PACK/bundle.tar.gz" bin lib
 # The binaries were built against this toolkit's libstdc++ ABI; the GPU machine's libstdc++ is
 # at least as new (Ubuntu 24.04), so it is not packed.
 cat > "$PACK/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs a packed binary: pack/run.sh <binary-name> [args...]
 here="$(cd "$(dirname "$0")" && pwd)"
+if [[ ! -d "$here/unpacked" ]]; then
+  mkdir -p "$here/unpacked.tmp" && tar -C "$here/unpacked.tmp" -xzf "$here/bundle.tar.gz" &&
+    mv "$here/unpacked.tmp" "$here/unpacked" || exit 1
+fi
 cuda_lib=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [[ -e "$d/libcublasLt.so.13" ]] && cuda_lib="$d" && break
@@ -57,10 +69,14 @@ done
 if [[ -z "$cuda_lib" ]]; then
   cuda_lib=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null || true)
 fi
-export LD_LIBRARY_PATH="$here/lib${cuda_lib:+:$cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$here/unpacked/lib${cuda_lib:+:$cuda_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [[ "${1:-}" == "--env" ]]; then
+  echo "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH PACK_BIN=$here/unpacked/bin"
+  exit 0
+fi
 bin="$1"; shift
-exec "$here/bin/$bin" "$@"
+exec "$here/unpacked/bin/$bin" "$@"
 RUN
 chmod +x "$PACK/run.sh"
 du -sh "$PACK"
-ls "$PACK/bin" "$PACK/lib"
+ls "$STAGE/bin"

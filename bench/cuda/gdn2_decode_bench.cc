@@ -25,6 +25,7 @@ using deltaserve::cuda::Gdn2DecodeShape;
 namespace {
 
 struct Row {
+  std::string mode;
   std::string state;
   int batch, splits;
   bool auto_pick;
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
   float* o_norm = RandomDevice(shape.head_v_dim, rng, 1.0f);
   void* y = nullptr;
   BENCH_CUDA(cudaMalloc(&y, static_cast<size_t>(max_batch) * vd * 2));
+  float* prep = nullptr;
+  BENCH_CUDA(cudaMalloc(&prep, deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch) * 4));
   cudaStream_t stream;
   BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
@@ -108,8 +111,12 @@ int main(int argc, char** argv) {
           2, std::min<int64_t>(num_slots / batch, (int64_t{256} << 20) / per_launch + 1)));
       const int launches = std::max(sets, 20);
       const int auto_splits = deltaserve::cuda::Gdn2DecodeAutoSplits(shape, batch, st);
+      for (int mi = 0; mi < 2; ++mi)
       for (int splits : {1, 2, 4, 8}) {
         Gdn2DecodeArgs a;
+        a.mode = mi == 0 ? Gdn2DecodeArgs::Mode::kFused : Gdn2DecodeArgs::Mode::kPrepared;
+        a.prep = prep;
+        a.prep_floats = deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch);
         a.batch = batch;
         a.pool = pool;
         a.num_slots = num_slots;
@@ -155,7 +162,7 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaGetLastError());
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
-        rows.push_back({deltaserve::cuda::DTypeName(st), batch, splits, splits == auto_splits,
+        rows.push_back({mi == 0 ? "fused" : "prepared", deltaserve::cuda::DTypeName(st), batch, splits, splits == auto_splits,
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         bytes / t_graph / copy_bw0});
       }
@@ -181,10 +188,10 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f,
-                 "    {\"state\": \"%s\", \"batch\": %d, \"splits\": %d, \"auto\": %s, "
+                 "    {\"mode\": \"%s\", \"state\": \"%s\", \"batch\": %d, \"splits\": %d, \"auto\": %s, "
                  "\"us_per_launch\": %.3f, \"us_single_launch\": %.3f, \"bytes\": %.0f, "
                  "\"gb_per_s\": %.1f, \"ratio_to_copy\": %.4f}%s\n",
-                 r.state.c_str(), r.batch, r.splits, r.auto_pick ? "true" : "false", r.graph_us,
+                 r.mode.c_str(), r.state.c_str(), r.batch, r.splits, r.auto_pick ? "true" : "false", r.graph_us,
                  r.single_us, r.bytes, r.gbps, r.ratio, i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
@@ -192,10 +199,10 @@ int main(int argc, char** argv) {
 
   std::printf("copy bandwidth: %.3f TB/s at start, %.3f TB/s at end\n", copy_bw0 / 1e12,
               copy_bw1 / 1e12);
-  std::printf("%-5s %6s %6s %10s %10s %9s %7s\n", "state", "batch", "splits", "us/launch",
+  std::printf("%-8s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
               "us single", "GB/s", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.state.c_str(), r.batch, r.splits,
+    std::printf("%-8s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
                 r.auto_pick ? "*" : " ", r.graph_us, r.single_us, r.gbps, r.ratio);
   }
   std::printf("(* = the launcher's automatic split choice)\n");

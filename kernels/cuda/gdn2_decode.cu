@@ -42,7 +42,11 @@ struct Params {
   void* y;
   int64_t y_st;
   bool y_bf16;
+  float* prep;  // kPrepared: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
 };
+
+// Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
+__host__ __device__ constexpr int64_t PrepStride(int dk) { return 4 * int64_t{dk} + 4; }
 
 __device__ __forceinline__ float Silu(float x) { return x / (1.0f + __expf(-x)); }
 __device__ __forceinline__ float Sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
@@ -320,8 +324,223 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
   cluster.sync();
 }
 
+
+// kPrepared, kernel 1: per (sequence, key head), conv + history shift for q, k and the group's
+// v channels, norms, gates. Only this block touches these history channels: no ordering issue.
+constexpr int kPrepThreads = 128;
+
+__global__ void __launch_bounds__(kPrepThreads) Gdn2PrepKernel(const Params p, int dk) {
+  // Let the recurrence kernel start issuing its state loads right away.
+  cudaTriggerProgrammaticLaunchCompletion();
+  __shared__ float scratch[3][kPrepThreads / 32];
+  const int kh = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;
+  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+  float* hq = reinterpret_cast<float*>(base + p.cq_off);
+  float* hk = reinterpret_cast<float*>(base + p.ck_off);
+  float* hvh = reinterpret_cast<float*>(base + p.cv_off);
+  const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
+  const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+  float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(dk);
+  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+  // Each thread owns channels tid, tid + 128, ... (<= 1 for dk <= 128); keep them in registers.
+  float qv[2] = {0, 0}, kv[2] = {0, 0}, beta[2] = {0, 0};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = tid + r * kPrepThreads;
+    if (i >= dk) break;
+    const int c = kh * dk + i;
+    qv[r] = ConvChannel(hq + c, p.key_dim, p.W, p.q_cw + c * p.W, qr[c]);
+    kv[r] = ConvChannel(hk + c, p.key_dim, p.W, p.k_cw + c * p.W, kr[c]);
+    ShiftHistory(hq + c, p.key_dim, p.W, qr[c]);
+    ShiftHistory(hk + c, p.key_dim, p.W, kr[c]);
+    sq += qv[r] * qv[r];
+    sk += kv[r] * kv[r];
+    sqk += qv[r] * kv[r];
+    const float gdec = -__expf(p.a_log[kh]) *
+                       Softplus(p.f_raw[static_cast<int64_t>(b) * p.f_st + c] + p.dt_bias[c]);
+    rec[2 * dk + i] = __expf(gdec);
+    beta[r] = Sigmoid(p.b_raw[static_cast<int64_t>(b) * p.b_st + c]) * (p.neg_eig ? 2.0f : 1.0f);
+  }
+  const int c0 = kh * p.G * p.dv;
+  for (int j = tid; j < p.G * p.dv; j += kPrepThreads) {
+    const int c = c0 + j;
+    const float xv = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
+    const float vv = ConvChannel(hvh + c, p.value_dim, p.W, p.v_cw + c * p.W, xv);
+    ShiftHistory(hvh + c, p.value_dim, p.W, xv);
+    float* wv = p.prep + static_cast<int64_t>(gridDim.y) * p.H * PrepStride(dk) +
+                static_cast<int64_t>(b) * p.value_dim + c;
+    *wv = Sigmoid(p.w_raw[static_cast<int64_t>(b) * p.w_st + c]) * vv;
+  }
+  sq = BlockSum<kPrepThreads / 32>(sq, scratch[0]);
+  sk = BlockSum<kPrepThreads / 32>(sk, scratch[1]);
+  sqk = BlockSum<kPrepThreads / 32>(sqk, scratch[2]);
+  const float rq = rsqrtf(static_cast<float>(dk)) / sqrtf(sq + 1e-6f);
+  const float rk = 1.0f / sqrtf(sk + 1e-6f);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = tid + r * kPrepThreads;
+    if (i >= dk) break;
+    rec[i] = qv[r] * rq;
+    rec[dk + i] = kv[r] * rk;
+    rec[3 * dk + i] = beta[r] * kv[r] * rk;
+  }
+  if (tid == 0) rec[4 * dk] = sqk * rq * rk;
+}
+
+// kPrepared, kernel 2: the recurrence and the output norm of one (sequence, value head, split).
+template <typename T, int DK, int DVS>
+__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
+    Gdn2RecurrenceKernel(const Params p) {
+  using TL = Tile<T, DK, DVS>;
+  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
+                NW = TL::NW;
+  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
+  __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
+  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
+  __shared__ float scratch[NW];
+  __shared__ float partial_ss, kq_s;
+
+  const int S = p.S;
+  const int b = blockIdx.y;
+  const int hv = blockIdx.x / S;
+  const int s = blockIdx.x % S;
+  const int kh = hv / p.G;
+  const int tid = threadIdx.x;
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;  // whole clusters skip together
+  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+  T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv +
+             s * DVS;
+  const int cgi = tid % CG;
+  const int rg = tid / CG;
+  float st[ROWS][VEC];
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    StateVec<T>::Load(state + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC, st[m]);
+  }
+  // The prep kernel's results (and its history writes) are visible after this.
+  cudaGridDependencySynchronize();
+  const float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
+  for (int i = tid; i < DK; i += NT) {
+    q_s[i] = rec[i];
+    k_s[i] = rec[DK + i];
+    a_s[i] = rec[2 * DK + i];
+    bk_s[i] = rec[3 * DK + i];
+  }
+  const int col0 = hv * p.dv + s * DVS;
+  const float* wvp = p.prep + static_cast<int64_t>(gridDim.y) * p.H * PrepStride(DK) +
+                     static_cast<int64_t>(b) * p.value_dim + col0;
+  for (int j = tid; j < DVS; j += NT) wv_s[j] = wvp[j];
+  if (tid == 0) kq_s = rec[4 * DK];
+  __syncthreads();
+  const float kq = kq_s;
+
+  float r[VEC], oq[VEC];
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const float sv = st[m][v] * a;
+      st[m][v] = sv;
+      r[v] += sv * bk;
+      oq[v] += sv * qq;
+    }
+  }
+#pragma unroll
+  for (int o = CG; o < 32; o <<= 1) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
+      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
+    }
+  }
+  const int warp = tid / 32, lane = tid % 32;
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      red_r[warp][lane * VEC + v] = r[v];
+      red_o[warp][lane * VEC + v] = oq[v];
+    }
+  }
+  __syncthreads();
+  float ss = 0.0f;
+  for (int j = tid; j < DVS; j += NT) {
+    float rr = 0.0f, oo = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      rr += red_r[w][j];
+      oo += red_o[w][j];
+    }
+    const float u = wv_s[j] - rr;
+    const float o = oo + kq * u;
+    u_s[j] = u;
+    o_s[j] = o;
+    ss += o * o;
+  }
+  ss = BlockSum<NW>(ss, scratch);  // ends with a barrier: u_s / o_s visible
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    const float kk = k_s[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
+    StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
+  }
+  float total_ss = ss;
+  cg::cluster_group cluster = cg::this_cluster();
+  if (S > 1) {
+    if (tid == 0) partial_ss = ss;
+    cluster.sync();
+    total_ss = 0.0f;
+    for (int r2 = 0; r2 < S; ++r2) total_ss += *cluster.map_shared_rank(&partial_ss, r2);
+  }
+  const float inv = 1.0f / sqrtf(total_ss / static_cast<float>(p.dv) + p.eps);
+  for (int j = tid; j < DVS; j += NT) {
+    const int c = col0 + j;
+    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
+    const float act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+    const float yv = o_s[j] * inv * p.o_norm[s * DVS + j] * act;
+    if (p.y_bf16) {
+      reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
+          __float2bfloat16_rn(yv);
+    } else {
+      reinterpret_cast<float*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] = yv;
+    }
+  }
+  if (S > 1) cluster.sync();
+}
+
+template <typename T, int DK, int DVS>
+absl::Status LaunchPrepared(const Params& p, int batch, cudaStream_t stream) {
+  using TL = Tile<T, DK, DVS>;
+  Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
+  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.HV * p.S, batch, 1);
+  cfg.blockDim = dim3(TL::NT, 1, 1);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  attr[1].id = cudaLaunchAttributeClusterDimension;
+  attr[1].val.clusterDim.x = p.S;
+  attr[1].val.clusterDim.y = 1;
+  attr[1].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = p.S > 1 ? 2 : 1;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2RecurrenceKernel<T, DK, DVS>, p));
+  return LaunchStatus("Gdn2RecurrenceKernel");
+}
+
 template <typename T, int DK, int DVS>
 absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
+  if (p.prep != nullptr) return LaunchPrepared<T, DK, DVS>(p, batch, stream);
   using TL = Tile<T, DK, DVS>;
   const int cl = p.G * p.S;
   cudaLaunchConfig_t cfg = {};
@@ -335,7 +554,7 @@ absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
   attr[0].val.clusterDim.y = 1;
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = cl > 1 ? 1 : 0;
   DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2DecodeKernel<T, DK, DVS>, p));
   return LaunchStatus("Gdn2DecodeKernel");
 }
@@ -387,11 +606,15 @@ int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_ty
   const int64_t blocks = static_cast<int64_t>(batch) * shape.num_v_heads;
   int splits = 1;
   while (splits * 2 * group <= kMaxCluster && shape.head_v_dim / (splits * 2) >= 16 &&
-         shape.head_v_dim % (splits * 2) == 0 && blocks * splits < 512) {
+         shape.head_v_dim % (splits * 2) == 0 && blocks * splits < 64) {
     splits *= 2;
   }
   (void)state_type;
   return splits;
+}
+
+int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch) {
+  return int64_t{batch} * (shape.num_heads * PrepStride(shape.head_k_dim) + shape.value_dim());
 }
 
 int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type,
@@ -421,10 +644,11 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   const int S = a.splits > 0 ? a.splits : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type);
   if (dv % S != 0)
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
-  if (G * S > kMaxCluster)
+  const bool prepared = a.mode == Gdn2DecodeArgs::Mode::kPrepared;
+  if (!prepared && G * S > kMaxCluster)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: (num_v_heads/num_heads) * splits = ", G * S, " exceeds the cluster limit 8"));
-  if (dk % (G * S) != 0)
+  if (!prepared && dk % (G * S) != 0)
     return absl::InvalidArgumentError("gdn2 decode: head_k_dim must be a multiple of the cluster size");
   if (a.slots == nullptr || a.pool == nullptr)
     return absl::InvalidArgumentError("gdn2 decode: slots and pool are required");
@@ -464,6 +688,14 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
                                                      " is smaller than the row width ", st.width));
   }
   if (a.num_slots <= 0) return absl::InvalidArgumentError("gdn2 decode: num_slots must be positive");
+  if (prepared) {
+    if (a.prep == nullptr || a.prep_floats < Gdn2DecodePrepFloats(shape, a.batch))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gdn2 decode: prepared mode needs prep scratch of ", Gdn2DecodePrepFloats(shape, a.batch),
+          " floats, got ", a.prep_floats));
+    if (S > kMaxCluster)
+      return absl::InvalidArgumentError("gdn2 decode: splits exceed the cluster limit 8");
+  }
 
   Params p;
   p.H = H; p.HV = HV; p.dv = dv; p.W = W; p.G = G; p.S = S;
@@ -489,6 +721,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.y = a.y;
   p.y_st = a.y_stride;
   p.y_bf16 = a.y_type == DType::kBF16;
+  p.prep = prepared ? a.prep : nullptr;
 
   const int dvs = dv / S;
   switch (a.state_type) {

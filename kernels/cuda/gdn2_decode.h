@@ -1,5 +1,5 @@
 // Fused GDN-2 decode step (MODEL_SPEC.md sections 1 and 2, steps 2-7) for every active slot and
-// value head in one launch.
+// value head in one launch (Mode::kFused) or in two overlapping launches (Mode::kPrepared).
 //
 // Per sequence b (one new token) and value head hv (key head kh = hv / (HV/H)):
 //   conv:   q^, k^, v = SiLU(causal depthwise conv over [history(W-1 rows), raw input])
@@ -93,7 +93,19 @@ struct Gdn2DecodeArgs {
 
   // Blocks per value head, each owning dv/splits columns of the state; 0 picks by batch size.
   int splits = 0;
+
+  // Kernel arrangement. kFused: one launch does everything (conv, norms, gates, recurrence,
+  // output norm). kPrepared: a small prep kernel (conv + history shift, norms, gates: per
+  // sequence and key head) writes `prep` (Gdn2DecodePrepFloats floats), and the recurrence
+  // kernel, launched as a programmatic dependent, issues its state loads before waiting for it.
+  enum class Mode { kFused, kPrepared };
+  Mode mode = Mode::kFused;
+  float* prep = nullptr;
+  int64_t prep_floats = 0;
 };
+
+// Scratch floats kPrepared needs for `batch` rows.
+int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch);
 
 // The split count the launcher picks when args.splits == 0.
 int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type);

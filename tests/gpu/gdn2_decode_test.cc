@@ -29,6 +29,7 @@ struct Case {
   DType state_type;
   DType y_type;
   int splits;  // 0 = auto
+  Gdn2DecodeArgs::Mode mode = Gdn2DecodeArgs::Mode::kFused;
 };
 
 double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
@@ -156,6 +157,11 @@ void RunCase(const Case& c, uint32_t seed) {
   a.y_stride = y_stride;
   a.y_type = c.y_type;
   a.splits = c.splits;
+  a.mode = c.mode;
+  DeviceBuffer d_prep(static_cast<size_t>(Gdn2DecodePrepFloats(s, B)) * 4);
+  ASSERT_EQ(cudaMemset(d_prep.get(), 0xff, d_prep.bytes()), cudaSuccess);
+  a.prep = d_prep.get<float>();
+  a.prep_floats = Gdn2DecodePrepFloats(s, B);
   absl::Status st = LaunchGdn2Decode(s, a, nullptr);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -372,6 +378,34 @@ TEST_F(Gdn2DecodeTest, ConvSizeOneHasNoHistory) {
   s.head_v_dim = 32;
   s.conv_size = 1;
   RunCase({s, 7, DType::kF32, DType::kF32, 2}, 71);
+}
+
+TEST_F(Gdn2DecodeTest, PreparedModeAllShapes) {
+  const auto kP = Gdn2DecodeArgs::Mode::kPrepared;
+  for (int splits : {0, 1, 2, 8}) {
+    SCOPED_TRACE(splits);
+    RunCase({Ref13B(), 1, DType::kF32, DType::kF32, splits, kP}, 101 + splits);
+    RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, splits, kP}, 111 + splits);
+  }
+  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0, kP}, 121);
+  RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 1, kP}, 122);
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  g.conv_size = 3;
+  g.allow_neg_eigval = true;
+  g.gate_sigmoid = true;
+  for (int splits : {1, 4}) RunCase({g, 9, DType::kF32, DType::kF32, splits, kP}, 131 + splits);
+  Gdn2DecodeShape t;
+  t.num_heads = 2;
+  t.num_v_heads = 4;
+  t.head_k_dim = 32;
+  t.head_v_dim = 32;
+  RunCase({t, 17, DType::kBF16, DType::kBF16, 2, kP}, 141);
+  t.conv_size = 1;
+  RunCase({t, 5, DType::kF32, DType::kF32, 1, kP}, 142);
 }
 
 TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {

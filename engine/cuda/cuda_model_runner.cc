@@ -1,0 +1,562 @@
+// CudaModelRunner implementation (see cuda_model_runner.h).
+#include "engine/cuda/cuda_model_runner.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/model_weights.h"
+#include "engine/sampler.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gdn2_decode.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/sampling.h"
+#include "kernels/cuda/status_util.h"
+#include "kernels/cuda/swa_decode.h"
+
+namespace deltaserve {
+namespace {
+
+
+
+#define DS_RETURN_IF_ERROR(expr)   \
+  do {                             \
+    absl::Status s_ = (expr);      \
+    if (!s_.ok()) return s_;       \
+  } while (0)
+
+}  // namespace
+
+struct CudaModelRunner::Buffers {
+  std::vector<void*> allocs;
+  int32_t* slots = nullptr;   // [max_rows]
+  int32_t* tokens = nullptr;  // [max_rows]
+  float* x = nullptr;         // [max_rows, d] residual stream
+  void* n = nullptr;          // bf16 [max_rows, d]
+  float* proj = nullptr;      // [max_rows, proj_cols]
+  int64_t proj_cols = 0;
+  void* f0g0 = nullptr;       // bf16 [max_rows, 2*dv]
+  float* f = nullptr;         // [max_rows, key_dim]
+  float* z = nullptr;         // [max_rows, value_dim]
+  void* y = nullptr;          // bf16 [max_rows, y_cols]
+  int64_t y_cols = 0;
+  float* logits = nullptr;    // [max_rows, padded_vocab]
+  float* swa_scratch = nullptr;
+  int64_t swa_scratch_floats = 0;
+  float* gdn2_prep = nullptr;
+  int64_t gdn2_prep_floats = 0;
+  // Sampling.
+  int32_t* row_index = nullptr;
+  cuda::SampleRowParams* sample_params = nullptr;
+  cuda::PenaltyRowParams* penalty_params = nullptr;
+  cuda::PenaltyEntry* penalties = nullptr;
+  int64_t penalty_capacity = 0;
+  float* sample_scratch = nullptr;
+  int32_t* sampled = nullptr;
+  float* sampled_logprob = nullptr;
+
+  ~Buffers() {
+    for (void* p : allocs) cudaFree(p);
+  }
+  template <typename T>
+  absl::Status Alloc(T** dst, int64_t count) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T)) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", count * sizeof(T), " bytes of GPU scratch"));
+    }
+    allocs.push_back(p);
+    *dst = static_cast<T*>(p);
+    return absl::OkStatus();
+  }
+  absl::Status AllocBytes(void** dst, int64_t bytes) {
+    char* p = nullptr;
+    DS_RETURN_IF_ERROR(Alloc(&p, bytes));
+    *dst = p;
+    return absl::OkStatus();
+  }
+};
+
+CudaModelRunner::CudaModelRunner(std::unique_ptr<DeviceWeights> weights,
+                                 const CudaRunnerOptions& options)
+    : weights_(std::move(weights)),
+      options_(options),
+      layout_(weights_->config(), options.state_dtype) {}
+
+CudaModelRunner::~CudaModelRunner() {
+  for (auto& [size, exec] : graphs_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  buf_.reset();
+  storage_.reset();
+  gemm_.reset();
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Load(
+    const std::string& model_dir, const CudaRunnerOptions& options) {
+  DS_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  absl::StatusOr<ModelConfig> config = ModelConfig::LoadFromDir(model_dir);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = ModelWeights::Load(*config, model_dir);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::unique_ptr<DeviceWeights>> dw = DeviceWeights::Upload(**weights);
+  if (!dw.ok()) return dw.status();
+  return Create(*std::move(dw), options);
+}
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
+    std::unique_ptr<DeviceWeights> weights, const CudaRunnerOptions& options) {
+  if (weights == nullptr) return absl::InvalidArgumentError("CudaModelRunner: no weights");
+  if (options.num_slots < 1)
+    return absl::InvalidArgumentError(absl::StrCat("num_slots (", options.num_slots, ") must be >= 1"));
+  if (options.max_step_tokens < 1)
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_step_tokens (", options.max_step_tokens, ") must be >= 1"));
+  if (options.max_rows < 1 || options.max_rows > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("max_rows (", options.max_rows, ") must be in [1, 65535]"));
+  for (int b : options.graph_batch_sizes) {
+    if (b < 1 || b > options.max_rows)
+      return absl::InvalidArgumentError(absl::StrCat("graph batch size ", b, " not in [1, max_rows = ",
+                                                     options.max_rows, "]"));
+  }
+  DS_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device));
+  std::unique_ptr<CudaModelRunner> r(new CudaModelRunner(std::move(weights), options));
+  DS_RETURN_IF_ERROR(r->Init());
+  return r;
+}
+
+absl::Status CudaModelRunner::Init() {
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  absl::StatusOr<std::unique_ptr<DeviceStateStorage>> st =
+      DeviceStateStorage::Create(layout_, options_.num_slots, stream_);
+  if (!st.ok()) return st.status();
+  storage_ = *std::move(st);
+  absl::StatusOr<std::unique_ptr<cuda::Gemm>> g = cuda::Gemm::Create();
+  if (!g.ok()) return g.status();
+  gemm_ = *std::move(g);
+
+  const ModelConfig& c = config();
+  const int64_t R = options_.max_rows, d = c.n_embd, V = c.padded_vocab_size;
+  const Gdn2Config& gd = c.gdn2;
+  const SwaConfig& sw = c.swa;
+  buf_ = std::make_unique<Buffers>();
+  Buffers& b = *buf_;
+  b.proj_cols = 2 * int64_t{c.intermediate_size};
+  b.y_cols = c.intermediate_size;
+  if (c.NumGdn2Layers() > 0) {
+    b.proj_cols = std::max<int64_t>(b.proj_cols, weights_->layers()[0].gdn2.in_rows);
+    for (const DeviceLayerWeights& L : weights_->layers())
+      if (L.is_gdn2) b.proj_cols = std::max(b.proj_cols, L.gdn2.in_rows);
+    b.y_cols = std::max<int64_t>(b.y_cols, gd.value_dim());
+  }
+  cuda::SwaDecodeShape swa_shape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
+                                 sw.rope_dims(), sw.rope_base};
+  if (c.NumSwaLayers() > 0) {
+    b.proj_cols = std::max<int64_t>(b.proj_cols, sw.qkv_rows());
+    b.y_cols = std::max<int64_t>(b.y_cols, int64_t{sw.n_head} * sw.head_size);
+    for (int rows = 1; rows <= R; ++rows) {
+      b.swa_scratch_floats = std::max(
+          b.swa_scratch_floats,
+          cuda::SwaDecodeScratchFloats(swa_shape, rows, cuda::SwaDecodeSplits(swa_shape, rows, 0)));
+    }
+  }
+  // Row strides of bf16 GEMM operands must be multiples of 8 elements.
+  b.proj_cols = (b.proj_cols + 7) / 8 * 8;
+  b.y_cols = (b.y_cols + 7) / 8 * 8;
+  DS_RETURN_IF_ERROR(b.Alloc(&b.slots, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.tokens, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.x, R * d));
+  DS_RETURN_IF_ERROR(b.AllocBytes(&b.n, R * d * 2));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.proj, R * b.proj_cols));
+  DS_RETURN_IF_ERROR(b.AllocBytes(&b.f0g0, R * 2 * int64_t{gd.head_v_dim} * 2));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.f, R * gd.key_dim()));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.z, R * gd.value_dim()));
+  DS_RETURN_IF_ERROR(b.AllocBytes(&b.y, R * b.y_cols * 2));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.logits, R * V));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.swa_scratch, b.swa_scratch_floats));
+  {
+    cuda::Gdn2DecodeShape shape;
+    shape.num_heads = gd.num_heads;
+    shape.num_v_heads = gd.num_v_heads;
+    shape.head_k_dim = gd.head_k_dim;
+    shape.head_v_dim = gd.head_v_dim;
+    b.gdn2_prep_floats = cuda::Gdn2DecodePrepFloats(shape, static_cast<int>(R));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.gdn2_prep, b.gdn2_prep_floats));
+  }
+  DS_RETURN_IF_ERROR(b.Alloc(&b.row_index, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.sample_params, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.penalty_params, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.sample_scratch, R * V));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.sampled, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.sampled_logprob, R));
+  b.penalty_capacity = 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.x, 0, R * d * 4, stream_));
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Forward(int R) {
+  const ModelConfig& c = config();
+  const DeviceWeights& w = *weights_;
+  Buffers& b = *buf_;
+  const int64_t d = c.n_embd, I = c.intermediate_size, V = c.padded_vocab_size;
+  const float eps = static_cast<float>(c.norm_eps);
+  const Gdn2Config& gd = c.gdn2;
+  const SwaConfig& sw = c.swa;
+  const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
+  const auto B16 = cuda::DType::kBF16, F32 = cuda::DType::kF32;
+  cudaStream_t s = stream_;
+
+  DS_RETURN_IF_ERROR(cuda::LaunchEmbedding(w.wte(), V, d, b.tokens, R, b.x, s));
+  for (int li = 0; li < c.n_layer; ++li) {
+    const DeviceLayerWeights& L = w.layers()[li];
+    const LayerStateRegions& reg = layout_.layer(li);
+    DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, L.norm_1, eps, b.n, d, s));
+    if (L.is_gdn2) {
+      const DeviceGdn2Weights& G = L.gdn2;
+      const int64_t P = b.proj_cols;
+      DS_RETURN_IF_ERROR(gemm_->Run(R, G.in_rows, d, b.n, d, G.in_proj, d, b.proj, P, F32, 0.0f, s));
+      DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.proj + G.col_f0, P, R, 2 * dv, b.f0g0, 2 * dv, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, b.f0g0, 2 * dv, G.f1, dv, b.f, kd, F32, 0.0f, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(R, vd, dv, static_cast<char*>(b.f0g0) + dv * 2, 2 * dv, G.g1,
+                                    dv, b.z, vd, F32, 0.0f, s));
+      cuda::Gdn2DecodeShape shape;
+      shape.num_heads = gd.num_heads;
+      shape.num_v_heads = gd.num_v_heads;
+      shape.head_k_dim = gd.head_k_dim;
+      shape.head_v_dim = gd.head_v_dim;
+      shape.conv_size = gd.conv_size;
+      shape.allow_neg_eigval = gd.allow_neg_eigval;
+      shape.gate_sigmoid = gd.gate_act == GateActivation::kSigmoid;
+      shape.norm_eps = eps;
+      cuda::Gdn2DecodeArgs a;
+      a.batch = R;
+      a.slots = b.slots;
+      a.pool = storage_->data();
+      a.num_slots = storage_->num_slots();
+      a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
+      a.recurrent_offset = static_cast<int64_t>(reg.gdn2.recurrent);
+      a.conv_q_offset = static_cast<int64_t>(reg.gdn2.conv_q);
+      a.conv_k_offset = static_cast<int64_t>(reg.gdn2.conv_k);
+      a.conv_v_offset = static_cast<int64_t>(reg.gdn2.conv_v);
+      a.state_type = layout_.state_dtype() == StateDtype::kF32 ? F32 : B16;
+      a.q_raw = b.proj + G.col_q;
+      a.k_raw = b.proj + G.col_k;
+      a.v_raw = b.proj + G.col_v;
+      a.b_raw = b.proj + G.col_b;
+      a.w_raw = b.proj + G.col_w;
+      a.q_stride = a.k_stride = a.v_stride = a.b_stride = a.w_stride = P;
+      a.f_raw = b.f;
+      a.f_stride = kd;
+      a.z_raw = b.z;
+      a.z_stride = vd;
+      a.q_conv_w = G.q_conv;
+      a.k_conv_w = G.k_conv;
+      a.v_conv_w = G.v_conv;
+      a.a_log = G.a_log;
+      a.dt_bias = G.dt_bias;
+      a.z_bias = G.g1_bias;
+      a.o_norm = G.o_norm;
+      a.y = b.y;
+      a.y_stride = b.y_cols;
+      a.y_type = B16;
+      a.mode = options_.gdn2_prepared ? cuda::Gdn2DecodeArgs::Mode::kPrepared
+                                      : cuda::Gdn2DecodeArgs::Mode::kFused;
+      a.prep = b.gdn2_prep;
+      a.prep_floats = b.gdn2_prep_floats;
+      DS_RETURN_IF_ERROR(cuda::LaunchGdn2Decode(shape, a, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(R, d, vd, b.y, b.y_cols, G.o_proj, vd, b.x, d, F32, 1.0f, s));
+    } else {
+      const int64_t qkv = sw.qkv_rows();
+      DS_RETURN_IF_ERROR(gemm_->Run(R, qkv, d, b.n, d, L.swa.attn, d, b.proj, b.proj_cols, F32, 0.0f, s));
+      cuda::SwaDecodeShape shape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
+                                 sw.rope_dims(), sw.rope_base};
+      cuda::SwaDecodeArgs a;
+      a.batch = R;
+      a.slots = b.slots;
+      a.pool = storage_->data();
+      a.num_slots = storage_->num_slots();
+      a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
+      a.k_ring_offset = static_cast<int64_t>(reg.swa.k_ring);
+      a.v_ring_offset = static_cast<int64_t>(reg.swa.v_ring);
+      a.position_offset = static_cast<int64_t>(layout_.position_offset());
+      a.qkv = b.proj;
+      a.qkv_stride = b.proj_cols;
+      a.y = b.y;
+      a.y_stride = b.y_cols;
+      a.y_type = B16;
+      a.scratch = b.swa_scratch;
+      a.scratch_floats = b.swa_scratch_floats;
+      DS_RETURN_IF_ERROR(cuda::LaunchSwaDecode(shape, a, s));
+      const int64_t hw = int64_t{sw.n_head} * sw.head_size;
+      DS_RETURN_IF_ERROR(gemm_->Run(R, d, hw, b.y, b.y_cols, L.swa.proj, hw, b.x, d, F32, 1.0f, s));
+    }
+    DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, L.norm_2, eps, b.n, d, s));
+    DS_RETURN_IF_ERROR(gemm_->Run(R, 2 * I, d, b.n, d, L.w12, d, b.proj, b.proj_cols, F32, 0.0f, s));
+    DS_RETURN_IF_ERROR(cuda::LaunchSwiGlu(b.proj, b.proj_cols, R, I, b.y, b.y_cols, s));
+    DS_RETURN_IF_ERROR(gemm_->Run(R, d, I, b.y, b.y_cols, L.w3, I, b.x, d, F32, 1.0f, s));
+  }
+  DS_RETURN_IF_ERROR(cuda::LaunchAdvancePositions(storage_->data(),
+                                                  static_cast<int64_t>(layout_.slot_bytes()),
+                                                  static_cast<int64_t>(layout_.position_offset()),
+                                                  b.slots, R, s));
+  DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, w.ln_f(), eps, b.n, d, s));
+  DS_RETURN_IF_ERROR(gemm_->Run(R, V, d, b.n, d, w.lm_head(), d, b.logits, V, F32, 0.0f, s));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::RunRows(std::span<const int> slots, std::span<const int32_t> tokens) {
+  const int n = static_cast<int>(slots.size());
+  if (n == 0) return absl::OkStatus();
+  if (n > options_.max_rows)
+    return absl::InvalidArgumentError(absl::StrCat(n, " rows exceed max_rows ", options_.max_rows));
+  int R = n;
+  int graph_size = 0;
+  if (options_.use_cuda_graphs) {
+    for (int g : options_.graph_batch_sizes) {
+      if (g >= n && (graph_size == 0 || g < graph_size)) graph_size = g;
+    }
+    if (graph_size > 0) R = graph_size;
+  }
+  h_slots_.assign(R, -1);
+  h_tokens_.assign(R, 0);
+  for (int i = 0; i < n; ++i) {
+    h_slots_[i] = slots[i];
+    h_tokens_[i] = tokens[i];
+  }
+  // Pageable sources: the copies stage them before returning, so the vectors may be reused.
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(buf_->slots, h_slots_.data(), R * sizeof(int32_t),
+                                          cudaMemcpyHostToDevice, stream_));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(buf_->tokens, h_tokens_.data(), R * sizeof(int32_t),
+                                          cudaMemcpyHostToDevice, stream_));
+  if (graph_size == 0) return Forward(R);
+
+  auto it = graphs_.find(graph_size);
+  if (it == graphs_.end()) {
+    // Plan the GEMMs eagerly first (cuBLASLt heuristics run on the host), with all-padding rows
+    // so no slot is touched, then capture.
+    std::vector<int32_t> pad(R, -1);
+    DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(buf_->slots, pad.data(), R * sizeof(int32_t),
+                                            cudaMemcpyHostToDevice, stream_));
+    DS_RETURN_IF_ERROR(Forward(R));
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(buf_->slots, h_slots_.data(), R * sizeof(int32_t),
+                                            cudaMemcpyHostToDevice, stream_));
+    DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    cudaGraph_t graph;
+    DS_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    absl::Status fs = Forward(R);
+    cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+    if (!fs.ok()) return fs;
+    DS_CUDA_RETURN_IF_ERROR(end);
+    cudaGraphExec_t exec;
+    cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    DS_CUDA_RETURN_IF_ERROR(inst);
+    it = graphs_.emplace(graph_size, exec).first;
+  }
+  DS_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(static_cast<cudaGraphExec_t>(it->second), stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::SampleRows(std::span<const int> logit_rows,
+                                         std::span<const SequenceStep* const> seqs,
+                                         std::span<SampledToken*> out) {
+  const ModelConfig& c = config();
+  const int64_t V = c.padded_vocab_size;
+  Buffers& b = *buf_;
+  std::vector<int32_t> gpu_rows;
+  std::vector<cuda::SampleRowParams> params;
+  std::vector<cuda::PenaltyRowParams> pparams;
+  std::vector<cuda::PenaltyEntry> entries;
+  std::vector<size_t> gpu_index;
+  std::vector<float> host_row;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const SequenceStep& sq = *seqs[i];
+    const SamplingParams& sp = *sq.sampling;
+    if (sp.top_logprobs > 0) {
+      // Host path: the CPU sampler on a copy of this row (penalties included).
+      host_row.resize(V);
+      DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_row.data(), b.logits + logit_rows[i] * V,
+                                              V * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      *out[i] = SampleToken(std::span<float>(host_row), c.vocab_size, sp, sq.sampler_state);
+      continue;
+    }
+    const int j = static_cast<int>(gpu_rows.size());
+    gpu_rows.push_back(logit_rows[i]);
+    gpu_index.push_back(i);
+    cuda::SampleRowParams p;
+    p.temperature = sp.temperature;
+    p.top_k = sp.top_k;
+    p.top_p = sp.top_p;
+    p.min_p = sp.min_p;
+    const uint64_t counter = sq.sampler_state->rng_counter++;
+    p.u = sp.greedy() ? 0.0 : SamplerUniform(sp.seed, counter);
+    params.push_back(p);
+    pparams.push_back({sp.repetition_penalty, sp.presence_penalty, sp.frequency_penalty});
+    const bool rep = sp.repetition_penalty != 1.0f;
+    if (rep || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f) {
+      std::unordered_map<int32_t, std::pair<uint32_t, uint32_t>> m;
+      for (int32_t t : sq.sampler_state->generated_tokens) {
+        if (t >= 0 && t < c.vocab_size) ++m[t].first;
+      }
+      if (rep) {
+        for (int32_t t : sq.sampler_state->prompt_tokens) {
+          if (t >= 0 && t < c.vocab_size) m[t].second = 1;
+        }
+      }
+      for (const auto& [t, cnt] : m) entries.push_back({j, t, cnt.first, cnt.second});
+    }
+  }
+  const int n = static_cast<int>(gpu_rows.size());
+  if (n == 0) return absl::OkStatus();
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.row_index, gpu_rows.data(), n * sizeof(int32_t),
+                                          cudaMemcpyHostToDevice, stream_));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.sample_params, params.data(),
+                                          n * sizeof(cuda::SampleRowParams),
+                                          cudaMemcpyHostToDevice, stream_));
+  if (!entries.empty()) {
+    if (static_cast<int64_t>(entries.size()) > b.penalty_capacity) {
+      DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      if (b.penalties != nullptr) {
+        cudaFree(b.penalties);
+        b.allocs.erase(std::find(b.allocs.begin(), b.allocs.end(), b.penalties));
+      }
+      b.penalty_capacity = static_cast<int64_t>(entries.size()) * 2;
+      DS_RETURN_IF_ERROR(b.Alloc(&b.penalties, b.penalty_capacity));
+    }
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.penalties, entries.data(),
+                                            entries.size() * sizeof(cuda::PenaltyEntry),
+                                            cudaMemcpyHostToDevice, stream_));
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.penalty_params, pparams.data(),
+                                            n * sizeof(cuda::PenaltyRowParams),
+                                            cudaMemcpyHostToDevice, stream_));
+    DS_RETURN_IF_ERROR(cuda::LaunchApplyPenalties(b.logits, V, b.row_index, b.penalties,
+                                                  static_cast<int64_t>(entries.size()),
+                                                  b.penalty_params, stream_));
+  }
+  DS_RETURN_IF_ERROR(cuda::LaunchSample(b.logits, V, b.row_index, n, c.vocab_size,
+                                        b.sample_params, b.sample_scratch, b.sampled,
+                                        b.sampled_logprob, stream_));
+  std::vector<int32_t> tok(n);
+  std::vector<float> lp(n);
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tok.data(), b.sampled, n * sizeof(int32_t),
+                                          cudaMemcpyDeviceToHost, stream_));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(lp.data(), b.sampled_logprob, n * sizeof(float),
+                                          cudaMemcpyDeviceToHost, stream_));
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  for (int j = 0; j < n; ++j) {
+    SampledToken& o = *out[gpu_index[j]];
+    o.token = tok[j];
+    const SamplingParams& sp = *seqs[gpu_index[j]]->sampling;
+    o.logprob = sp.logprobs ? lp[j] : 0.0f;
+    o.top_logprobs.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Step(const StepBatch& batch, std::vector<SampledToken>* out) {
+  out->clear();
+  const int64_t total = batch.num_tokens();
+  if (total > options_.max_step_tokens)
+    return absl::InvalidArgumentError(absl::StrCat("step carries ", total,
+                                                   " tokens, more than max_step_tokens (",
+                                                   options_.max_step_tokens, ")"));
+  const ModelConfig& c = config();
+  std::unordered_set<int> seen;
+  int num_sample = 0;
+  for (size_t i = 0; i < batch.seqs.size(); ++i) {
+    const SequenceStep& s = batch.seqs[i];
+    if (s.slot < 0 || s.slot >= storage_->num_slots())
+      return absl::OutOfRangeError(absl::StrCat("sequence ", i, ": slot ", s.slot,
+                                                " is outside [0, ", storage_->num_slots(), ")"));
+    if (!seen.insert(s.slot).second)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": slot ", s.slot,
+                                                     " appears twice in one step"));
+    if (s.tokens.empty())
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": no tokens to feed"));
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= c.vocab_size)
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": token ", t,
+                                                       " is outside [0, ", c.vocab_size, ")"));
+    }
+    if (s.sample && (s.sampling == nullptr || s.sampler_state == nullptr))
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", i, ": sample is set without sampling parameters or state"));
+    if (s.sample) ++num_sample;
+  }
+  out->resize(num_sample);
+  std::vector<int> out_index(batch.seqs.size(), -1);
+  for (size_t i = 0, k = 0; i < batch.seqs.size(); ++i) {
+    if (batch.seqs[i].sample) out_index[i] = static_cast<int>(k++);
+  }
+  std::vector<int> slots, logit_rows;
+  std::vector<int32_t> toks;
+  std::vector<const SequenceStep*> sample_seqs;
+  std::vector<SampledToken*> sample_out;
+  for (size_t g0 = 0; g0 < batch.seqs.size(); g0 += options_.max_rows) {
+    const size_t g1 = std::min(batch.seqs.size(), g0 + options_.max_rows);
+    size_t max_t = 0;
+    for (size_t i = g0; i < g1; ++i) max_t = std::max(max_t, batch.seqs[i].tokens.size());
+    for (size_t t = 0; t < max_t; ++t) {
+      slots.clear();
+      toks.clear();
+      logit_rows.clear();
+      sample_seqs.clear();
+      sample_out.clear();
+      for (size_t i = g0; i < g1; ++i) {
+        const SequenceStep& s = batch.seqs[i];
+        if (t >= s.tokens.size()) continue;
+        if (s.sample && t + 1 == s.tokens.size()) {
+          logit_rows.push_back(static_cast<int>(slots.size()));
+          sample_seqs.push_back(&s);
+          sample_out.push_back(&(*out)[out_index[i]]);
+        }
+        slots.push_back(s.slot);
+        toks.push_back(s.tokens[t]);
+      }
+      DS_RETURN_IF_ERROR(RunRows(slots, toks));
+      if (!sample_seqs.empty()) DS_RETURN_IF_ERROR(SampleRows(logit_rows, sample_seqs, sample_out));
+    }
+  }
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::DecodePass(std::span<const int> slots,
+                                         std::span<const int32_t> tokens) {
+  if (slots.size() != tokens.size())
+    return absl::InvalidArgumentError("DecodePass: slots and tokens differ in length");
+  for (int s : slots) {
+    if (s < 0 || s >= storage_->num_slots())
+      return absl::OutOfRangeError(absl::StrCat("DecodePass: slot ", s, " out of range"));
+  }
+  return RunRows(slots, tokens);
+}
+
+absl::Status CudaModelRunner::Synchronize() {
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::DecodeForLogits(std::span<const int> slots,
+                                              std::span<const int32_t> tokens,
+                                              std::vector<float>* logits) {
+  DS_RETURN_IF_ERROR(DecodePass(slots, tokens));
+  const int64_t V = config().padded_vocab_size;
+  logits->resize(slots.size() * V);
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits->data(), buf_->logits,
+                                          slots.size() * V * sizeof(float),
+                                          cudaMemcpyDeviceToHost, stream_));
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+}  // namespace deltaserve

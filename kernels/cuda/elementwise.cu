@@ -1,0 +1,176 @@
+// Row-wise decode-step kernels (see elementwise.h).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/status_util.h"
+
+namespace deltaserve::cuda {
+namespace {
+
+__global__ void EmbeddingKernel(const __nv_bfloat16* table, int64_t vocab, int64_t d,
+                                const int32_t* tokens, float* x) {
+  const int64_t r = blockIdx.x;
+  const int32_t t = tokens[r];
+  float* row = x + r * d;
+  if (t < 0 || t >= vocab) {
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) row[i] = __int_as_float(0x7fc00000);
+    return;
+  }
+  const __nv_bfloat16* src = table + static_cast<int64_t>(t) * d;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) row[i] = __bfloat162float(src[i]);
+}
+
+template <int NT>
+__device__ float BlockSum(float v) {
+  __shared__ float s[NT / 32];
+  __shared__ float total;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) s[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float t = 0.0f;
+    for (int w = 0; w < NT / 32; ++w) t += s[w];
+    total = t;
+  }
+  __syncthreads();
+  return total;
+}
+
+constexpr int kNormThreads = 256;
+
+__global__ void __launch_bounds__(kNormThreads)
+    RmsNormKernel(const float* x, int64_t ldx, int64_t d, const float* gamma, float eps,
+                  __nv_bfloat16* out, int64_t ldo) {
+  const float* row = x + blockIdx.x * ldx;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < d; i += kNormThreads) ss += row[i] * row[i];
+  ss = BlockSum<kNormThreads>(ss);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
+  __nv_bfloat16* o = out + blockIdx.x * ldo;
+  for (int64_t i = threadIdx.x; i < d; i += kNormThreads)
+    o[i] = __float2bfloat16_rn(row[i] * inv * gamma[i]);
+}
+
+__global__ void SwiGluKernel(const float* h, int64_t ldh, int64_t width, __nv_bfloat16* out,
+                             int64_t ldo) {
+  const float* row = h + blockIdx.y * ldh;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= width) return;
+  const float a = row[i];
+  out[blockIdx.y * ldo + i] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * row[width + i]);
+}
+
+__global__ void CastKernel(const float* in, int64_t ldi, int64_t cols, __nv_bfloat16* out,
+                           int64_t ldo) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= cols) return;
+  out[blockIdx.y * ldo + i] = __float2bfloat16_rn(in[blockIdx.y * ldi + i]);
+}
+
+__global__ void AdvanceKernel(char* pool, int64_t stride, int64_t off, const int32_t* slots,
+                              int64_t rows) {
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (r >= rows || slots[r] < 0) return;
+  int64_t* p = reinterpret_cast<int64_t*>(pool + slots[r] * stride + off);
+  *p += 1;
+}
+
+__global__ void FillRandomKernel(void* out, bool bf16, int64_t n, uint64_t seed, float scale,
+                                 float offset) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i) + 0x632be59bd9b4e019ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    const float v = offset + scale * (2.0f * u - 1.0f);
+    if (bf16) {
+      static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
+    } else {
+      static_cast<float*>(out)[i] = v;
+    }
+  }
+}
+
+absl::Status CheckRows(const char* op, int64_t rows) {
+  if (rows < 0 || rows > (int64_t{1} << 31) - 1)
+    return absl::InvalidArgumentError(absl::StrCat(op, ": rows ", rows, " out of range"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LaunchEmbedding(const void* table, int64_t vocab, int64_t d, const int32_t* tokens,
+                             int64_t rows, float* x, cudaStream_t stream) {
+  if (absl::Status s = CheckRows("embedding", rows); !s.ok()) return s;
+  if (vocab <= 0 || d <= 0) return absl::InvalidArgumentError("embedding: empty table");
+  if (rows == 0) return absl::OkStatus();
+  EmbeddingKernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(
+      static_cast<const __nv_bfloat16*>(table), vocab, d, tokens, x);
+  return LaunchStatus("EmbeddingKernel");
+}
+
+absl::Status LaunchRmsNormToBf16(const float* x, int64_t ldx, int64_t rows, int64_t d,
+                                 const float* gamma, float eps, void* out, int64_t ldo,
+                                 cudaStream_t stream) {
+  if (absl::Status s = CheckRows("rmsnorm", rows); !s.ok()) return s;
+  if (d <= 0 || ldx < d || ldo < d)
+    return absl::InvalidArgumentError(absl::StrCat("rmsnorm: d=", d, " ldx=", ldx, " ldo=", ldo));
+  if (rows == 0) return absl::OkStatus();
+  RmsNormKernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(
+      x, ldx, d, gamma, eps, static_cast<__nv_bfloat16*>(out), ldo);
+  return LaunchStatus("RmsNormKernel");
+}
+
+absl::Status LaunchSwiGlu(const float* h, int64_t ldh, int64_t rows, int64_t width, void* out,
+                          int64_t ldo, cudaStream_t stream) {
+  if (absl::Status s = CheckRows("swiglu", rows); !s.ok()) return s;
+  if (width <= 0 || ldh < 2 * width || ldo < width || rows > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("swiglu: width=", width, " ldh=", ldh,
+                                                   " ldo=", ldo, " rows=", rows));
+  if (rows == 0) return absl::OkStatus();
+  dim3 grid(static_cast<unsigned>((width + 255) / 256), static_cast<unsigned>(rows));
+  SwiGluKernel<<<grid, 256, 0, stream>>>(h, ldh, width, static_cast<__nv_bfloat16*>(out), ldo);
+  return LaunchStatus("SwiGluKernel");
+}
+
+absl::Status LaunchCastToBf16(const float* in, int64_t ldi, int64_t rows, int64_t cols, void* out,
+                              int64_t ldo, cudaStream_t stream) {
+  if (absl::Status s = CheckRows("cast", rows); !s.ok()) return s;
+  if (cols <= 0 || ldi < cols || ldo < cols || rows > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("cast: cols=", cols, " ldi=", ldi, " ldo=", ldo));
+  if (rows == 0) return absl::OkStatus();
+  dim3 grid(static_cast<unsigned>((cols + 255) / 256), static_cast<unsigned>(rows));
+  CastKernel<<<grid, 256, 0, stream>>>(in, ldi, cols, static_cast<__nv_bfloat16*>(out), ldo);
+  return LaunchStatus("CastKernel");
+}
+
+absl::Status LaunchAdvancePositions(void* pool, int64_t slot_stride, int64_t position_offset,
+                                    const int32_t* slots, int64_t rows, cudaStream_t stream) {
+  if (absl::Status s = CheckRows("advance positions", rows); !s.ok()) return s;
+  if (position_offset < 0 || position_offset % 8 != 0 || position_offset + 8 > slot_stride ||
+      slot_stride % 8 != 0)
+    return absl::InvalidArgumentError(absl::StrCat("advance positions: position_offset ",
+                                                   position_offset, " / slot stride ", slot_stride));
+  if (rows == 0) return absl::OkStatus();
+  AdvanceKernel<<<static_cast<unsigned>((rows + 127) / 128), 128, 0, stream>>>(
+      static_cast<char*>(pool), slot_stride, position_offset, slots, rows);
+  return LaunchStatus("AdvanceKernel");
+}
+
+absl::Status LaunchFillRandom(void* out, DType type, int64_t n, uint64_t seed, float scale,
+                              float offset, cudaStream_t stream) {
+  if (n < 0) return absl::InvalidArgumentError("fill random: negative size");
+  if (n == 0) return absl::OkStatus();
+  const int64_t blocks = std::min<int64_t>((n + 255) / 256, 132 * 16);
+  FillRandomKernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
+      out, type == DType::kBF16, n, seed, scale, offset);
+  return LaunchStatus("FillRandomKernel");
+}
+
+}  // namespace deltaserve::cuda

@@ -1,0 +1,260 @@
+// Sliding-window attention decode (see swa_decode.h). Split-K over the key window: kernel 1
+// computes, per (sequence, head, split), an online-softmax partial (max, sum, weighted values);
+// kernel 2 merges the splits and writes the output. Warps stride over keys; a lane holds
+// head_size/32 contiguous dimensions, so one key row is one coalesced warp load.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/status_util.h"
+#include "kernels/cuda/swa_decode.h"
+
+namespace deltaserve::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxSplits = 32;
+
+struct P {
+  int nh, G, hs, window, rope_dims, splits;
+  double rope_base;
+  const int32_t* slots;
+  char* pool;
+  int64_t num_slots, stride, k_off, v_off, pos_off;
+  const float* qkv;
+  int64_t qkv_st;
+  void* y;
+  int64_t y_st;
+  bool y_bf16;
+  float* scratch;
+};
+
+__device__ __forceinline__ void Rope(const float* x, float* out, int t, int hs, int rope_dims,
+                                     double base, int64_t pos) {
+  if (t >= hs) return;
+  const int half = rope_dims / 2;
+  if (t >= rope_dims || half == 0) {
+    out[t] = x[t];
+    return;
+  }
+  const int i = t < half ? t : t - half;
+  const double inv_freq = pow(base, -2.0 * i / static_cast<double>(rope_dims));
+  const double th = static_cast<double>(pos) * inv_freq;
+  const float c = static_cast<float>(cos(th)), s = static_cast<float>(sin(th));
+  const float a = x[i], b = x[i + half];
+  out[t] = t < half ? a * c - b * s : b * c + a * s;
+}
+
+template <int HS>
+__global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
+  constexpr int VPL = HS / 32;
+  const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int qpg = p.nh / p.G;
+  const int g = h / qpg;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  __shared__ float q_s[HS], k_s[HS], v_s[HS], raw_q[HS], raw_k[HS];
+  __shared__ float wm[kWarps], wl[kWarps], wacc[kWarps][HS];
+
+  const int slot = p.slots[b];
+  float* part = p.scratch + ((static_cast<int64_t>(b) * p.nh + h) * p.splits + split) * (HS + 2);
+  if (slot < 0 || slot >= p.num_slots) return;
+  char* base = p.pool + static_cast<int64_t>(slot) * p.stride;
+  const int64_t pos = *reinterpret_cast<const int64_t*>(base + p.pos_off);
+  float* kring = reinterpret_cast<float*>(base + p.k_off);
+  float* vring = reinterpret_cast<float*>(base + p.v_off);
+
+  const float* row = p.qkv + static_cast<int64_t>(b) * p.qkv_st +
+                     static_cast<int64_t>(g) * (qpg + 2) * HS;
+  for (int t = tid; t < HS; t += blockDim.x) {
+    raw_q[t] = row[(h % qpg) * HS + t];
+    raw_k[t] = row[qpg * HS + t];
+    v_s[t] = row[(qpg + 1) * HS + t];
+  }
+  __syncthreads();
+  for (int t = tid; t < HS; t += blockDim.x) {
+    Rope(raw_q, q_s, t, HS, p.rope_dims, p.rope_base, pos);
+    Rope(raw_k, k_s, t, HS, p.rope_dims, p.rope_base, pos);
+  }
+  __syncthreads();
+  const int64_t ring_row = pos % p.window;
+  if (split == 0 && h % qpg == 0) {
+    for (int t = tid; t < HS; t += blockDim.x) {
+      kring[(ring_row * p.G + g) * HS + t] = k_s[t];
+      vring[(ring_row * p.G + g) * HS + t] = v_s[t];
+    }
+  }
+
+  // Key range of this split: positions [lo + split*chunk, ...] within [lo, pos].
+  const int64_t lo = pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
+  const int64_t chunk = (p.window + p.splits - 1) / p.splits;
+  const int64_t j0 = lo + split * chunk;
+  const int64_t j1 = min(pos, j0 + chunk - 1);
+  const float scale = rsqrtf(static_cast<float>(HS));
+
+  float q[VPL];
+#pragma unroll
+  for (int v = 0; v < VPL; ++v) q[v] = q_s[lane * VPL + v];
+  float m = -INFINITY, l = 0.0f, acc[VPL];
+#pragma unroll
+  for (int v = 0; v < VPL; ++v) acc[v] = 0.0f;
+  for (int64_t j = j0 + warp; j <= j1; j += kWarps) {
+    float kk[VPL], vv[VPL];
+    if (j == pos) {
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        kk[v] = k_s[lane * VPL + v];
+        vv[v] = v_s[lane * VPL + v];
+      }
+    } else {
+      const int64_t r = ((j % p.window) * p.G + g) * HS + lane * VPL;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        kk[v] = __ldcs(kring + r + v);
+        vv[v] = __ldcs(vring + r + v);
+      }
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) s += q[v] * kk[v];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    s *= scale;
+    const float mn = fmaxf(m, s);
+    const float corr = __expf(m - mn);  // 0 when m = -inf
+    const float e = __expf(s - mn);
+    l = l * corr + e;
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) acc[v] = acc[v] * corr + e * vv[v];
+    m = mn;
+  }
+  if (lane == 0) {
+    wm[warp] = m;
+    wl[warp] = l;
+  }
+#pragma unroll
+  for (int v = 0; v < VPL; ++v) wacc[warp][lane * VPL + v] = acc[v];
+  __syncthreads();
+  float M = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wm[w]);
+  for (int t = tid; t < HS; t += blockDim.x) {
+    float a = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      if (wm[w] != -INFINITY) a += wacc[w][t] * __expf(wm[w] - M);
+    }
+    part[2 + t] = a;
+  }
+  if (tid == 0) {
+    float L = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      if (wm[w] != -INFINITY) L += wl[w] * __expf(wm[w] - M);
+    }
+    part[0] = M;
+    part[1] = L;
+  }
+}
+
+template <int HS>
+__global__ void SwaCombineKernel(const P p) {
+  const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;
+  const float* part = p.scratch + (static_cast<int64_t>(b) * p.nh + h) * p.splits * (HS + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, part[s * (HS + 2)]);
+  float L = 0.0f, a = 0.0f;
+  for (int s = 0; s < p.splits; ++s) {
+    const float ms = part[s * (HS + 2)];
+    if (ms == -INFINITY) continue;
+    const float w = __expf(ms - M);
+    L += part[s * (HS + 2) + 1] * w;
+    a += part[s * (HS + 2) + 2 + t] * w;
+  }
+  const float out = a / L;
+  const int64_t at = static_cast<int64_t>(b) * p.y_st + static_cast<int64_t>(h) * HS + t;
+  if (p.y_bf16) {
+    static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(out);
+  } else {
+    static_cast<float*>(p.y)[at] = out;
+  }
+}
+
+template <int HS>
+absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
+  SwaPartialKernel<HS><<<dim3(p.splits, p.nh, batch), kWarps * 32, 0, stream>>>(p);
+  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  SwaCombineKernel<HS><<<dim3(p.nh, batch), HS, 0, stream>>>(p);
+  return LaunchStatus("SwaCombineKernel");
+}
+
+}  // namespace
+
+int SwaDecodeSplits(const SwaDecodeShape& shape, int batch, int requested) {
+  if (requested > 0) return std::min(requested, kMaxSplits);
+  const int64_t blocks = int64_t{std::max(batch, 1)} * shape.n_head;
+  int s = static_cast<int>((2 * 132 + blocks - 1) / blocks);
+  s = std::min(s, std::max(1, shape.window / 64));
+  return std::clamp(s, 1, kMaxSplits);
+}
+
+int64_t SwaDecodeScratchFloats(const SwaDecodeShape& shape, int batch, int splits) {
+  return int64_t{batch} * shape.n_head * splits * (shape.head_size + 2);
+}
+
+absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
+                             cudaStream_t stream) {
+  if (s.n_head <= 0 || s.n_query_groups <= 0 || s.n_head % s.n_query_groups != 0)
+    return absl::InvalidArgumentError(absl::StrCat("swa decode: n_head ", s.n_head,
+                                                   " must be a multiple of n_query_groups ",
+                                                   s.n_query_groups));
+  if (s.window < 1) return absl::InvalidArgumentError("swa decode: window must be >= 1");
+  if (s.rope_dims < 0 || s.rope_dims % 2 != 0 || s.rope_dims > s.head_size)
+    return absl::InvalidArgumentError(absl::StrCat("swa decode: rope_dims ", s.rope_dims,
+                                                   " must be even and <= head_size"));
+  if (a.batch < 0 || a.batch > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("swa decode: batch ", a.batch));
+  if (a.batch == 0) return absl::OkStatus();
+  if (a.slots == nullptr || a.pool == nullptr || a.qkv == nullptr || a.y == nullptr ||
+      a.scratch == nullptr)
+    return absl::InvalidArgumentError("swa decode: a required tensor is null");
+  const int64_t ring_bytes = int64_t{s.window} * s.n_query_groups * s.head_size * 4;
+  if (a.slot_stride_bytes <= 0 || a.k_ring_offset < 0 || a.k_ring_offset % 16 != 0 ||
+      a.k_ring_offset + ring_bytes > a.slot_stride_bytes)
+    return absl::InvalidArgumentError(absl::StrCat("swa decode: k_ring_offset ", a.k_ring_offset,
+                                                   " does not fit the slot stride ",
+                                                   a.slot_stride_bytes));
+  if (a.v_ring_offset < 0 || a.v_ring_offset % 16 != 0 ||
+      a.v_ring_offset + ring_bytes > a.slot_stride_bytes)
+    return absl::InvalidArgumentError(absl::StrCat("swa decode: v_ring_offset ", a.v_ring_offset,
+                                                   " does not fit the slot stride"));
+  if (a.position_offset < 0 || a.position_offset % 8 != 0 ||
+      a.position_offset + 8 > a.slot_stride_bytes || a.slot_stride_bytes % 16 != 0)
+    return absl::InvalidArgumentError("swa decode: position_offset / slot stride misaligned");
+  if (a.batch > 1 && a.qkv_stride < s.qkv_width())
+    return absl::InvalidArgumentError(absl::StrCat("swa decode: qkv_stride ", a.qkv_stride,
+                                                   " < ", s.qkv_width()));
+  if (a.batch > 1 && a.y_stride < int64_t{s.n_head} * s.head_size)
+    return absl::InvalidArgumentError("swa decode: y_stride below n_head * head_size");
+  const int splits = SwaDecodeSplits(s, a.batch, a.splits);
+  if (a.scratch_floats < SwaDecodeScratchFloats(s, a.batch, splits))
+    return absl::InvalidArgumentError("swa decode: scratch too small");
+  P p;
+  p.nh = s.n_head; p.G = s.n_query_groups; p.hs = s.head_size; p.window = s.window;
+  p.rope_dims = s.rope_dims; p.splits = splits; p.rope_base = s.rope_base;
+  p.slots = a.slots; p.pool = static_cast<char*>(a.pool); p.num_slots = a.num_slots;
+  p.stride = a.slot_stride_bytes; p.k_off = a.k_ring_offset; p.v_off = a.v_ring_offset;
+  p.pos_off = a.position_offset; p.qkv = a.qkv; p.qkv_st = a.qkv_stride; p.y = a.y;
+  p.y_st = a.y_stride; p.y_bf16 = a.y_type == DType::kBF16; p.scratch = a.scratch;
+  switch (s.head_size) {
+    case 32: return Launch<32>(p, a.batch, stream);
+    case 64: return Launch<64>(p, a.batch, stream);
+    case 128: return Launch<128>(p, a.batch, stream);
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("swa decode: head_size ", s.head_size,
+                                                     " not in {32,64,128}"));
+  }
+}
+
+}  // namespace deltaserve::cuda

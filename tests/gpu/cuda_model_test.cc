@@ -1,0 +1,343 @@
+// Compares the CUDA model runner (bf16 weights, fp32 or bf16 state) with the CPU reference model
+// (fp32) on the same random weights, for a pure GDN-2 and a hybrid (GDN-2 + SWA) layout
+// (MODEL_SPEC.md section 7): prefill through Step, then 16 greedy decode steps with the slots in
+// a permuted order with gaps; logits must agree within rel err 2e-2 and greedy tokens must be
+// identical; slots outside the batch must stay untouched (all zero). Also checks the GPU
+// sampler against the CPU sampler on the same logits.
+#include <cuda_runtime.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/cpu_model.h"
+#include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/model_config.h"
+#include "engine/model_weights.h"
+#include "engine/sampler.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda/sampling.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace deltaserve {
+namespace {
+
+using ::deltaserve::testing::DeviceBuffer;
+
+struct Tensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> data;
+};
+
+// Writes an fp32 safetensors file.
+void WriteSafetensors(const std::string& path, const std::vector<Tensor>& ts) {
+  std::ostringstream h;
+  h << "{";
+  size_t off = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    if (i > 0) h << ",";
+    h << "\"" << ts[i].name << "\":{\"dtype\":\"F32\",\"shape\":[";
+    for (size_t k = 0; k < ts[i].shape.size(); ++k) h << (k > 0 ? "," : "") << ts[i].shape[k];
+    const size_t bytes = ts[i].data.size() * 4;
+    h << "],\"data_offsets\":[" << off << "," << off + bytes << "]}";
+    off += bytes;
+  }
+  h << "}";
+  std::string header = h.str();
+  while (header.size() % 8 != 0) header.push_back(' ');
+  std::ofstream f(path, std::ios::binary);
+  const uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  for (const Tensor& t : ts)
+    f.write(reinterpret_cast<const char*>(t.data.data()), static_cast<std::streamsize>(t.data.size() * 4));
+}
+
+ModelConfig SmallConfig(bool hybrid) {
+  ModelConfig c;
+  c.vocab_size = 200;
+  c.padding_multiple = 64;
+  c.padded_vocab_size = 256;
+  c.n_layer = 4;
+  c.n_embd = 128;
+  c.intermediate_size = 352;
+  c.gdn2_per_layer = hybrid ? 2 : 1;
+  c.gdn2.num_heads = hybrid ? 2 : 2;
+  c.gdn2.num_v_heads = hybrid ? 4 : 2;
+  c.gdn2.head_k_dim = hybrid ? 32 : 64;
+  c.gdn2.head_v_dim = hybrid ? 32 : 64;
+  c.gdn2.conv_size = 4;
+  c.swa.n_head = 4;
+  c.swa.n_query_groups = 4;
+  c.swa.head_size = 32;
+  c.swa.local_window = 8;  // shorter than the test's context, so the ring wraps
+  c.tokenizer_type = TokenizerType::kByte;
+  c.bos_token_id = -1;
+  c.eos_token_id = -1;
+  return c;
+}
+
+std::string MakeModelDir(const ModelConfig& c, uint32_t seed, const std::string& name) {
+  std::ostringstream dn;
+  dn << "deltaserve_gpu_" << name << "_" << ::getpid();
+  const std::string dir = (std::filesystem::temp_directory_path() / dn.str()).string();
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << c.ToJson();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<Tensor> ts;
+  auto add = [&](const std::string& n, std::vector<int64_t> shape, float std, float mean = 0.0f) {
+    int64_t count = 1;
+    for (int64_t s : shape) count *= s;
+    Tensor t{n, shape, std::vector<float>(count)};
+    for (auto& x : t.data) x = mean + std * nd(rng);
+    ts.push_back(std::move(t));
+  };
+  const int64_t d = c.n_embd, I = c.intermediate_size, V = c.padded_vocab_size;
+  const int64_t kd = c.gdn2.key_dim(), vd = c.gdn2.value_dim(), dv = c.gdn2.head_v_dim,
+                W = c.gdn2.conv_size;
+  const float sd = 1.0f / std::sqrt(static_cast<float>(d));
+  add("transformer.wte.weight", {V, d}, 1.0f);
+  add("lm_head.weight", {V, d}, 2.0f * sd);
+  add("transformer.ln_f.weight", {d}, 0.1f, 1.0f);
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "transformer.h." + std::to_string(i) + ".";
+    add(p + "norm_1.weight", {d}, 0.1f, 1.0f);
+    add(p + "norm_2.weight", {d}, 0.1f, 1.0f);
+    add(p + "mlp.swiglu.w1.weight", {I, d}, sd);
+    add(p + "mlp.swiglu.w2.weight", {I, d}, sd);
+    add(p + "mlp.swiglu.w3.weight", {d, I}, 0.5f / std::sqrt(static_cast<float>(I)));
+    const std::string a = p + "attn.";
+    if (c.IsGdn2Layer(i)) {
+      add(a + "q_proj.weight", {kd, d}, sd);
+      add(a + "k_proj.weight", {kd, d}, sd);
+      add(a + "v_proj.weight", {vd, d}, sd);
+      add(a + "b_proj.weight", {kd, d}, sd);
+      add(a + "w_proj.weight", {vd, d}, sd);
+      add(a + "q_conv1d.weight", {kd, 1, W}, 0.5f);
+      add(a + "k_conv1d.weight", {kd, 1, W}, 0.5f);
+      add(a + "v_conv1d.weight", {vd, 1, W}, 0.5f);
+      add(a + "f_proj.0.weight", {dv, d}, sd);
+      add(a + "f_proj.1.weight", {kd, dv}, 1.0f / std::sqrt(static_cast<float>(dv)));
+      add(a + "g_proj.0.weight", {dv, d}, sd);
+      add(a + "g_proj.1.weight", {vd, dv}, 1.0f / std::sqrt(static_cast<float>(dv)));
+      add(a + "g_proj.1.bias", {vd}, 0.1f);
+      add(a + "A_log", {c.gdn2.num_heads}, 0.5f);
+      add(a + "dt_bias", {kd}, 0.5f);
+      add(a + "o_norm.weight", {dv}, 0.1f, 1.0f);
+      add(a + "o_proj.weight", {d, vd}, 0.5f / std::sqrt(static_cast<float>(vd)));
+    } else {
+      add(a + "attn.weight", {c.swa.qkv_rows(), d}, sd);
+      add(a + "proj.weight", {d, int64_t{c.swa.n_head} * c.swa.head_size},
+          0.5f / std::sqrt(static_cast<float>(c.swa.n_head * c.swa.head_size)));
+    }
+  }
+  WriteSafetensors(dir + "/model.safetensors", ts);
+  return dir;
+}
+
+double RelErr(const float* a, const float* b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
+    den += double{b[i]} * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+int Argmax(const float* x, int n) {
+  return static_cast<int>(std::max_element(x, x + n) - x);
+}
+
+void CompareModels(bool hybrid, StateDtype state_dtype) {
+  const ModelConfig cfg = SmallConfig(hybrid);
+  const std::string dir = MakeModelDir(cfg, hybrid ? 7 : 3, hybrid ? "hybrid" : "pure");
+  auto config = ModelConfig::LoadFromDir(dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto weights = ModelWeights::Load(*config, dir);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto cpu = CpuModel::Create(**weights, state_dtype, 2);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  auto dw = DeviceWeights::Upload(**weights);
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  CudaRunnerOptions opts;
+  opts.state_dtype = state_dtype;
+  opts.num_slots = 7;
+  opts.max_rows = 8;
+  opts.graph_batch_sizes = {1, 4};  // 3 sequences replay the size-4 graph; 5+ run eagerly
+  auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CudaModelRunner& g = **gpu;
+
+  const StateLayout& layout = (*cpu)->layout();
+  const int64_t V = cfg.padded_vocab_size;
+  const std::vector<int> slots = {5, 1, 3};  // permuted, with gaps
+  const std::vector<std::vector<int32_t>> prompts = {{3, 17, 99, 150, 4, 8, 42, 7, 1, 2, 3},
+                                                     {11}, {190, 5, 77, 23, 19}};
+  std::vector<std::vector<std::byte>> cpu_slots(slots.size(),
+                                                std::vector<std::byte>(layout.slot_bytes()));
+
+  // Prefill via Step (greedy sampling on the GPU) vs CpuModel::Forward.
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  greedy.logprobs = true;
+  std::vector<SamplerState> states(slots.size());
+  StepBatch batch;
+  for (size_t i = 0; i < slots.size(); ++i)
+    batch.seqs.push_back({slots[i], prompts[i], true, &greedy, &states[i]});
+  std::vector<SampledToken> sampled;
+  ASSERT_TRUE(g.Step(batch, &sampled).ok());
+  ASSERT_EQ(sampled.size(), slots.size());
+  std::vector<CpuModel::Sequence> cseqs;
+  for (size_t i = 0; i < slots.size(); ++i) cseqs.push_back({cpu_slots[i].data(), prompts[i], true});
+  std::vector<float> cpu_logits;
+  ASSERT_TRUE((*cpu)->Forward(cseqs, false, &cpu_logits).ok());
+  std::vector<int32_t> next(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int want = Argmax(cpu_logits.data() + i * V, cfg.vocab_size);
+    EXPECT_EQ(sampled[i].token, want) << "prefill greedy token, seq " << i;
+    // logprob of the chosen token under the CPU's logits.
+    double m = -INFINITY, s = 0;
+    for (int k = 0; k < cfg.vocab_size; ++k) m = std::max<double>(m, cpu_logits[i * V + k]);
+    for (int k = 0; k < cfg.vocab_size; ++k) s += std::exp(cpu_logits[i * V + k] - m);
+    EXPECT_NEAR(sampled[i].logprob, cpu_logits[i * V + want] - m - std::log(s), 5e-2);
+    next[i] = want;
+  }
+
+  // 16 decode steps, logits compared every step.
+  double worst = 0;
+  for (int step = 0; step < 16; ++step) {
+    std::vector<float> gl;
+    ASSERT_TRUE(g.DecodeForLogits(slots, next, &gl).ok());
+    cseqs.clear();
+    std::vector<std::vector<int32_t>> one(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      one[i] = {next[i]};
+      cseqs.push_back({cpu_slots[i].data(), one[i], true});
+    }
+    ASSERT_TRUE((*cpu)->Forward(cseqs, false, &cpu_logits).ok());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const double err = RelErr(gl.data() + i * V, cpu_logits.data() + i * V, cfg.vocab_size);
+      worst = std::max(worst, err);
+      EXPECT_LT(err, 2e-2) << "step " << step << " seq " << i;
+      const int gt = Argmax(gl.data() + i * V, cfg.vocab_size);
+      const int ct = Argmax(cpu_logits.data() + i * V, cfg.vocab_size);
+      EXPECT_EQ(gt, ct) << "greedy token, step " << step << " seq " << i;
+      next[i] = ct;
+    }
+  }
+  std::printf("worst logits rel err over 16 steps: %.3e\n", worst);
+
+  // Positions advanced and untouched slots still zero.
+  std::vector<std::byte> host(layout.slot_bytes());
+  for (int s = 0; s < opts.num_slots; ++s) {
+    ASSERT_TRUE(g.state().CopyToHost(s, host).ok());
+    auto it = std::find(slots.begin(), slots.end(), s);
+    if (it == slots.end()) {
+      EXPECT_TRUE(std::all_of(host.begin(), host.end(), [](std::byte b) { return b == std::byte{0}; }))
+          << "untouched slot " << s << " changed";
+    } else {
+      int64_t pos;
+      std::memcpy(&pos, host.data() + layout.position_offset(), 8);
+      EXPECT_EQ(pos, static_cast<int64_t>(prompts[it - slots.begin()].size()) + 16);
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+class CudaModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_F(CudaModelTest, PureF32State) { CompareModels(false, StateDtype::kF32); }
+TEST_F(CudaModelTest, PureBf16State) { CompareModels(false, StateDtype::kBF16); }
+TEST_F(CudaModelTest, HybridF32State) { CompareModels(true, StateDtype::kF32); }
+TEST_F(CudaModelTest, HybridBf16State) { CompareModels(true, StateDtype::kBF16); }
+
+// GPU sampler vs the CPU sampler (SampleToken) on identical random logits, batch 1 and 64.
+TEST_F(CudaModelTest, SamplerMatchesCpuSampler) {
+  const int vocab = 32000;
+  const int64_t ld = 32064;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  struct Mode { float t; int k; float p; float min_p; float rep; float pres; };
+  const std::vector<Mode> modes = {{0, 0, 1, 0, 1, 0},     {0.8f, 0, 1, 0, 1, 0},
+                                   {1.0f, 40, 1, 0, 1, 0}, {0.7f, 0, 0.9f, 0, 1, 0},
+                                   {1.2f, 50, 0.8f, 0.05f, 1.3f, 0.5f}};
+  for (int rows : {1, 64}) {
+    std::vector<float> logits(rows * ld);
+    for (auto& x : logits) x = nd(rng);
+    std::vector<cuda::SampleRowParams> params(rows);
+    std::vector<cuda::PenaltyRowParams> pparams(rows);
+    std::vector<cuda::PenaltyEntry> entries;
+    std::vector<int32_t> row_index(rows);
+    std::vector<int32_t> want(rows);
+    std::vector<SamplerState> st(rows);
+    for (int r = 0; r < rows; ++r) {
+      const Mode m = modes[r % modes.size()];
+      SamplingParams sp;
+      sp.temperature = m.t;
+      sp.top_k = m.k;
+      sp.top_p = m.p;
+      sp.min_p = m.min_p;
+      sp.repetition_penalty = m.rep;
+      sp.presence_penalty = m.pres;
+      sp.seed = 1000 + r;
+      st[r].rng_counter = r;
+      st[r].prompt_tokens = {1, 2, 3, 5};
+      st[r].generated_tokens = {5, 5, 9};
+      SamplerState copy = st[r];
+      std::vector<float> row(logits.begin() + r * ld, logits.begin() + r * ld + ld);
+      want[r] = SampleToken(std::span<float>(row), vocab, sp, &copy).token;
+      params[r] = {sp.temperature, sp.top_k, sp.top_p, sp.min_p,
+                   sp.greedy() ? 0.0 : SamplerUniform(sp.seed, st[r].rng_counter)};
+      pparams[r] = {sp.repetition_penalty, sp.presence_penalty, sp.frequency_penalty};
+      if (m.rep != 1.0f || m.pres != 0.0f) {
+        entries.push_back({r, 1, 0, 1});
+        entries.push_back({r, 2, 0, 1});
+        entries.push_back({r, 3, 0, 1});
+        entries.push_back({r, 5, 2, 1});
+        entries.push_back({r, 9, 1, 0});
+      }
+      row_index[r] = rows - 1 - r;  // reversed rows: exercises the row map
+    }
+    // Lay the logits out in the reversed order the row map expects.
+    std::vector<float> dev_logits(rows * ld);
+    for (int r = 0; r < rows; ++r)
+      std::copy(logits.begin() + r * ld, logits.begin() + (r + 1) * ld,
+                dev_logits.begin() + row_index[r] * ld);
+    DeviceBuffer d_logits = DeviceBuffer::From(dev_logits);
+    DeviceBuffer d_params = DeviceBuffer::From(params);
+    DeviceBuffer d_pparams = DeviceBuffer::From(pparams);
+    DeviceBuffer d_entries = DeviceBuffer::From(entries);
+    DeviceBuffer d_rows = DeviceBuffer::From(row_index);
+    DeviceBuffer d_scratch(static_cast<size_t>(rows) * vocab * 4);
+    DeviceBuffer d_tok(rows * 4), d_lp(rows * 4);
+    ASSERT_TRUE(cuda::LaunchApplyPenalties(d_logits.get<float>(), ld, d_rows.get<int32_t>(),
+                                           d_entries.get<cuda::PenaltyEntry>(),
+                                           static_cast<int64_t>(entries.size()),
+                                           d_pparams.get<cuda::PenaltyRowParams>(), nullptr)
+                    .ok());
+    ASSERT_TRUE(cuda::LaunchSample(d_logits.get<float>(), ld, d_rows.get<int32_t>(), rows, vocab,
+                                   d_params.get<cuda::SampleRowParams>(), d_scratch.get<float>(),
+                                   d_tok.get<int32_t>(), d_lp.get<float>(), nullptr)
+                    .ok());
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<int32_t> got = d_tok.To<int32_t>();
+    for (int r = 0; r < rows; ++r) EXPECT_EQ(got[r], want[r]) << "row " << r << " rows " << rows;
+  }
+}
+
+}  // namespace
+}  // namespace deltaserve
