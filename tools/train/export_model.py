@@ -105,14 +105,18 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     ckpt = os.path.join(args.work, "ckpt.pth")
     torch.save({"model": sd, "config": raw}, ckpt)
-    s = raw["swa"]
-    subprocess.run([sys.executable, os.path.join(TOOLS, "convert_checkpoint.py"), "--checkpoint", ckpt,
-                    "--out", args.out, "--dtype", "f32", "--tokenizer-type", "byte",
-                    "--vocab-size", str(raw["vocab_size"]), "--head-size", str(s["head_size"]),
-                    "--local-window", str(s["local_window"]),
-                    "--rotary-percentage", str(s["rotary_percentage"]), "--rope-base", str(s["rope_base"]),
-                    "--gate-act", raw["gdn2"]["gate_act"], "--max-context", str(raw["max_context"])],
-                   check=True)
+    s, g = cfg["swa"], cfg["gdn2"]
+    cmd = [sys.executable, os.path.join(TOOLS, "convert_checkpoint.py"), "--checkpoint", ckpt,
+           "--out", args.out, "--dtype", "f32", "--tokenizer-type", "byte",
+           "--vocab-size", str(cfg["vocab_size"]), "--padding-multiple", str(cfg["padding_multiple"]),
+           "--norm-eps", repr(cfg["norm_eps"]), "--head-size", str(s["head_size"]),
+           "--local-window", str(s["local_window"]), "--rotary-percentage", repr(s["rotary_percentage"]),
+           "--rope-base", repr(s["rope_base"]), "--gate-act", g["gate_act"],
+           "--bos-token-id", str(cfg["bos_token_id"]), "--eos-token-id", str(cfg["eos_token_id"]),
+           "--max-context", str(cfg["max_context"])]
+    if g["allow_neg_eigval"]:
+        cmd.append("--allow-neg-eigval")
+    subprocess.run(cmd, check=True)
     conv_cfg = gdn2_config.load(os.path.join(args.out, "config.json"))
     if conv_cfg != cfg:
         raise SystemExit(f"converted config differs from the trained one:\n{conv_cfg}\n{cfg}")
