@@ -10,21 +10,140 @@ generation, one invalid request, ...), scrapes /metrics and checks:
   - every label those queries match on is carried by the family's series (for families with
     series), and every equality-matched label value is one the server produced (a warning only:
     prometheus-cpp exports a labelled series once it has been touched);
+Then a real Prometheus (Debian's prometheus) scrapes the server every second, with the
+ServiceMonitor's target labels (namespace, pod) added and the alert rules loaded; after traffic
+and a few scrapes:
+  - every dashboard query and every prometheus-adapter metricsQuery evaluates without error and
+    returns at least one series (this catches what parsing cannot: label-matching errors,
+    selectors that match nothing), and the adapter's pool-usage ratio lies in [0, 1];
+  - every alert rule has been evaluated with health "ok".
 Finally it sends SIGTERM and expects the server to drain and exit 0 within its grace period.
 
 Usage: check_metric_names.py --binary FILE --source-dir DIR --work DIR RENDERED_CPU.yaml
 """
 
 import argparse
+import json
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 
 import yaml
 
 import deploy_lib as lib
+
+
+PROM_NAMESPACE, PROM_POD = "deltaserve", "deltaserve-test"
+
+
+def prom_query(pport, expr):
+  url = f"http://127.0.0.1:{pport}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+  try:
+    return json.loads(lib.scrape(url))
+  except urllib.error.HTTPError as e:  # 400/422: bad query or evaluation error
+    return json.loads(e.read().decode())
+
+
+def evaluate_in_prometheus(work, docs, mport, stubs, target, dashboard, adapter):
+  """Runs Prometheus against the server; returns a list of problems."""
+  if shutil.which("prometheus") is None:
+    return ["prometheus is not installed (Debian package prometheus, tools/install_deps.sh)"]
+  pdir = work / "prometheus"
+  shutil.rmtree(pdir, ignore_errors=True)
+  pdir.mkdir(parents=True)
+  rules = {"groups": lib.find(docs, "PrometheusRule")[0]["spec"]["groups"]}
+  (pdir / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+  cfg = {
+      "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+      "rule_files": [str(pdir / "rules.yaml")],
+      "scrape_configs": [{
+          "job_name": "deltaserve",
+          "static_configs": [{"targets": [f"127.0.0.1:{mport}"],
+                              "labels": {"namespace": PROM_NAMESPACE, "pod": PROM_POD}}],
+      }],
+  }
+  (pdir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
+  pport = lib.free_port()
+  plog = open(pdir / "prometheus.log", "w")
+  prom = subprocess.Popen(["prometheus", f"--config.file={pdir / 'prometheus.yml'}",
+                           f"--storage.tsdb.path={pdir / 'data'}", f"--web.listen-address=127.0.0.1:{pport}",
+                           "--log.level=warn"], stdout=plog, stderr=subprocess.STDOUT)
+  errors = []
+  try:
+    deadline = time.monotonic() + 30
+    while True:
+      try:
+        lib.scrape(f"http://127.0.0.1:{pport}/-/ready", timeout_s=2)
+        break
+      except OSError:
+        if time.monotonic() > deadline or prom.poll() is not None:
+          return [f"Prometheus did not start: {(pdir / 'prometheus.log').read_text()[-2000:]}"]
+        time.sleep(0.3)
+
+    def samples():
+      r = prom_query(pport, "count_over_time(deltaserve_running_requests[5m])")
+      res = r.get("data", {}).get("result", [])
+      return int(float(res[0]["value"][1])) if res else 0
+
+    # Traffic between scrapes, so that rates and histograms have something to show.
+    for _ in range(3):
+      lib.generate(stubs, target, prompt="Prometheus warm-up", max_new_tokens=4)
+      start = samples()
+      deadline = time.monotonic() + 20
+      while samples() < start + 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    print(f"Prometheus has {samples()} scrapes of the server")
+
+    subst = {"namespace": PROM_NAMESPACE}
+    queries = [(w, e.replace('namespace="deltaserve"', f'namespace="{subst["namespace"]}"'))
+               for w, e in lib.dashboard_queries(dashboard)]
+    queries += [(w, e.replace('pod=~"a|b"', f'pod=~"{PROM_POD}"'))
+                for w, e in lib.adapter_queries(adapter) if w.endswith("metricsQuery")]
+    empty = 0
+    for where, expr in queries:
+      r = prom_query(pport, expr)
+      if r.get("status") != "success":
+        errors.append(f"{where}: Prometheus cannot evaluate it: {r.get('error')}: {expr}")
+      elif not r["data"]["result"]:
+        empty += 1
+        errors.append(f"{where}: returns no series from a scraped server: {expr}")
+      elif "usage_ratio" in where:
+        v = float(r["data"]["result"][0]["value"][1])
+        if not 0 <= v <= 1:
+          errors.append(f"{where}: pool usage ratio {v} is outside [0, 1]")
+    print(f"Prometheus evaluated {len(queries)} dashboard and adapter queries: "
+          f"{len(queries) - empty} returned series")
+
+    # Alert rules: wait for one evaluation of every rule, then require health ok.
+    deadline = time.monotonic() + 10
+    while True:
+      groups = json.loads(lib.scrape(f"http://127.0.0.1:{pport}/api/v1/rules"))["data"]["groups"]
+      rules_seen = [r for g in groups for r in g["rules"]]
+      if all(r.get("health") != "unknown" for r in rules_seen) or time.monotonic() > deadline:
+        break
+      time.sleep(0.3)
+    expected = sum(len(g["rules"]) for g in rules["groups"])
+    if len(rules_seen) != expected:
+      errors.append(f"Prometheus loaded {len(rules_seen)} alert rules, the PrometheusRule has {expected}")
+    for r in rules_seen:
+      if r.get("health") != "ok":
+        errors.append(f"alert {r['name']}: health {r.get('health')}: {r.get('lastError')}")
+    firing = [r["name"] for r in rules_seen if r.get("state") == "firing"]
+    print(f"Prometheus evaluated {len(rules_seen)} alert rules: "
+          f"{sum(r.get('health') == 'ok' for r in rules_seen)} healthy, firing: {firing or 'none'}")
+    return errors
+  finally:
+    prom.terminate()
+    try:
+      prom.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      prom.kill()
+    plog.close()
 
 
 def main():
@@ -35,7 +154,7 @@ def main():
   ap.add_argument("rendered")
   a = ap.parse_args()
   src = pathlib.Path(a.source_dir)
-  work = pathlib.Path(a.work)
+  work = pathlib.Path(a.work).resolve()
   work.mkdir(parents=True, exist_ok=True)
   docs = lib.load_docs(a.rendered)
   stubs = lib.make_stubs(src, work / "stubs")
@@ -95,6 +214,7 @@ def main():
         lib.family_of(n, families) == f for n in used))
     if unused:
       print(f"note: families the deployment does not use: {unused}")
+    errors += evaluate_in_prometheus(work, docs, mport, stubs, target, dashboard, adapter)
     for w in sorted(set(warnings)):
       print("WARNING", w)
     for e in errors:
