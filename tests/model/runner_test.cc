@@ -34,7 +34,7 @@ TEST(CpuModelRunnerTest, GreedyGenerationMatchesModelArgmax) {
   auto runner = CreateModelRunner(o);
   ASSERT_TRUE(runner.ok()) << runner.status();
   ModelRunner& r = **runner;
-  EXPECT_EQ(r.config().n_layer, 4);
+  EXPECT_EQ(r.config().vocab_size, 258);
   EXPECT_EQ(r.state().num_slots(), 3);
 
   // Reference: CpuModel directly, argmax over the real vocabulary.
@@ -47,7 +47,7 @@ TEST(CpuModelRunnerTest, GreedyGenerationMatchesModelArgmax) {
   auto logits = (*model)->Run(s, prompt);
   ASSERT_TRUE(logits.ok());
   for (int i = 0; i < 16; ++i) {
-    const auto best = std::max_element(logits->begin(), logits->begin() + 258);
+    const auto best = std::max_element(logits->begin(), logits->begin() + r.config().vocab_size);
     want.push_back(static_cast<int32_t>(best - logits->begin()));
     logits = (*model)->Run(s, std::span<const int32_t>(&want.back(), 1));
     ASSERT_TRUE(logits.ok());
