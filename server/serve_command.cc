@@ -56,6 +56,7 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const ServerConfig&
   absl::StatusOr<StateDtype> dtype = ParseStateDtype(config.state_dtype);
   if (!dtype.ok()) return dtype.status();
   options.state_dtype = *dtype;
+  options.num_slots = config.pool_slots;
   options.pool_bytes = config.pool_budget_bytes;
   options.threads = config.cpu_threads;
   options.max_step_tokens = config.engine.max_step_tokens;

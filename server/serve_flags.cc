@@ -2,6 +2,7 @@
 // placeholder, a help line and a setter that parses and stores the value.
 #include "server/serve_flags.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -91,6 +92,8 @@ const std::vector<FlagSpec>& Flags() {
          c->pool_budget_bytes = *bytes;
          return absl::OkStatus();
        }},
+      {"pool-slots", "N", "exact number of state slots; 0 sizes the pool by --pool-budget (default 0)",
+       IntFlag("pool-slots", &ServerConfig::pool_slots)},
       {"token-budget", "N", "tokens one engine step may carry (default 2048)",
        EngineIntFlag("token-budget", &EngineConfig::max_step_tokens)},
       {"prefill-chunk", "N", "largest prompt chunk per sequence per step (default 512)",
@@ -193,6 +196,7 @@ absl::StatusOr<int64_t> ParseByteSize(const std::string& text) {
 
 absl::StatusOr<ServeFlagsResult> ParseServeFlags(const std::vector<std::string>& args) {
   ServeFlagsResult result;
+  bool default_max_new_tokens_set = false;
   for (size_t i = 0; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -225,6 +229,11 @@ absl::StatusOr<ServeFlagsResult> ParseServeFlags(const std::vector<std::string>&
       }
     }
     if (absl::Status s = flag->set(*value, &result.config); !s.ok()) return s;
+    if (name == "default-max-new-tokens") default_max_new_tokens_set = true;
+  }
+  if (!default_max_new_tokens_set) {
+    result.config.default_max_new_tokens = static_cast<int32_t>(std::min<int64_t>(
+        result.config.default_max_new_tokens, result.config.engine.max_new_tokens_cap));
   }
   if (absl::Status s = result.config.Validate(); !s.ok()) return s;
   return result;

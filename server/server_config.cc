@@ -33,6 +33,7 @@ absl::Status ServerConfig::Validate() const {
   if (pool_budget_bytes <= 0) {
     return Bad("pool-budget", absl::StrCat("must be > 0 bytes, got ", pool_budget_bytes));
   }
+  if (pool_slots < 0) return Bad("pool-slots", absl::StrCat("must be >= 0, got ", pool_slots));
   if (engine.max_waiting < 0) {
     return Bad("queue-limit", absl::StrCat("must be >= 0, got ", engine.max_waiting));
   }

@@ -32,8 +32,11 @@ struct ServerConfig {
   // --device: CUDA device ordinal, >= 0. Default 0.
   int device = 0;
   // --pool-budget: bytes of memory for the state-slot pool (suffixes K, M, G, Ki, Mi, Gi).
-  // > 0; the pool gets floor(budget / slot bytes) slots, at least one. Default 1 GiB.
+  // > 0; the pool gets floor(budget / slot bytes) slots, which must be at least one (checked
+  // when the model is loaded). Default 1 GiB. Ignored when pool_slots > 0.
   int64_t pool_budget_bytes = int64_t{1} << 30;
+  // --pool-slots: exact number of state slots, >= 0; 0 sizes the pool by --pool-budget. Default 0.
+  int pool_slots = 0;
   // Engine knobs: --queue-limit (max_waiting), --token-budget (max_step_tokens),
   // --prefill-chunk, --max-batch (max_batch_sequences), --swap (enable_swap) and
   // --max-new-tokens-cap (max_new_tokens_cap). Defaults and limits: engine/engine_config.h,
@@ -44,7 +47,7 @@ struct ServerConfig {
   // >= 0; 0 means the model's max_context - 1. Default 0.
   int64_t max_prompt_tokens = 0;
   // --default-max-new-tokens: max_new_tokens of a request that sets none, 1..max_new_tokens_cap.
-  // Default 256.
+  // Default 256, or max_new_tokens_cap when that is lower and the flag is not given.
   int32_t default_max_new_tokens = 256;
 
   // --api-key-file: file with one accepted API key per line (blank lines and lines starting

@@ -35,7 +35,7 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
                   "--max-prompt-tokens=300", "--api-key-file=/k", "--tls-cert=c.pem",
                   "--tls-key=k.pem", "--max-message-bytes=1Mi", "--grpc-threads=64",
                   "--drain-grace=2.5", "--log-format=json", "--log-level=debug",
-                  "--state-dtype=bf16", "--threads=3", "--device=1"});
+                  "--state-dtype=bf16", "--threads=3", "--device=1", "--pool-slots=5"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
   EXPECT_EQ(c.backend, "cuda");
@@ -62,6 +62,15 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
   EXPECT_EQ(c.state_dtype, "bf16");
   EXPECT_EQ(c.cpu_threads, 3);
   EXPECT_EQ(c.device, 1);
+  EXPECT_EQ(c.pool_slots, 5);
+}
+
+TEST(ServeFlagsTest, DefaultMaxNewTokensFollowsALowerCap) {
+  auto r = Parse({"--model=m", "--max-new-tokens-cap=100"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.default_max_new_tokens, 100);
+  r = Parse({"--model=m", "--max-new-tokens-cap=100", "--default-max-new-tokens=200"});
+  ASSERT_FALSE(r.ok());
 }
 
 TEST(ServeFlagsTest, BareBooleanMeansTrue) {
@@ -106,6 +115,7 @@ TEST(ServeFlagsTest, ErrorsNameTheFlag) {
       {{"--model=m", "--log-format=xml"}, "--log-format: expected text or json"},
       {{"--model=m", "--log-level=loud"}, "--log-level: must be trace"},
       {{"--model=m", "--state-dtype=f16"}, "--state-dtype: must be f32 or bf16"},
+      {{"--model=m", "--pool-slots=-2"}, "--pool-slots: must be >= 0"},
   };
   for (const Case& c : cases) {
     auto r = ParseServeFlags(c.args);
