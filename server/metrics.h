@@ -63,6 +63,7 @@ class ServerMetrics : public EngineObserver {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> collectable_;
 
+  // Held for a whole refresh: the stats source, and the read-modify-write of slots_total_.
   absl::Mutex source_mu_;
   std::function<std::optional<EngineStats>()> stats_source_ ABSL_GUARDED_BY(source_mu_);
 
@@ -72,7 +73,7 @@ class ServerMetrics : public EngineObserver {
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* swapped_;
-  prometheus::Gauge* slots_total_;
+  prometheus::Counter* slots_total_;  // constant once loaded; see METRICS.md
   prometheus::Gauge* slots_used_;
   prometheus::Gauge* pool_bytes_;
   prometheus::Gauge* slot_bytes_;
