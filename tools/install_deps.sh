@@ -10,7 +10,7 @@ packages=(
   libsentencepiece-dev sentencepiece libopenblas-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 python3-numpy python3-torch python3-grpcio python3-protobuf
-  prometheus
+  prometheus openssl  # integration tests: a real Prometheus; a self-signed TLS certificate
   podman buildah runc containernetworking-plugins iptables yamllint python3-yaml
   bible-kjv  # training corpus of models/default (tools/train, tests/train)
 )
