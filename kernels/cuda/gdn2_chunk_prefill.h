@@ -1,0 +1,102 @@
+// Chunked GDN-2 prefill: the Gated Delta Rule-2 recurrence (MODEL_SPEC.md section 1) over whole
+// prompts or prompt chunks, for packed variable-length batches, in the chunkwise form
+// (tools/gdn2_chunk_check.py derives and checks it in float64). Also a token-serial launcher
+// over the same arguments (the reference path and the benchmark's baseline).
+//
+// Per sequence s (tokens cu_seqlens[s] .. cu_seqlens[s+1]-1) and value head hv (key head
+// kh = hv / (HV/H)), starting from the state in slot slots[s]:
+//   S_bar = diag(exp(g_t)) S;  u_t = w_t*v_t - S_bar^T (b_t*k_t);  S = S_bar + k_t u_t^T;
+//   o_t = S^T q_t;   the final S is written back to the slot.
+// q must already be L2-normalised and scaled, k L2-normalised, g the log-decay (<= 0), b and w
+// the gate activations (the caller runs conv, norms and gates; see gdn2_decode.h for those).
+//
+// Chunkwise (chunk C = 64, positions t of a chunk, G = cumulative g from the chunk start):
+// phase 1, parallel over chunks: T = strict-lower [sum_c b_t k_t k_j exp(G_t - G_j)],
+// Aqk = lower [sum_c q_t k_j exp(G_t - G_j)], (I + T)[Y | U'] = [exp(G) b k | w v] by forward
+// substitution, Qg = exp(G) q, Ktail = exp(G_last - G) k, gamma = exp(G_last);
+// phase 2, sequential over a sequence's chunks, parallel over heads and state-column blocks:
+// U = U' - Y S; O = Qg S + Aqk U; S = diag(gamma) S + Ktail^T U. Every exponent is <= 0, so
+// decays down to exp(-30) per token (or lower) cannot overflow. All arithmetic is fp32.
+//
+// Tensors (device memory; strides in elements; rows are tokens of the packed batch):
+//   cu_seqlens  int32 [num_seqs + 1]   non-decreasing, cu_seqlens[0] = 0, last = total_tokens
+//   slots       int32 [num_seqs]       distinct slot indices in [0, num_slots)
+//   pool        bytes [num_slots, slot_stride_bytes]; recurrent state f32 [HV, dk, dv]
+//               row-major at recurrent_offset (16-byte aligned); zero it for a fresh sequence
+//   q, k, g, b  f32 [total_tokens, H*dk]   (own row strides, multiples of 4)
+//   v, w        f32 [total_tokens, HV*dv]
+//   o           f32 [total_tokens, HV*dv]  (row stride o_stride)
+//   workspace   f32 [Gdn2ChunkWorkspaceFloats(...)] (chunked launcher only)
+// Supported: dk = dv = 128, HV a multiple of H, state f32. The launchers return
+// InvalidArgument naming the offending field, never abort.
+//
+// Thread-safety: launches are ordered on `stream`; sequences of one launch must use distinct
+// slots, and concurrent launches touching the same slot are a caller error.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/cuda_common.h"
+
+namespace deltaserve::cuda {
+
+inline constexpr int kGdn2PrefillChunk = 64;
+
+struct Gdn2PrefillShape {
+  int num_heads = 16;    // H
+  int num_v_heads = 16;  // HV
+  int head_k_dim = 128;  // dk
+  int head_v_dim = 128;  // dv
+
+  int key_dim() const { return num_heads * head_k_dim; }
+  int value_dim() const { return num_v_heads * head_v_dim; }
+};
+
+struct Gdn2PrefillArgs {
+  int num_seqs = 0;
+  const int32_t* cu_seqlens = nullptr;  // device
+  int max_seq_len = 0;                  // host: an upper bound of every sequence's length
+  int64_t total_tokens = 0;             // host: cu_seqlens[num_seqs]
+  const int32_t* slots = nullptr;       // device
+
+  void* pool = nullptr;
+  int64_t num_slots = 0;
+  int64_t slot_stride_bytes = 0;
+  int64_t recurrent_offset = 0;
+  DType state_type = DType::kF32;
+
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* g = nullptr;
+  const float* b = nullptr;
+  const float* v = nullptr;
+  const float* w = nullptr;
+  int64_t q_stride = 0, k_stride = 0, g_stride = 0, b_stride = 0, v_stride = 0, w_stride = 0;
+
+  float* o = nullptr;
+  int64_t o_stride = 0;
+
+  float* workspace = nullptr;
+  int64_t workspace_floats = 0;
+
+  // State-column blocks per value head in phase 2 (2, 4 or 8); 0 picks by the grid size.
+  int splits = 0;
+};
+
+// Workspace floats the chunked launcher needs for this batch.
+int64_t Gdn2ChunkWorkspaceFloats(const Gdn2PrefillShape& shape, int64_t total_tokens,
+                                 int num_seqs);
+
+absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                                    cudaStream_t stream);
+
+// Token-serial recurrence over the same arguments (workspace unused).
+absl::Status LaunchGdn2SerialPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                                     cudaStream_t stream);
+
+// Floating-point operations of the chunkwise algorithm for one sequence of `len` tokens and all
+// value heads (matrix products and the forward substitution; 2 per multiply-add).
+double Gdn2ChunkPrefillFlops(const Gdn2PrefillShape& shape, int64_t len);
+
+}  // namespace deltaserve::cuda
