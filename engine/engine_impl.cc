@@ -172,7 +172,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(GenerationRequ
     seq->stream = stream;
   }
 
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   absl::Status status = invalid;
   if (status.ok()) {
     if (!admitting_ || shutdown_) {
@@ -189,7 +189,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(GenerationRequ
   if (!status.ok()) {
     if (observer_ != nullptr) {
       rejected_.emplace_back(request.id, status);
-      wake_ = true;
+      WakeLocked();
     }
     return status;
   }
@@ -198,27 +198,27 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(GenerationRequ
   inbox_.push_back(std::move(seq));
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
   queued_new_.fetch_add(1, std::memory_order_relaxed);
-  wake_ = true;
+  WakeLocked();
   return std::shared_ptr<RequestStream>(std::move(stream));
 }
 
 void EngineImpl::Cancel(const std::string& request_id) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto it = active_.find(request_id);
   if (it == active_.end()) return;
   it->second->MarkCancelled();
-  wake_ = true;
+  WakeLocked();
 }
 
 void EngineImpl::ForcePreempt(const std::string& request_id) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!active_.contains(request_id)) return;
   force_preempt_.insert(request_id);
-  wake_ = true;
+  WakeLocked();
 }
 
 void EngineImpl::StopAdmitting() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   admitting_ = false;
 }
 
@@ -232,18 +232,18 @@ EngineStats EngineImpl::Stats() const {
   s.swapped_requests = swapped_count_.load(std::memory_order_relaxed);
   s.swap_outs_total = swap_outs_total_.load(std::memory_order_relaxed);
   s.steps_total = steps_total_.load(std::memory_order_relaxed);
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   s.admitting = admitting_ && !shutdown_;
   return s;
 }
 
 void EngineImpl::Shutdown() {
-  absl::MutexLock join_lock(&join_mu_);
+  std::lock_guard<std::mutex> join_lock(join_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     shutdown_ = true;
     admitting_ = false;
-    wake_ = true;
+    WakeLocked();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -255,13 +255,15 @@ void EngineImpl::Loop() {
   for (;;) {
     bool shutdown = false;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       if (running_.empty() && waiting_.empty()) {
-        mu_.Await(absl::Condition(&wake_));
+        sleeping_ = true;
+        cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_; });
+        sleeping_ = false;
       }
       wake_ = false;
       shutdown = shutdown_;
-      TakeInbox(&shutdown);
+      TakeInbox();
     }
     const Clock::time_point start = Clock::now();
     if (observer_ != nullptr) {
@@ -295,16 +297,18 @@ void EngineImpl::Loop() {
   }
 }
 
-void EngineImpl::TakeInbox(bool* shutdown) {
-  // Called with mu_ held (annotated caller).
-  mu_.AssertHeld();
+void EngineImpl::WakeLocked() {
+  wake_ = true;
+  if (sleeping_) cv_.notify_one();
+}
+
+void EngineImpl::TakeInbox() {
   new_arrivals_.swap(inbox_);
   rejected_local_.swap(rejected_);
   if (!force_preempt_.empty()) {
     force_local_.assign(force_preempt_.begin(), force_preempt_.end());
     force_preempt_.clear();
   }
-  (void)shutdown;
 }
 
 void EngineImpl::ReapCancelledAndExpired(Clock::time_point now) {
@@ -628,7 +632,7 @@ void EngineImpl::Finish(Sequence& s, FinishReason reason, absl::Status status,
 void EngineImpl::Deliver() {
   // 1. Forget finished ids (one lock), so that an id can be reused once its terminal is out.
   if (!finished_ids_.empty()) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     for (const std::string& id : finished_ids_) active_.erase(id);
   }
   finished_ids_.clear();
@@ -668,7 +672,7 @@ void EngineImpl::FinishAllForShutdown() {
     Deliver();
     PublishStats();
     // Submits that raced with Shutdown were refused; the inbox was taken before this call.
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (inbox_.empty()) break;
     new_arrivals_.swap(inbox_);
     for (auto& seq : new_arrivals_) waiting_.push_back(std::move(seq));

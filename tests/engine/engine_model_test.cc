@@ -145,13 +145,16 @@ TEST_P(EngineModelSwapTest, SwapOutAndResumeEqualsUninterruptedRun) {
   std::atomic<EngineImpl*> impl{nullptr};
   // Step 3: "a" is mid-prefill (90 tokens in chunks of 16); "b" takes the slot. Steps 20 and
   // 28: "a" is decoding.
-  auto engine = MakeCpuEngine(1, config, dtype, [&impl](int step) {
+  testing::Gate both_submitted;  // step 1 waits, so "b" is queued before the forced swaps
+  auto engine = MakeCpuEngine(1, config, dtype, [&impl, &both_submitted](int step) {
+    if (step == 1) both_submitted.Wait();
     if (step == 3 || step == 20 || step == 28) impl.load()->ForcePreempt("a");
   });
   ASSERT_NE(engine, nullptr);
   impl.store(static_cast<EngineImpl*>(engine.get()));
   auto sa = engine->Submit(a);
   auto sb = engine->Submit(b);
+  both_submitted.Open();
   ASSERT_TRUE(sa.ok() && sb.ok());
   Collected a_run = Drain(**sa);
   Collected b_run = Drain(**sb);

@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "engine/engine_impl.h"
 #include "engine/text_streamer.h"
 #include "tests/engine/engine_test_util.h"
@@ -182,10 +181,11 @@ TEST(EngineTest, ForcedSwapOutAndResumeGiveTheSameTokens) {
   config.preempt_after_steps = 1000000;  // only forced preemptions
   opts.num_slots = 1;
   std::atomic<EngineImpl*> impl{nullptr};
-  absl::Notification b_submitted;
   std::atomic<int> step{0};
+  testing::Gate both_submitted;  // step 1 waits, so "b" is queued before the forced swaps
   opts.step_hook = [&](const StepBatch&) {
     const int n = ++step;
+    if (n == 1) both_submitted.Wait();
     // Step 2: "a" is mid-prefill (30 tokens in chunks of 8), and "b" takes its slot. Steps 20
     // and 30: "a" is decoding (resumed after "b" finished at step 13).
     if (n == 2 || n == 20 || n == 30) impl.load()->ForcePreempt("a");
@@ -195,6 +195,7 @@ TEST(EngineTest, ForcedSwapOutAndResumeGiveTheSameTokens) {
   impl.store(static_cast<EngineImpl*>(engine.get()));
   auto sa = engine->Submit(a);
   auto sb = engine->Submit(b);
+  both_submitted.Open();
   ASSERT_TRUE(sa.ok() && sb.ok());
   Collected a_run = Drain(**sa);
   Collected b_run = Drain(**sb);
@@ -347,7 +348,7 @@ TEST(EngineTest, DeadlinesForRunningAndQueuedRequests) {
   Collected r = Drain(**s1);
   EXPECT_EQ(r.terminal.finish_reason, FinishReason::kDeadline);
   EXPECT_GT(r.terminal.usage.generated_tokens, 0);
-  EXPECT_GE(r.terminal.timings.total_seconds, 0.05);
+  EXPECT_GE(r.terminal.timings.total_seconds, 0.045);  // the deadline was set before Submit
   WaitIdle(*engine);
 }
 
@@ -380,9 +381,9 @@ class CountingObserver : public EngineObserver {
 TEST(EngineTest, QueueOverflowIsResourceExhausted) {
   SyntheticRunnerOptions opts;
   opts.num_slots = 2;
-  absl::Notification release;
+  testing::Gate release;
   opts.step_hook = [&release](const StepBatch&) {
-    release.WaitForNotification();
+    release.Wait();
     return absl::OkStatus();
   };
   EngineConfig config;
@@ -398,7 +399,7 @@ TEST(EngineTest, QueueOverflowIsResourceExhausted) {
   auto over = engine->Submit(MakeRequest("over", {1, 2}, 3));
   EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(engine->InFlight(), 5);
-  release.Notify();
+  release.Open();
   for (auto& s : streams) {
     Collected c = Drain(*s);
     EXPECT_EQ(c.terminal.finish_reason, FinishReason::kLength);
@@ -461,9 +462,9 @@ TEST(EngineTest, SubmitValidation) {
 
   // Duplicate ids while in flight; reusable afterwards.
   SyntheticRunnerOptions slow;
-  absl::Notification release;
+  testing::Gate release;
   slow.step_hook = [&release](const StepBatch&) {
-    release.WaitForNotification();
+    release.Wait();
     return absl::OkStatus();
   };
   auto e2 = MakeSyntheticEngine(slow);
@@ -471,7 +472,7 @@ TEST(EngineTest, SubmitValidation) {
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(e2->Submit(MakeRequest("dup", {1}, 2)).status().code(),
             absl::StatusCode::kAlreadyExists);
-  release.Notify();
+  release.Open();
   Drain(**first);
   WaitIdle(*e2);
   EXPECT_TRUE(e2->Submit(MakeRequest("dup", {1}, 2)).ok());
@@ -511,29 +512,33 @@ TEST(EngineTest, StopAdmittingAndShutdownCancelInFlight) {
 TEST(EngineTest, StatsReportThePool) {
   SyntheticRunnerOptions opts;
   opts.num_slots = 3;
-  absl::Notification release;
-  opts.step_hook = [&release](const StepBatch&) {
-    release.WaitForNotification();
+  testing::Gate release;
+  std::atomic<Engine*> engine_ptr{nullptr};
+  std::atomic<int> step{0};
+  EngineStats at_step2;  // written by the engine thread in step 2, read after the streams end
+  opts.step_hook = [&](const StepBatch& batch) {
+    const int n = ++step;
+    if (n == 1) release.Wait();
+    // Every request was submitted before step 1 ended, so step 2 sees all five.
+    if (n == 2) at_step2 = engine_ptr.load()->Stats();
     return absl::OkStatus();
   };
   auto engine = MakeSyntheticEngine(opts);
+  engine_ptr.store(engine.get());
   std::vector<std::shared_ptr<RequestStream>> streams;
-  for (int i = 0; i < 5; ++i) streams.push_back(*engine->Submit(MakeRequest(std::to_string(i), {1}, 2)));
-  // The engine thread is blocked in its first step with 3 requests admitted.
-  for (int i = 0; i < 5000 && engine->Stats().slots_used < 3; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5; ++i) {
+    streams.push_back(*engine->Submit(MakeRequest(absl::StrCat("q", i), {1}, 20)));
   }
-  EngineStats s = engine->Stats();
-  EXPECT_EQ(s.slots_total, 3);
-  EXPECT_EQ(s.slots_used, 3);
-  EXPECT_EQ(s.running_requests, 3);
-  EXPECT_EQ(s.waiting_requests, 2);
-  EXPECT_GT(s.bytes_per_slot, 0u);
   EXPECT_EQ(engine->InFlight(), 5);
-  release.Notify();
+  release.Open();
   for (auto& st : streams) Drain(*st);
+  EXPECT_EQ(at_step2.slots_total, 3);
+  EXPECT_EQ(at_step2.slots_used, 3);
+  EXPECT_EQ(at_step2.running_requests, 3);
+  EXPECT_EQ(at_step2.waiting_requests, 2);
+  EXPECT_GT(at_step2.bytes_per_slot, 0u);
   WaitIdle(*engine);
-  s = engine->Stats();
+  EngineStats s = engine->Stats();
   EXPECT_EQ(s.running_requests, 0);
   EXPECT_EQ(s.waiting_requests, 0);
   EXPECT_GE(s.steps_total, 2);

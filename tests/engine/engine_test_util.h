@@ -1,7 +1,9 @@
 // Helpers for engine tests: building an engine over the synthetic runner and draining streams.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +15,28 @@
 #include "gtest/gtest.h"
 
 namespace deltaserve::testing {
+
+// A one-shot gate (absl::Notification is not visible to ThreadSanitizer without an instrumented
+// Abseil, so tests use std primitives).
+class Gate {
+ public:
+  void Open() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [this] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
 
 // Everything a request's stream delivered.
 struct Collected {
