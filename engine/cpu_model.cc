@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -225,18 +224,15 @@ absl::Status CpuModel::Forward(std::span<const Sequence> seqs, bool all_position
   // Validate everything before touching any slot.
   int64_t N = 0;
   int64_t logit_rows = 0;
-  std::set<const std::byte*> slots;
+  slot_check_.clear();
   for (size_t s = 0; s < seqs.size(); ++s) {
     const Sequence& q = seqs[s];
-    if (q.slot == nullptr)
+    if (q.slot == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": null slot"));
+    }
     if (reinterpret_cast<uintptr_t>(q.slot) % 8 != 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("sequence ", s, ": slot is not 8-byte aligned"));
-    }
-    if (!slots.insert(q.slot).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("sequence ", s, ": slot appears twice in the batch"));
     }
     if (q.tokens.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s, ": no tokens"));
@@ -248,8 +244,13 @@ absl::Status CpuModel::Forward(std::span<const Sequence> seqs, bool all_position
                                                        c.vocab_size, ")"));
       }
     }
+    slot_check_.push_back(q.slot);
     N += static_cast<int64_t>(q.tokens.size());
     if (q.want_logits) logit_rows += all_positions ? static_cast<int64_t>(q.tokens.size()) : 1;
+  }
+  std::sort(slot_check_.begin(), slot_check_.end());
+  if (std::adjacent_find(slot_check_.begin(), slot_check_.end()) != slot_check_.end()) {
+    return absl::InvalidArgumentError("a slot appears twice in the batch");
   }
   logits->resize(static_cast<size_t>(logit_rows * V));
   if (N == 0) return absl::OkStatus();

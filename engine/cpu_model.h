@@ -86,9 +86,10 @@ class CpuModel {
 
   // Scratch, grown on demand, never shrunk (no per-step allocation in steady state).
   int64_t capacity_rows_ = 0;
-  int64_t rows_ = 0;               // stacked rows of the current Forward
-  std::vector<int64_t> seq_row0_;  // first stacked row of each sequence
-  std::vector<int64_t> seq_pos0_;  // slot position before this step
+  int64_t rows_ = 0;                          // stacked rows of the current Forward
+  std::vector<int64_t> seq_row0_;             // first stacked row of each sequence
+  std::vector<int64_t> seq_pos0_;             // slot position before this step
+  std::vector<const std::byte*> slot_check_;  // distinctness check
   std::vector<float> x_, n_, proj_, qc_, kc_, vc_, f_, z_, o_, h_, act_, sq_, sk_, sv_, logit_rows_;
   std::vector<std::vector<float>> thread_scratch_;  // per pool thread
 };

@@ -13,6 +13,10 @@
 #include "engine/model_config.h"
 #include "engine/model_weights.h"
 
+#ifdef DELTASERVE_WITH_CUDA
+#include "engine/cuda/cuda_runner_factory.h"
+#endif
+
 namespace deltaserve {
 
 absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name) {
@@ -67,7 +71,6 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const RunnerOptio
     return std::unique_ptr<ModelRunner>(*std::move(runner));
   }
   if (options.backend == "cuda") {
-    // ---- CUDA backend: construct the CUDA runner here (engine/cuda/). ----
 #ifdef DELTASERVE_WITH_CUDA
     return CreateCudaRunnerFromOptions(options, *num_slots);
 #else
