@@ -4,8 +4,8 @@
 // reading the fp32 weights once per step, so the table also reports the weight bytes read per
 // second.
 //
-//   cpu_model_bench --model models/default --threads 2 --prefill 256 --batches 1,8,32 \
-//       --steps 10 --state fp32 --json cpu_model_bench.json
+//   cpu_model_bench --model models/default --threads 2 --prefill 256 --batches 1,8,32
+//       --steps 10 --state fp32 --json cpu_model_bench.json   (one command line)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
