@@ -1,12 +1,14 @@
 // Benchmark of GDN-2 prefill for one layer (H = HV = 16, dk = dv = 128): the chunked kernels
-// (kernels/cuda/gdn2_chunk_prefill.h) beside the token-serial kernel, in the same run, for one
+// (kernels/cuda/gdn2_chunk_prefill.h; tensor-core phase 2 at every split count and auto, and the
+// fp32-FMA phase 2) beside the token-serial kernel, in the same run, for one
 // sequence of T = 1024, 4096, 16384, 65536 tokens and packed batches of the same totals (16
 // equal sequences, and one batch of mixed lengths). Reports time per launch (median of event-
 // timed launches), tokens/s, achieved TFLOP/s of the chunkwise algorithm
 // (Gdn2ChunkPrefillFlops) and the relative difference between the two paths' outputs.
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 //
-// Usage: gdn2_prefill_bench [out.json]
+// Usage: gdn2_prefill_bench [out.json] [--fma]   (--fma: time the fp32-FMA phase 2 in the
+//        "chunk" columns too, for devices or builds where the tensor-core path is unwanted)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -35,7 +37,11 @@ struct Row {
   int64_t tokens;
   int seqs;
   int max_len;
-  double chunk_s, serial_s, flops, rel_diff;
+  double chunk_s;     // tensor-core phase 2, best split count
+  int splits;         // the split count of chunk_s
+  double auto_s;      // tensor-core phase 2, split count picked by the launcher
+  double fma_s;       // fp32-FMA phase 2, split count picked by the launcher
+  double serial_s, flops, rel_diff;
 };
 
 float* Fill(const std::vector<float>& pattern, int64_t width) {
@@ -51,6 +57,7 @@ float* Fill(const std::vector<float>& pattern, int64_t width) {
 
 int main(int argc, char** argv) {
   const std::string out_path = argc > 1 ? argv[1] : "gdn2_prefill_bench.json";
+  const bool fma_only = argc > 2 && std::string(argv[2]) == "--fma";
   const DeviceInfo dev = GetDeviceInfo();
   std::printf("device: %s, %d SMs, L2 %.0f MB\n", dev.name.c_str(), dev.sms, dev.l2_bytes / 1e6);
 
@@ -152,6 +159,7 @@ int main(int argc, char** argv) {
     // Same initial state (zero) for both paths, then compare outputs.
     Gdn2PrefillArgs ac = a, as = a;
     ac.o = o_chunk;
+    ac.tensor_cores = !fma_only;
     as.o = o_serial;
     BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
     auto st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream);
@@ -177,21 +185,37 @@ int main(int argc, char** argv) {
     }
     const double rel = std::sqrt(num / std::max(den, 1e-300));
 
-    const double chunk_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream); },
-        a.total_tokens >= 65536 ? 10 : 30);
+    const int reps = a.total_tokens >= 65536 ? 10 : 30;
+    const double auto_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream); }, reps);
+    double chunk_s = auto_s;
+    int best_splits = 0;
+    for (int splits : {2, 4, 8}) {
+      Gdn2PrefillArgs asp = ac;
+      asp.splits = splits;
+      const double t = TimeSingle(
+          stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, asp, stream); }, reps);
+      if (t < chunk_s || best_splits == 0) {
+        chunk_s = std::min(t, chunk_s);
+        best_splits = splits;
+      }
+    }
+    Gdn2PrefillArgs af = ac;
+    af.tensor_cores = false;
+    const double fma_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, af, stream); }, reps);
     const double serial_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream); },
         a.total_tokens >= 16384 ? 3 : 10);
     double flops = 0;
     for (int32_t l : cfg.lens) flops += deltaserve::cuda::Gdn2ChunkPrefillFlops(shape, l);
-    rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, serial_s, flops,
-                    rel});
-    std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s)  serial "
-                "%9.3f ms (%6.3f M tok/s)  speedup %6.1fx  rel diff %.2e\n",
+    rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best_splits,
+                    auto_s, fma_s, serial_s, flops, rel});
+    std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s, splits %d; "
+                "auto %.3f ms, fma %.3f ms)  serial %9.3f ms (%6.3f M tok/s)  rel diff %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
-                chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12,
-                serial_s * 1e3, a.total_tokens / serial_s / 1e6, serial_s / chunk_s, rel);
+                chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12, best_splits,
+                auto_s * 1e3, fma_s * 1e3, serial_s * 1e3, a.total_tokens / serial_s / 1e6, rel);
     std::fflush(stdout);
   }
 
@@ -200,8 +224,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot write %s\n", out_path.c_str());
     return 1;
   }
-  std::fprintf(f, "{\n  \"benchmark\": \"gdn2_prefill\",\n  \"device\": \"%s\",\n  \"sms\": %d,\n",
-               JsonEscape(dev.name).c_str(), dev.sms);
+  std::fprintf(f, "{\n  \"benchmark\": \"gdn2_prefill\",\n  \"device\": \"%s\",\n  \"sms\": %d,\n"
+               "  \"phase2\": \"%s\",\n",
+               JsonEscape(dev.name).c_str(), dev.sms, fma_only ? "fma" : "tensor_cores_3xtf32");
   std::fprintf(f, "  \"shape\": {\"heads\": %d, \"v_heads\": %d, \"dk\": %d, \"dv\": %d, "
                "\"chunk\": %d},\n  \"rows\": [\n",
                shape.num_heads, shape.num_v_heads, kD, kD, deltaserve::cuda::kGdn2PrefillChunk);
@@ -210,22 +235,25 @@ int main(int argc, char** argv) {
     std::fprintf(f,
                  "    {\"config\": \"%s\", \"tokens\": %lld, \"seqs\": %d, \"max_len\": %d, "
                  "\"chunk_ms\": %.4f, \"chunk_tokens_per_s\": %.1f, \"chunk_tflops\": %.3f, "
+                 "\"chunk_splits\": %d, \"chunk_auto_splits_ms\": %.4f, \"chunk_fma_ms\": %.4f, "
                  "\"serial_ms\": %.4f, \"serial_tokens_per_s\": %.1f, \"speedup\": %.2f, "
                  "\"rel_diff_chunk_vs_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
-                 r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12,
-                 r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
+                 r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
+                 r.auto_s * 1e3, r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
                  i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
-  std::printf("\n%-9s %7s %5s %11s %10s %8s %11s %10s %8s\n", "config", "T", "seqs", "chunk ms",
-              "M tok/s", "TFLOP/s", "serial ms", "M tok/s", "speedup");
+  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %9s %10s %8s %8s\n", "config", "T", "seqs",
+              "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "fma ms", "serial ms",
+              "M tok/s", "speedup");
   for (const Row& r : rows)
-    std::printf("%-9s %7lld %5d %11.3f %10.2f %8.2f %11.3f %10.3f %8.1f\n", r.name.c_str(),
-                static_cast<long long>(r.tokens), r.seqs, r.chunk_s * 1e3, r.tokens / r.chunk_s / 1e6,
-                r.flops / r.chunk_s / 1e12, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
+    std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %9.3f %10.3f %8.3f %8.1f\n",
+                r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.chunk_s * 1e3,
+                r.tokens / r.chunk_s / 1e6, r.flops / r.chunk_s / 1e12, r.splits, r.auto_s * 1e3,
+                r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
                 r.serial_s / r.chunk_s);
   std::printf("wrote %s\n", out_path.c_str());
   return 0;

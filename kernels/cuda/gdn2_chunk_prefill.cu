@@ -348,6 +348,251 @@ __global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase2Kernel(
   }
 }
 
+// --- Phase 2 on the tensor cores: mma.sync m16n8k8 in tf32 with the 3xTF32 split (a = hi + lo,
+// a*b ~ hi*hi + hi*lo + lo*hi), which keeps products at fp32-level accuracy; accumulation fp32.
+// Fragment layouts (PTX ISA, m16n8k8 .tf32): g = lane / 4, t = lane % 4;
+//   A (16x8, row-major): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4)
+//   B (8x8, col):        b0 (k=t, n=g), b1 (k=t+4, n=g)
+//   C (16x8):            c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1)
+
+__device__ __forceinline__ void SplitTf32(float x, uint32_t& hi, uint32_t& lo) {
+  uint32_t h, l;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(h) : "f"(x));
+  const float r = x - __uint_as_float(h);
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(l) : "f"(r));
+  hi = h;
+  lo = l;
+}
+
+__device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                        uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// An A fragment split into its tf32 high and low parts.
+struct SplitA {
+  uint32_t hi[4], lo[4];
+  __device__ __forceinline__ explicit SplitA(const float (&a)[4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) SplitTf32(a[i], hi[i], lo[i]);
+  }
+};
+
+// c += A B with B given in fp32 (3xTF32; the small terms first).
+__device__ __forceinline__ void Mma3xTf32(float (&c)[4], const SplitA& a, float b0, float b1) {
+  uint32_t bh0, bl0, bh1, bl1;
+  SplitTf32(b0, bh0, bl0);
+  SplitTf32(b1, bh1, bl1);
+  MmaTf32(c, a.lo, bh0, bh1);
+  MmaTf32(c, a.hi, bl0, bl1);
+  MmaTf32(c, a.hi, bh0, bh1);
+}
+
+template <int DVB>
+constexpr int P2MmaSmemFloats() {
+  return 3 * kC * kP2Pad + kC * (kC + 4) + 2 * kC * (DVB + 8) + kDk * (DVB + 8) + kDk;
+}
+
+// Phase 2, tensor-core version: same contract and grid as Gdn2ChunkPhase2Kernel. Warp w owns
+// token tile w % 4 and column tiles w / 4 + 2i of U and O, and state rows 16w..16w+15 (all
+// DVB columns) in registers.
+template <int DVB>
+__global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase2MmaKernel(
+    const int32_t* __restrict__ cu, const int32_t* __restrict__ slots, char* __restrict__ pool,
+    int64_t slot_stride, int64_t recurrent_offset, int num_v_heads,
+    const float* __restrict__ ws, int64_t gamma_base, float* __restrict__ o, int64_t o_stride) {
+  constexpr int kSP = DVB + 8;   // conflict-free B-fragment reads
+  constexpr int kNA = DVB / 16;  // column tiles per warp for U and O
+  constexpr int kNS = DVB / 8;   // column tiles per warp for S
+  extern __shared__ float smem[];
+  float* ys = smem;
+  float* qgs = ys + kC * kP2Pad;
+  float* kts = qgs + kC * kP2Pad;
+  float* as = kts + kC * kP2Pad;
+  float* us = as + kC * (kC + 4);
+  float* vs = us + kC * kSP;
+  float* ss = vs + kC * kSP;
+  float* gam = ss + kDk * kSP;
+
+  const int split = blockIdx.x, hv = blockIdx.y, s = blockIdx.z;
+  const int n0 = split * DVB;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int g = lane / 4, t4 = lane % 4;
+  const int64_t seq_start = cu[s], seq_end = cu[s + 1];
+  float* state = reinterpret_cast<float*>(pool + static_cast<int64_t>(slots[s]) * slot_stride +
+                                          recurrent_offset) +
+                 static_cast<int64_t>(hv) * kDk * kDv;
+
+  // State rows of this warp in C-fragment layout: sacc[nt] covers rows 16w+g (+8), columns
+  // 8nt + 2t (+1).
+  float sacc[kNS][4];
+  const int sr0 = 16 * warp + g;
+#pragma unroll
+  for (int nt = 0; nt < kNS; ++nt) {
+    const int col = n0 + 8 * nt + 2 * t4;
+    sacc[nt][0] = state[sr0 * kDv + col];
+    sacc[nt][1] = state[sr0 * kDv + col + 1];
+    sacc[nt][2] = state[(sr0 + 8) * kDv + col];
+    sacc[nt][3] = state[(sr0 + 8) * kDv + col + 1];
+    ss[sr0 * kSP + 8 * nt + 2 * t4] = sacc[nt][0];
+    ss[sr0 * kSP + 8 * nt + 2 * t4 + 1] = sacc[nt][1];
+    ss[(sr0 + 8) * kSP + 8 * nt + 2 * t4] = sacc[nt][2];
+    ss[(sr0 + 8) * kSP + 8 * nt + 2 * t4 + 1] = sacc[nt][3];
+  }
+
+  const int mt = warp & 3;  // token tile of U and O
+  const int row0 = 16 * mt + g;
+  const int nchunks = static_cast<int>((seq_end - seq_start + kC - 1) / kC);
+  for (int c = 0; c < nchunks; ++c) {
+    const int64_t start = seq_start + static_cast<int64_t>(c) * kC;
+    const int len = static_cast<int>(min(static_cast<int64_t>(kC), seq_end - start));
+    __syncthreads();  // previous chunk's readers are done with the tiles, U and S copies
+    const float* ws0 = ws + (start * num_v_heads + hv) * kWsRow;
+    const int64_t ws_tok = static_cast<int64_t>(num_v_heads) * kWsRow;
+    const float4 zero4 = make_float4(0.f, 0.f, 0.f, 0.f);
+    // Rows >= len are zero so that padded tokens contribute nothing.
+    for (int i = tid; i < kC * (kDk / 4); i += kThreads) {
+      const int t = i / (kDk / 4), c4 = (i % (kDk / 4)) * 4;
+      const float* row = ws0 + t * ws_tok;
+      const bool in = t < len;
+      *reinterpret_cast<float4*>(ys + t * kP2Pad + c4) =
+          in ? *reinterpret_cast<const float4*>(row + kOffY + c4) : zero4;
+      *reinterpret_cast<float4*>(qgs + t * kP2Pad + c4) =
+          in ? *reinterpret_cast<const float4*>(row + kOffQg + c4) : zero4;
+      *reinterpret_cast<float4*>(kts + t * kP2Pad + c4) =
+          in ? *reinterpret_cast<const float4*>(row + kOffKt + c4) : zero4;
+    }
+    for (int i = tid; i < kC * (kC / 4); i += kThreads) {
+      const int t = i / (kC / 4), c4 = (i % (kC / 4)) * 4;
+      *reinterpret_cast<float4*>(as + t * (kC + 4) + c4) =
+          t < len ? *reinterpret_cast<const float4*>(ws0 + t * ws_tok + kOffA + c4) : zero4;
+    }
+    for (int i = tid; i < kC * (DVB / 4); i += kThreads) {
+      const int t = i / (DVB / 4), c4 = (i % (DVB / 4)) * 4;
+      *reinterpret_cast<float4*>(us + t * kSP + c4) =
+          t < len ? *reinterpret_cast<const float4*>(ws0 + t * ws_tok + kOffU + n0 + c4) : zero4;
+    }
+    if (tid < kDk)
+      gam[tid] = ws[gamma_base + (ChunkSlot(cu, s, c) * num_v_heads + hv) * kDk + tid];
+    __syncthreads();
+
+    // Step a: U = U' - Y S, O = Qg S.
+    float uacc[kNA][4], oacc[kNA][4];
+#pragma unroll
+    for (int i = 0; i < kNA; ++i) {
+      const int col = 8 * ((warp >> 2) + 2 * i) + 2 * t4;
+      uacc[i][0] = us[row0 * kSP + col];
+      uacc[i][1] = us[row0 * kSP + col + 1];
+      uacc[i][2] = us[(row0 + 8) * kSP + col];
+      uacc[i][3] = us[(row0 + 8) * kSP + col + 1];
+      oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
+    }
+#pragma unroll 4
+    for (int ks = 0; ks < kDk / 8; ++ks) {
+      const int k0 = 8 * ks;
+      float ay[4], aq[4];
+      ay[0] = -ys[row0 * kP2Pad + k0 + t4];
+      ay[1] = -ys[(row0 + 8) * kP2Pad + k0 + t4];
+      ay[2] = -ys[row0 * kP2Pad + k0 + t4 + 4];
+      ay[3] = -ys[(row0 + 8) * kP2Pad + k0 + t4 + 4];
+      aq[0] = qgs[row0 * kP2Pad + k0 + t4];
+      aq[1] = qgs[(row0 + 8) * kP2Pad + k0 + t4];
+      aq[2] = qgs[row0 * kP2Pad + k0 + t4 + 4];
+      aq[3] = qgs[(row0 + 8) * kP2Pad + k0 + t4 + 4];
+      const SplitA sy(ay), sq(aq);
+#pragma unroll
+      for (int i = 0; i < kNA; ++i) {
+        const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
+        const float b0 = ss[(k0 + t4) * kSP + ncol];
+        const float b1 = ss[(k0 + t4 + 4) * kSP + ncol];
+        Mma3xTf32(uacc[i], sy, b0, b1);
+        Mma3xTf32(oacc[i], sq, b0, b1);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kNA; ++i) {
+      const int col = 8 * ((warp >> 2) + 2 * i) + 2 * t4;
+      vs[row0 * kSP + col] = uacc[i][0];
+      vs[row0 * kSP + col + 1] = uacc[i][1];
+      vs[(row0 + 8) * kSP + col] = uacc[i][2];
+      vs[(row0 + 8) * kSP + col + 1] = uacc[i][3];
+    }
+    __syncthreads();
+
+    // Step b: O += Aqk U (Aqk is lower triangular: k-steps past the tile's diagonal are zero).
+    for (int ks = 0; ks < 2 * mt + 2; ++ks) {
+      const int k0 = 8 * ks;
+      float aa[4];
+      aa[0] = as[row0 * (kC + 4) + k0 + t4];
+      aa[1] = as[(row0 + 8) * (kC + 4) + k0 + t4];
+      aa[2] = as[row0 * (kC + 4) + k0 + t4 + 4];
+      aa[3] = as[(row0 + 8) * (kC + 4) + k0 + t4 + 4];
+      const SplitA sa(aa);
+#pragma unroll
+      for (int i = 0; i < kNA; ++i) {
+        const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
+        Mma3xTf32(oacc[i], sa, vs[(k0 + t4) * kSP + ncol], vs[(k0 + t4 + 4) * kSP + ncol]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kNA; ++i) {
+      const int col = n0 + 8 * ((warp >> 2) + 2 * i) + 2 * t4;
+      float* base = o + static_cast<int64_t>(hv) * kDv + col;
+      if (row0 < len)
+        *reinterpret_cast<float2*>(base + (start + row0) * o_stride) =
+            make_float2(oacc[i][0], oacc[i][1]);
+      if (row0 + 8 < len)
+        *reinterpret_cast<float2*>(base + (start + row0 + 8) * o_stride) =
+            make_float2(oacc[i][2], oacc[i][3]);
+    }
+
+    // Step c: S = diag(gamma) S + Ktail^T U for this warp's state rows; A[m][k] = Ktail[k][m].
+    {
+      const float g0 = gam[sr0], g1 = gam[sr0 + 8];
+#pragma unroll
+      for (int nt = 0; nt < kNS; ++nt) {
+        sacc[nt][0] *= g0;
+        sacc[nt][1] *= g0;
+        sacc[nt][2] *= g1;
+        sacc[nt][3] *= g1;
+      }
+      const int ksteps = (len + 7) / 8;
+      for (int ks = 0; ks < ksteps; ++ks) {
+        const int k0 = 8 * ks;
+        float ak[4];
+        ak[0] = kts[(k0 + t4) * kP2Pad + sr0];
+        ak[1] = kts[(k0 + t4) * kP2Pad + sr0 + 8];
+        ak[2] = kts[(k0 + t4 + 4) * kP2Pad + sr0];
+        ak[3] = kts[(k0 + t4 + 4) * kP2Pad + sr0 + 8];
+        const SplitA sk(ak);
+#pragma unroll
+        for (int nt = 0; nt < kNS; ++nt)
+          Mma3xTf32(sacc[nt], sk, vs[(k0 + t4) * kSP + 8 * nt + g],
+                    vs[(k0 + t4 + 4) * kSP + 8 * nt + g]);
+      }
+      // Step a of this chunk read the S copy before the barrier above.
+#pragma unroll
+      for (int nt = 0; nt < kNS; ++nt) {
+        ss[sr0 * kSP + 8 * nt + 2 * t4] = sacc[nt][0];
+        ss[sr0 * kSP + 8 * nt + 2 * t4 + 1] = sacc[nt][1];
+        ss[(sr0 + 8) * kSP + 8 * nt + 2 * t4] = sacc[nt][2];
+        ss[(sr0 + 8) * kSP + 8 * nt + 2 * t4 + 1] = sacc[nt][3];
+      }
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < kNS; ++nt) {
+    const int col = n0 + 8 * nt + 2 * t4;
+    *reinterpret_cast<float2*>(state + sr0 * kDv + col) = make_float2(sacc[nt][0], sacc[nt][1]);
+    *reinterpret_cast<float2*>(state + (sr0 + 8) * kDv + col) =
+        make_float2(sacc[nt][2], sacc[nt][3]);
+  }
+}
+
 // Token-serial recurrence: one block per (column block of 32, value head, sequence); thread r
 // owns row r of the state block in registers.
 constexpr int kSerialCols = 32;
@@ -475,11 +720,20 @@ int NumSms() {
 template <int DVB>
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                           int64_t gamma_base, int splits, cudaStream_t stream) {
+  const dim3 grid(splits, shape.num_v_heads, a.num_seqs);
+  if (a.tensor_cores) {
+    const int smem = P2MmaSmemFloats<DVB>() * 4;
+    DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        Gdn2ChunkPhase2MmaKernel<DVB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    Gdn2ChunkPhase2MmaKernel<DVB><<<grid, kThreads, smem, stream>>>(
+        a.cu_seqlens, a.slots, static_cast<char*>(a.pool), a.slot_stride_bytes,
+        a.recurrent_offset, shape.num_v_heads, a.workspace, gamma_base, a.o, a.o_stride);
+    return LaunchStatus("Gdn2ChunkPhase2MmaKernel");
+  }
   const int smem = P2SmemFloats<DVB>() * 4;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       Gdn2ChunkPhase2Kernel<DVB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  Gdn2ChunkPhase2Kernel<DVB><<<dim3(splits, shape.num_v_heads, a.num_seqs), kThreads, smem,
-                               stream>>>(
+  Gdn2ChunkPhase2Kernel<DVB><<<grid, kThreads, smem, stream>>>(
       a.cu_seqlens, a.slots, static_cast<char*>(a.pool), a.slot_stride_bytes, a.recurrent_offset,
       shape.num_v_heads, a.workspace, gamma_base, a.o, a.o_stride);
   return LaunchStatus("Gdn2ChunkPhase2Kernel");

@@ -82,6 +82,9 @@ struct Gdn2PrefillArgs {
 
   // State-column blocks per value head in phase 2 (2, 4 or 8); 0 picks by the grid size.
   int splits = 0;
+  // Phase 2 products on the tensor cores (mma.sync tf32 with the 3xTF32 split, fp32-level
+  // accuracy) instead of fp32 FMA.
+  bool tensor_cores = true;
 };
 
 // Workspace floats the chunked launcher needs for this batch.

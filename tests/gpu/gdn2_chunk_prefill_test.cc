@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -26,6 +27,13 @@ using ::deltaserve::testing::RelErr;
 constexpr int kD = 128;
 
 enum class Regime { kTrained, kExtreme };
+
+// Which launcher computes the prefill.
+enum class Path { kSerial, kChunkFma, kChunkMma };
+
+const char* PathName(Path p) {
+  return p == Path::kSerial ? "serial" : p == Path::kChunkFma ? "chunk-fma" : "chunk-mma";
+}
 
 struct Inputs {
   int64_t tokens = 0;
@@ -150,7 +158,7 @@ struct RunResult {
 
 absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
                         const std::vector<int32_t>& lens, const std::vector<int32_t>& slots,
-                        const Pool& pool, bool chunked, int splits, RunResult* res) {
+                        const Pool& pool, Path path, int splits, RunResult* res) {
   std::vector<int32_t> cu(lens.size() + 1, 0);
   for (size_t i = 0; i < lens.size(); ++i) cu[i + 1] = cu[i] + lens[i];
   const int64_t tokens = cu.back();
@@ -185,8 +193,9 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
   a.workspace = d_ws.get<float>();
   a.workspace_floats = wsf;
   a.splits = splits;
-  absl::Status st = chunked ? LaunchGdn2ChunkPrefill(sh, a, nullptr)
-                            : LaunchGdn2SerialPrefill(sh, a, nullptr);
+  a.tensor_cores = path == Path::kChunkMma;
+  absl::Status st = path == Path::kSerial ? LaunchGdn2SerialPrefill(sh, a, nullptr)
+                                          : LaunchGdn2ChunkPrefill(sh, a, nullptr);
   if (!st.ok()) return st;
   if (cudaDeviceSynchronize() != cudaSuccess) return absl::InternalError("device sync failed");
   res->o = d_o.To<float>();
@@ -197,7 +206,7 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
 // Runs one configuration and checks every output, every used slot's final state and that the
 // unused slots are untouched.
 void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime regime,
-           bool chunked, int splits, double tol, uint32_t seed) {
+           Path path, int splits, double tol, uint32_t seed) {
   std::mt19937 rng(seed);
   const int64_t tokens = std::accumulate(lens.begin(), lens.end(), int64_t{0});
   Inputs in = MakeInputs(sh, tokens, regime, rng);
@@ -207,7 +216,7 @@ void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime 
   for (size_t i = 0; i < lens.size(); ++i)
     slots[i] = static_cast<int32_t>((num_slots - 1) - 2 * i);  // reversed, with gaps
   RunResult res;
-  ASSERT_TRUE(RunPrefill(sh, in, lens, slots, pool, chunked, splits, &res).ok());
+  ASSERT_TRUE(RunPrefill(sh, in, lens, slots, pool, path, splits, &res).ok());
 
   std::vector<double> ref_o(tokens * sh.value_dim(), 0.0);
   int64_t t0 = 0;
@@ -240,8 +249,8 @@ void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime 
     ASSERT_TRUE(std::equal(res.pool.begin() + a, res.pool.begin() + e, pool.host.begin() + a))
         << "untouched slot " << slot << " changed";
   }
-  std::printf("  %s lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
-              chunked ? "chunk " : "serial", lens[0], lens.size(),
+  std::printf("  %-9s lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
+              PathName(path), lens[0], lens.size(),
               regime == Regime::kTrained ? "trained" : "extreme", splits, eo, worst_s);
 }
 
@@ -254,37 +263,46 @@ Gdn2PrefillShape Shape(int h, int hv) {
   return sh;
 }
 
-TEST(Gdn2ChunkPrefillTest, SingleSequenceLengths) {
+class Gdn2ChunkPathTest : public ::testing::TestWithParam<Path> {};
+
+TEST_P(Gdn2ChunkPathTest, SingleSequenceLengths) {
   DS_SKIP_WITHOUT_GPU();
   for (int len : {1, 2, 17, 63, 64, 65, 128, 129, 300, 1000, 5000})
-    Check(Shape(1, 1), {len}, Regime::kTrained, true, 0, kTolF32, 100 + len);
+    Check(Shape(1, 1), {len}, Regime::kTrained, GetParam(), 0, kTolF32, 100 + len);
 }
 
-TEST(Gdn2ChunkPrefillTest, ExtremeGates) {
+TEST_P(Gdn2ChunkPathTest, ExtremeGates) {
   DS_SKIP_WITHOUT_GPU();
   for (int len : {1, 63, 64, 200, 5000})
-    Check(Shape(1, 1), {len}, Regime::kExtreme, true, 0, kTolF32, 200 + len);
+    Check(Shape(1, 1), {len}, Regime::kExtreme, GetParam(), 0, kTolF32, 200 + len);
 }
 
-TEST(Gdn2ChunkPrefillTest, PackedBatchEverySplit) {
+TEST_P(Gdn2ChunkPathTest, PackedBatchEverySplit) {
   DS_SKIP_WITHOUT_GPU();
   const std::vector<int32_t> lens = {1, 64, 100, 17, 129, 700, 3, 65};
   for (int splits : {2, 4, 8}) {
-    Check(Shape(2, 2), lens, Regime::kTrained, true, splits, kTolF32, 300 + splits);
-    Check(Shape(2, 2), lens, Regime::kExtreme, true, splits, kTolF32, 310 + splits);
+    Check(Shape(2, 2), lens, Regime::kTrained, GetParam(), splits, kTolF32, 300 + splits);
+    Check(Shape(2, 2), lens, Regime::kExtreme, GetParam(), splits, kTolF32, 310 + splits);
   }
 }
 
-TEST(Gdn2ChunkPrefillTest, GroupedValueHeads) {
+TEST_P(Gdn2ChunkPathTest, GroupedValueHeads) {
   DS_SKIP_WITHOUT_GPU();
-  Check(Shape(1, 3), {90, 200}, Regime::kTrained, true, 0, kTolF32, 400);
-  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, true, 0, kTolF32, 401);
+  Check(Shape(1, 3), {90, 200}, Regime::kTrained, GetParam(), 0, kTolF32, 400);
+  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, GetParam(), 0, kTolF32, 401);
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, Gdn2ChunkPathTest,
+                         ::testing::Values(Path::kChunkMma, Path::kChunkFma),
+                         [](const ::testing::TestParamInfo<Path>& p) {
+                           return p.param == Path::kChunkMma ? std::string("Mma")
+                                                             : std::string("Fma");
+                         });
 
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
   DS_SKIP_WITHOUT_GPU();
-  Check(Shape(2, 2), {1, 300, 77}, Regime::kTrained, false, 0, kTolF32, 500);
-  Check(Shape(2, 2), {1, 300, 77}, Regime::kExtreme, false, 0, kTolF32, 501);
+  Check(Shape(2, 2), {1, 300, 77}, Regime::kTrained, Path::kSerial, 0, kTolF32, 500);
+  Check(Shape(2, 2), {1, 300, 77}, Regime::kExtreme, Path::kSerial, 0, kTolF32, 501);
 }
 
 // A prompt split into several calls (chunks not aligned to 64) continues exactly where the
@@ -299,7 +317,9 @@ TEST(Gdn2ChunkPrefillTest, ContinuationAcrossCalls) {
     Inputs all = MakeInputs(sh, tokens, regime, rng);
     Pool pool = MakePool(sh, 3, rng);
     RunResult whole;
-    ASSERT_TRUE(RunPrefill(sh, all, {static_cast<int32_t>(tokens)}, {1}, pool, true, 0, &whole).ok());
+    ASSERT_TRUE(RunPrefill(sh, all, {static_cast<int32_t>(tokens)}, {1}, pool, Path::kChunkMma, 0,
+                           &whole)
+                    .ok());
     Pool cur = pool;
     std::vector<float> o;
     int64_t t0 = 0;
@@ -316,16 +336,16 @@ TEST(Gdn2ChunkPrefillTest, ContinuationAcrossCalls) {
       part.v = slice(all.v, sh.value_dim());
       part.w = slice(all.w, sh.value_dim());
       RunResult r;
-      ASSERT_TRUE(RunPrefill(sh, part, {len}, {1}, cur, true, 0, &r).ok());
+      ASSERT_TRUE(RunPrefill(sh, part, {len}, {1}, cur, Path::kChunkMma, 0, &r).ok());
       cur.host = r.pool;
       o.insert(o.end(), r.o.begin(), r.o.end());
       t0 += len;
     }
     const std::vector<double> a(o.begin(), o.end()), b(whole.o.begin(), whole.o.end());
-    EXPECT_LT(RelErr(a, b), 1e-5);
+    EXPECT_LT(RelErr(a, b), 5e-5);
     const std::vector<double> sa(cur.host.begin(), cur.host.end()),
         sb(whole.pool.begin(), whole.pool.end());
-    EXPECT_LT(RelErr(sa, sb), 1e-5);
+    EXPECT_LT(RelErr(sa, sb), 5e-5);
   }
 }
 
