@@ -37,7 +37,7 @@ ModelConfig Config(bool hybrid) {
 }
 
 struct Row {
-  std::string model, state, note, kernel = "prepared";
+  std::string model, state, note, kernel = "auto";
   int batch = 0;
   double step_ms = 0, tokens_per_s = 0, weight_bytes = 0, state_bytes = 0, roofline_ms = 0,
          ratio = 0;
@@ -70,13 +70,14 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
     const ModelConfig cfg = Config(hybrid);
-    for (int variant = 0; variant < 3; ++variant) {
-      // 0: fp32 state, 1: bf16 state (prepared kernels); 2: fp32 state, fused kernel (pure only).
-      if (variant == 2 && hybrid) continue;
+    for (int variant = 0; variant < 4; ++variant) {
+      // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only:
+      // 2: fp32 state, fused kernel; 3: fp32 state, prepared kernels.
+      if (variant >= 2 && hybrid) continue;
       const StateDtype sd = variant == 1 ? StateDtype::kBF16 : StateDtype::kF32;
       for (int batch : {1, 16, 64, 256}) {
         Row row;
-        row.kernel = variant == 2 ? "fused" : "prepared";
+        row.kernel = variant == 2 ? "fused" : variant == 3 ? "prepared" : "auto";
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
         row.state = sd == StateDtype::kF32 ? "f32" : "bf16";
         row.batch = batch;
@@ -102,7 +103,9 @@ int main(int argc, char** argv) {
         opts.num_slots = batch;
         opts.max_rows = 256;
         opts.graph_batch_sizes = {batch};
-        opts.gdn2_prepared = variant != 2;
+        opts.gdn2_kernel = variant == 2   ? CudaRunnerOptions::Gdn2Kernel::kFused
+                           : variant == 3 ? CudaRunnerOptions::Gdn2Kernel::kPrepared
+                                          : CudaRunnerOptions::Gdn2Kernel::kAuto;
         auto r = CudaModelRunner::Create(*std::move(w), opts);
         if (!r.ok()) {
           std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());

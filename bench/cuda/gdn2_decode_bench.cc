@@ -111,10 +111,13 @@ int main(int argc, char** argv) {
           2, std::min<int64_t>(num_slots / batch, (int64_t{256} << 20) / per_launch + 1)));
       const int launches = std::max(sets, 20);
       const int auto_splits = deltaserve::cuda::Gdn2DecodeAutoSplits(shape, batch, st);
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < 3; ++mi)
       for (int splits : {1, 2, 4, 8}) {
+        if (mi == 2 && splits > 1) continue;
         Gdn2DecodeArgs a;
-        a.mode = mi == 0 ? Gdn2DecodeArgs::Mode::kFused : Gdn2DecodeArgs::Mode::kPrepared;
+        a.mode = mi == 0   ? Gdn2DecodeArgs::Mode::kFused
+                 : mi == 1 ? Gdn2DecodeArgs::Mode::kPrepared
+                           : Gdn2DecodeArgs::Mode::kPipelined;
         a.prep = prep;
         a.prep_floats = deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch);
         a.batch = batch;
@@ -162,7 +165,7 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaGetLastError());
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
-        rows.push_back({mi == 0 ? "fused" : "prepared", deltaserve::cuda::DTypeName(st), batch, splits, splits == auto_splits,
+        rows.push_back({mi == 0 ? "fused" : mi == 1 ? "prepared" : "pipelined", deltaserve::cuda::DTypeName(st), batch, splits, splits == auto_splits,
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         bytes / t_graph / copy_bw0});
       }
@@ -199,10 +202,10 @@ int main(int argc, char** argv) {
 
   std::printf("copy bandwidth: %.3f TB/s at start, %.3f TB/s at end\n", copy_bw0 / 1e12,
               copy_bw1 / 1e12);
-  std::printf("%-8s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
+  std::printf("%-9s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
               "us single", "GB/s", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-8s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
+    std::printf("%-9s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
                 r.auto_pick ? "*" : " ", r.graph_us, r.single_us, r.gbps, r.ratio);
   }
   std::printf("(* = the launcher's automatic split choice)\n");

@@ -266,8 +266,18 @@ absl::Status CudaModelRunner::Forward(int R) {
       a.y = b.y;
       a.y_stride = b.y_cols;
       a.y_type = B16;
-      a.mode = options_.gdn2_prepared ? cuda::Gdn2DecodeArgs::Mode::kPrepared
-                                      : cuda::Gdn2DecodeArgs::Mode::kFused;
+      using K = CudaRunnerOptions::Gdn2Kernel;
+      using M = cuda::Gdn2DecodeArgs::Mode;
+      switch (options_.gdn2_kernel) {
+        case K::kFused: a.mode = M::kFused; break;
+        case K::kPrepared: a.mode = M::kPrepared; break;
+        case K::kPipelined: a.mode = M::kPipelined; break;
+        case K::kAuto:
+          // Measured on H200 (bench/NOTES.md): fused wins below ~256 (sequence, head) items,
+          // prepared above; pipelined lost to prepared everywhere.
+          a.mode = int64_t{R} * gd.num_v_heads >= 256 ? M::kPrepared : M::kFused;
+          break;
+      }
       a.prep = b.gdn2_prep;
       a.prep_floats = b.gdn2_prep_floats;
       DS_RETURN_IF_ERROR(cuda::LaunchGdn2Decode(shape, a, s));

@@ -44,9 +44,10 @@ struct CudaRunnerOptions {
   bool use_cuda_graphs = true;
   std::vector<int> graph_batch_sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256};  // each <= max_rows
   int device = 0;
-  // GDN-2 decode arrangement: true = prep kernel + recurrence kernel (programmatic dependent
-  // launch), false = the single fused launch. Both compute the same function.
-  bool gdn2_prepared = true;
+  // GDN-2 decode arrangement (gdn2_decode.h); all compute the same function. kAuto: the fused
+  // single launch for small batches, the prepared pair once batch * value heads >= 256.
+  enum class Gdn2Kernel { kAuto, kFused, kPrepared, kPipelined };
+  Gdn2Kernel gdn2_kernel = Gdn2Kernel::kAuto;
 };
 
 class CudaModelRunner final : public ModelRunner {

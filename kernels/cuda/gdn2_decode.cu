@@ -43,6 +43,7 @@ struct Params {
   int64_t y_st;
   bool y_bf16;
   float* prep;  // kPrepared: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
+  bool pipelined;
 };
 
 // Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
@@ -516,6 +517,217 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
   if (S > 1) cluster.sync();
 }
 
+// kPipelined, kernel 2: persistent blocks, one (sequence, value head) item at a time with the
+// whole state tile (splits = 1). While an item is computed and stored from registers, the next
+// item's tile streams into shared memory (cp.async), so the device always has reads in flight.
+// Each thread copies and later reads back exactly the 16-byte units it owns, so its own
+// cp.async.wait_group makes the data visible to it without a block barrier.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+template <typename T, int DK, int DVS>
+__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
+    Gdn2RecurrencePipelinedKernel(const Params p, int num_items) {
+  using TL = Tile<T, DK, DVS>;
+  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
+                NW = TL::NW;
+  extern __shared__ __align__(16) unsigned char tile_smem[];
+  T* tile = reinterpret_cast<T*>(tile_smem);
+  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
+  __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
+  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
+  __shared__ float scratch[NW];
+  __shared__ float kq_s;
+  const int tid = threadIdx.x;
+  const int cgi = tid % CG;
+  const int rg = tid / CG;
+  const int batch = gridDim.y == 1 ? num_items / p.HV : 0;
+
+  auto state_of = [&](int item, int slot) {
+    const int hv = item % p.HV;
+    char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+    return reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv;
+  };
+  auto prefetch = [&](int item) {
+    const int slot = p.slots[item / p.HV];
+    if (slot < 0 || slot >= p.num_slots) return;
+    const T* g = state_of(item, slot);
+#pragma unroll
+    for (int m = 0; m < ROWS; ++m) {
+      const int64_t off = static_cast<int64_t>(rg + m * RG) * DVS + cgi * VEC;
+      CpAsync16(tile + off, g + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC);
+    }
+  };
+
+  int item = blockIdx.x;
+  if (item < num_items) prefetch(item);
+  CpAsyncCommit();
+  bool waited = false;
+  for (; item < num_items; item += gridDim.x) {
+    const int b = item / p.HV;
+    const int hv = item % p.HV;
+    const int kh = hv / p.G;
+    const int slot = p.slots[b];
+    const bool live = slot >= 0 && slot < p.num_slots;
+    CpAsyncWaitAll();
+    float st[ROWS][VEC];
+#pragma unroll
+    for (int m = 0; m < ROWS; ++m) {
+      const T* src = tile + static_cast<int64_t>(rg + m * RG) * DVS + cgi * VEC;
+      if constexpr (sizeof(T) == 4) {
+        const float4 v = *reinterpret_cast<const float4*>(src);
+        st[m][0] = v.x; st[m][1] = v.y; st[m][2] = v.z; st[m][3] = v.w;
+      } else {
+        const uint4 v = *reinterpret_cast<const uint4*>(src);
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(h[i]);
+          st[m][2 * i] = f.x;
+          st[m][2 * i + 1] = f.y;
+        }
+      }
+    }
+    const int next = item + static_cast<int>(gridDim.x);
+    if (!waited) {
+      cudaGridDependencySynchronize();
+      waited = true;
+    }
+    __syncthreads();  // the previous item's shared vectors are no longer read
+    if (!live) {
+      if (next < num_items) prefetch(next);
+      CpAsyncCommit();
+      continue;
+    }
+    const float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
+    for (int i = tid; i < DK; i += NT) {
+      q_s[i] = rec[i];
+      k_s[i] = rec[DK + i];
+      a_s[i] = rec[2 * DK + i];
+      bk_s[i] = rec[3 * DK + i];
+    }
+    const int col0 = hv * p.dv;
+    const float* wvp = p.prep + static_cast<int64_t>(num_items / p.HV) * p.H * PrepStride(DK) +
+                       static_cast<int64_t>(b) * p.value_dim + col0;
+    for (int j = tid; j < DVS; j += NT) wv_s[j] = wvp[j];
+    if (tid == 0) kq_s = rec[4 * DK];
+    __syncthreads();
+    const float kq = kq_s;
+    float r[VEC], oq[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
+#pragma unroll
+    for (int m = 0; m < ROWS; ++m) {
+      const int i = rg + m * RG;
+      const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) {
+        const float sv = st[m][v] * a;
+        st[m][v] = sv;
+        r[v] += sv * bk;
+        oq[v] += sv * qq;
+      }
+    }
+    // Every unit of the tile this thread owns is in registers now: refill its smem units.
+    if (next < num_items) prefetch(next);
+    CpAsyncCommit();
+#pragma unroll
+    for (int o = CG; o < 32; o <<= 1) {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) {
+        r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
+        oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
+      }
+    }
+    const int warp = tid / 32, lane = tid % 32;
+    if (lane < CG) {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) {
+        red_r[warp][lane * VEC + v] = r[v];
+        red_o[warp][lane * VEC + v] = oq[v];
+      }
+    }
+    __syncthreads();
+    float ss = 0.0f;
+    for (int j = tid; j < DVS; j += NT) {
+      float rr = 0.0f, oo = 0.0f;
+#pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        rr += red_r[w][j];
+        oo += red_o[w][j];
+      }
+      const float u = wv_s[j] - rr;
+      const float o = oo + kq * u;
+      u_s[j] = u;
+      o_s[j] = o;
+      ss += o * o;
+    }
+    ss = BlockSum<NW>(ss, scratch);
+    T* state = state_of(item, slot);
+#pragma unroll
+    for (int m = 0; m < ROWS; ++m) {
+      const int i = rg + m * RG;
+      const float kk = k_s[i];
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
+      StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
+    }
+    const float inv = 1.0f / sqrtf(ss / static_cast<float>(p.dv) + p.eps);
+    for (int j = tid; j < DVS; j += NT) {
+      const int c = col0 + j;
+      const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
+      const float act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+      const float yv = o_s[j] * inv * p.o_norm[j] * act;
+      if (p.y_bf16) {
+        reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
+            __float2bfloat16_rn(yv);
+      } else {
+        reinterpret_cast<float*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] = yv;
+      }
+    }
+  }
+  CpAsyncWaitAll();
+  (void)batch;
+}
+
+template <typename T, int DK, int DVS>
+absl::Status LaunchPipelined(const Params& p, int batch, cudaStream_t stream) {
+  using TL = Tile<T, DK, DVS>;
+  auto kernel = Gdn2RecurrencePipelinedKernel<T, DK, DVS>;
+  const int smem = DK * DVS * static_cast<int>(sizeof(T));
+  static bool attr_set = false;  // per instantiation; idempotent, so a benign race
+  if (!attr_set) {
+    DS_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    attr_set = true;
+  }
+  int dev = 0, sms = 0, per_sm = 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+  DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  DS_CUDA_RETURN_IF_ERROR(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::NT, smem));
+  const int items = batch * p.HV;
+  const int grid = std::max(1, std::min(items, std::max(1, per_sm) * sms));
+  Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
+  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid, 1, 1);
+  cfg.blockDim = dim3(TL::NT, 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p, items));
+  return LaunchStatus("Gdn2RecurrencePipelinedKernel");
+}
+
 template <typename T, int DK, int DVS>
 absl::Status LaunchPrepared(const Params& p, int batch, cudaStream_t stream) {
   using TL = Tile<T, DK, DVS>;
@@ -540,6 +752,7 @@ absl::Status LaunchPrepared(const Params& p, int batch, cudaStream_t stream) {
 
 template <typename T, int DK, int DVS>
 absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
+  if (p.pipelined) return LaunchPipelined<T, DK, DVS>(p, batch, stream);
   if (p.prep != nullptr) return LaunchPrepared<T, DK, DVS>(p, batch, stream);
   using TL = Tile<T, DK, DVS>;
   const int cl = p.G * p.S;
@@ -641,10 +854,15 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: batch ", a.batch, " not in [0, 65535]"));
   if (a.batch == 0) return absl::OkStatus();
   const int G = HV / H;
-  const int S = a.splits > 0 ? a.splits : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type);
+  const int S = a.mode == Gdn2DecodeArgs::Mode::kPipelined
+                    ? 1
+                    : (a.splits > 0 ? a.splits : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type));
+  if (a.mode == Gdn2DecodeArgs::Mode::kPipelined && a.splits > 1)
+    return absl::InvalidArgumentError("gdn2 decode: the pipelined mode takes splits = 1");
   if (dv % S != 0)
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
-  const bool prepared = a.mode == Gdn2DecodeArgs::Mode::kPrepared;
+  const bool pipelined = a.mode == Gdn2DecodeArgs::Mode::kPipelined;
+  const bool prepared = a.mode == Gdn2DecodeArgs::Mode::kPrepared || pipelined;
   if (!prepared && G * S > kMaxCluster)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: (num_v_heads/num_heads) * splits = ", G * S, " exceeds the cluster limit 8"));
@@ -722,6 +940,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.y_st = a.y_stride;
   p.y_bf16 = a.y_type == DType::kBF16;
   p.prep = prepared ? a.prep : nullptr;
+  p.pipelined = pipelined;
 
   const int dvs = dv / S;
   switch (a.state_type) {

@@ -98,7 +98,9 @@ struct Gdn2DecodeArgs {
   // output norm). kPrepared: a small prep kernel (conv + history shift, norms, gates: per
   // sequence and key head) writes `prep` (Gdn2DecodePrepFloats floats), and the recurrence
   // kernel, launched as a programmatic dependent, issues its state loads before waiting for it.
-  enum class Mode { kFused, kPrepared };
+  // kPipelined: the prep kernel, then persistent recurrence blocks (whole tiles, splits = 1)
+  // that stream the next tile into shared memory while computing the current one.
+  enum class Mode { kFused, kPrepared, kPipelined };
   Mode mode = Mode::kFused;
   float* prep = nullptr;
   int64_t prep_floats = 0;

@@ -159,7 +159,8 @@ int Argmax(const float* x, int n) {
   return static_cast<int>(std::max_element(x, x + n) - x);
 }
 
-void CompareModels(bool hybrid, StateDtype state_dtype) {
+void CompareModels(bool hybrid, StateDtype state_dtype,
+                   CudaRunnerOptions::Gdn2Kernel kernel = CudaRunnerOptions::Gdn2Kernel::kAuto) {
   const ModelConfig cfg = SmallConfig(hybrid);
   const std::string dir = MakeModelDir(cfg, hybrid ? 7 : 3, hybrid ? "hybrid" : "pure");
   auto config = ModelConfig::LoadFromDir(dir);
@@ -175,6 +176,7 @@ void CompareModels(bool hybrid, StateDtype state_dtype) {
   opts.num_slots = 7;
   opts.max_rows = 8;
   opts.graph_batch_sizes = {1, 4};  // 3 sequences replay the size-4 graph; 5+ run eagerly
+  opts.gdn2_kernel = kernel;
   auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   CudaModelRunner& g = **gpu;
@@ -264,6 +266,12 @@ TEST_F(CudaModelTest, PureF32State) { CompareModels(false, StateDtype::kF32); }
 TEST_F(CudaModelTest, PureBf16State) { CompareModels(false, StateDtype::kBF16); }
 TEST_F(CudaModelTest, HybridF32State) { CompareModels(true, StateDtype::kF32); }
 TEST_F(CudaModelTest, HybridBf16State) { CompareModels(true, StateDtype::kBF16); }
+TEST_F(CudaModelTest, PurePipelinedKernel) {
+  CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kPipelined);
+}
+TEST_F(CudaModelTest, HybridPreparedKernel) {
+  CompareModels(true, StateDtype::kBF16, CudaRunnerOptions::Gdn2Kernel::kPrepared);
+}
 
 // GPU sampler vs the CPU sampler (SampleToken) on identical random logits, batch 1 and 64.
 TEST_F(CudaModelTest, SamplerMatchesCpuSampler) {

@@ -408,6 +408,30 @@ TEST_F(Gdn2DecodeTest, PreparedModeAllShapes) {
   RunCase({t, 5, DType::kF32, DType::kF32, 1, kP}, 142);
 }
 
+TEST_F(Gdn2DecodeTest, PipelinedModeAllShapes) {
+  const auto kQ = Gdn2DecodeArgs::Mode::kPipelined;
+  RunCase({Ref13B(), 1, DType::kF32, DType::kF32, 1, kQ}, 201);
+  RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, 0, kQ}, 202);
+  // More items than resident blocks: every block walks several items.
+  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kQ}, 203);
+  RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 0, kQ}, 204);
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  g.conv_size = 3;
+  g.allow_neg_eigval = true;
+  g.gate_sigmoid = true;
+  RunCase({g, 9, DType::kF32, DType::kF32, 1, kQ}, 205);
+  Gdn2DecodeShape t;
+  t.num_heads = 2;
+  t.num_v_heads = 4;
+  t.head_k_dim = 32;
+  t.head_v_dim = 32;
+  RunCase({t, 300, DType::kBF16, DType::kBF16, 1, kQ}, 206);
+}
+
 TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   // Runs without a GPU: validation happens before any CUDA call.
   Gdn2DecodeShape s;
