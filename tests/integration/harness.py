@@ -103,12 +103,13 @@ def greedy_request(text="In the beginning", max_new_tokens=32, **kwargs):
 class Server:
     """A `deltaserve serve` process on loopback with free ports."""
 
-    def __init__(self, *extra_args, pool_budget="64Mi", wait=True, tls_ca=None):
+    def __init__(self, *extra_args, pool_budget="64Mi", wait=True, tls_ca=None,
+                 model_dir=MODEL_DIR):
         self.port = free_port()
         self.metrics_port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="deltaserve-server-", suffix=".log",
                                                delete=False)
-        args = [DELTASERVE, "serve", "--model", MODEL_DIR, "--host", "127.0.0.1",
+        args = [DELTASERVE, "serve", "--model", model_dir, "--host", "127.0.0.1",
                 "--port", str(self.port), "--metrics-port", str(self.metrics_port),
                 "--pool-budget", pool_budget, "--threads", "1"] + list(extra_args)
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)

@@ -3,8 +3,12 @@ during streaming lets in-flight streams complete, refuses new requests, reports 
 draining, and exits 0; streams still running when the grace period ends are cut off and the
 process still exits 0. Also: JSON logs have one parseable line per request, and bad flags fail
 at start with a message naming the flag."""
+import errno
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -40,27 +44,56 @@ def run_streams(client, n_streams, n_tokens, timeout=120):
 
 class LifecycleTest(unittest.TestCase):
     def test_not_serving_while_loading(self):
-        # A large pool takes a few seconds to allocate: long enough to see the loading state.
-        server = harness.Server("--log-format", "json", pool_budget="2Gi", wait=False)
-        try:
-            seen_not_serving = False
-            deadline = time.time() + 60
-            while time.time() < deadline:
+        # The model directory's config.json is a FIFO: the server reads it once before it starts
+        # listening and again when the runner loads the model, and each read waits until this
+        # test writes the file -- so the loading state lasts exactly as long as the test wants.
+        tmp = tempfile.mkdtemp(prefix="deltaserve-model-")
+        with open(os.path.join(harness.MODEL_DIR, "config.json"), "rb") as f:
+            config = f.read()
+        fifo = os.path.join(tmp, "config.json")
+        os.mkfifo(fifo)
+        for name in os.listdir(harness.MODEL_DIR):
+            if name != "config.json":
+                os.symlink(os.path.join(harness.MODEL_DIR, name), os.path.join(tmp, name))
+        done = threading.Event()
+
+        def feed_once(timeout=30):
+            deadline = time.time() + timeout
+            while time.time() < deadline and not done.is_set():
                 try:
-                    status = server.client.health()
-                except grpc.RpcError:
-                    time.sleep(0.02)
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as e:
+                    if e.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        raise
+                    time.sleep(0.01)
                     continue
-                if status == health_pb.HealthCheckResponse.NOT_SERVING:
-                    seen_not_serving = True
-                    with self.assertRaises(grpc.RpcError) as ctx:
-                        server.client.complete(harness.greedy_request("x", 2), timeout=10)
-                    if ctx.exception.code() == grpc.StatusCode.UNAVAILABLE:
-                        self.assertIn("loading", ctx.exception.details())
-                    break
-                if status == health_pb.HealthCheckResponse.SERVING:
-                    break
-            self.assertTrue(seen_not_serving, "never saw NOT_SERVING while loading")
+                os.set_blocking(fd, True)
+                os.write(fd, config)
+                os.close(fd)
+                return True
+            return False
+
+        server = harness.Server("--log-format", "json", model_dir=tmp, wait=False)
+        feeder = None
+        try:
+            self.assertTrue(feed_once(), "the server never read config.json")
+            harness.wait_until(lambda: self._health(server) == health_pb.HealthCheckResponse.NOT_SERVING,
+                               timeout=30, message="NOT_SERVING while loading")
+            for call, request in [(server.client.complete, harness.greedy_request("x", 2)),
+                                  (server.client.tokenize, pb.TokenizeRequest(text="x"))]:
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    call(request, timeout=10)
+                self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                self.assertIn("loading", ctx.exception.details())
+            self.assertEqual(
+                server.metric('deltaserve_requests_rejected_total{code="UNAVAILABLE"}'), 1)
+
+            def feed_until_done():
+                while not done.is_set():
+                    feed_once(timeout=1)
+
+            feeder = threading.Thread(target=feed_until_done)
+            feeder.start()
             server.wait_serving()
             resp = server.client.complete(harness.greedy_request("x", 3), timeout=30)
             self.assertEqual(len(resp.token_ids), 3)
@@ -79,7 +112,18 @@ class LifecycleTest(unittest.TestCase):
             for key in ("prompt_tokens", "queue_s", "ttft_s", "total_s", "method", "time", "level"):
                 self.assertIn(key, ok[0])
         finally:
+            done.set()
+            if feeder is not None:
+                feeder.join()
             server.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _health(server):
+        try:
+            return server.client.health()
+        except grpc.RpcError:
+            return None
 
     def test_sigterm_drains_in_flight_streams(self):
         server = harness.Server("--drain-grace", "60")
