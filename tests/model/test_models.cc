@@ -1,9 +1,6 @@
 // Test helpers (see test_models.h).
 #include "tests/model/test_models.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -166,8 +163,9 @@ void WriteModelDir(const std::string& dir, const ModelConfig& c,
 }
 
 std::string MakeTempDir(const std::string& name) {
-  const std::string dir = absl::StrCat(DELTASERVE_BINARY_DIR, "/tests/model/tmp/", name, ".",
-                                       static_cast<int>(::getpid()));
+  // Names are unique per test, and ctest runs each test once, so reusing the directory keeps
+  // repeated runs from piling up files.
+  const std::string dir = absl::StrCat(DELTASERVE_BINARY_DIR, "/tests/model/tmp/", name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

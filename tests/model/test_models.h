@@ -33,7 +33,7 @@ std::vector<RawTensor> RandomTensors(const ModelConfig& c, uint64_t seed,
 void WriteModelDir(const std::string& dir, const ModelConfig& c,
                    const std::vector<RawTensor>& tensors);
 
-// A fresh empty directory under the test binary's temp area.
+// A fresh empty directory <build>/tests/model/tmp/<name>; names must be unique per test.
 std::string MakeTempDir(const std::string& name);
 
 // Small configs for tests: pure GDN-2 (grouped value heads) and hybrid (GQA SWA, window 16).
