@@ -41,6 +41,7 @@ struct Row {
   int splits;         // the split count of chunk_s
   double auto_s;      // tensor-core phase 2, split count picked by the launcher
   double fma_s;       // fp32-FMA phase 2, split count picked by the launcher
+  double phase1_s, phase2_s;  // the two phases apart (auto split count)
   double serial_s, flops, rel_diff;
 };
 
@@ -200,6 +201,13 @@ int main(int argc, char** argv) {
         best_splits = splits;
       }
     }
+    Gdn2PrefillArgs ap = ac;
+    ap.phase_mask = 1;
+    const double phase1_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
+    ap.phase_mask = 2;
+    const double phase2_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
     Gdn2PrefillArgs af = ac;
     af.tensor_cores = false;
     const double fma_s = TimeSingle(
@@ -210,12 +218,13 @@ int main(int argc, char** argv) {
     double flops = 0;
     for (int32_t l : cfg.lens) flops += deltaserve::cuda::Gdn2ChunkPrefillFlops(shape, l);
     rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best_splits,
-                    auto_s, fma_s, serial_s, flops, rel});
+                    auto_s, fma_s, phase1_s, phase2_s, serial_s, flops, rel});
     std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s, splits %d; "
-                "auto %.3f ms, fma %.3f ms)  serial %9.3f ms (%6.3f M tok/s)  rel diff %.2e\n",
+                "auto %.3f ms = p1 %.3f + p2 %.3f, fma %.3f ms)  serial %9.3f ms (%6.3f M tok/s)  rel diff %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
                 chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12, best_splits,
-                auto_s * 1e3, fma_s * 1e3, serial_s * 1e3, a.total_tokens / serial_s / 1e6, rel);
+                auto_s * 1e3, phase1_s * 1e3, phase2_s * 1e3, fma_s * 1e3, serial_s * 1e3,
+                a.total_tokens / serial_s / 1e6, rel);
     std::fflush(stdout);
   }
 
@@ -235,12 +244,13 @@ int main(int argc, char** argv) {
     std::fprintf(f,
                  "    {\"config\": \"%s\", \"tokens\": %lld, \"seqs\": %d, \"max_len\": %d, "
                  "\"chunk_ms\": %.4f, \"chunk_tokens_per_s\": %.1f, \"chunk_tflops\": %.3f, "
-                 "\"chunk_splits\": %d, \"chunk_auto_splits_ms\": %.4f, \"chunk_fma_ms\": %.4f, "
+                 "\"chunk_splits\": %d, \"chunk_auto_splits_ms\": %.4f, \"phase1_ms\": %.4f, "
+                 "\"phase2_ms\": %.4f, \"chunk_fma_ms\": %.4f, "
                  "\"serial_ms\": %.4f, \"serial_tokens_per_s\": %.1f, \"speedup\": %.2f, "
                  "\"rel_diff_chunk_vs_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
                  r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
-                 r.auto_s * 1e3, r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
+                 r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
                  i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");

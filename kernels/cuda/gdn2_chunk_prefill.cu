@@ -764,17 +764,22 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
   if (splits != 2 && splits != 4 && splits != 8)
     return absl::InvalidArgumentError("gdn2 prefill: splits must be 0, 2, 4 or 8");
 
+  if (a.phase_mask < 1 || a.phase_mask > 3)
+    return absl::InvalidArgumentError("gdn2 prefill: phase_mask must be 1, 2 or 3");
   const int64_t gamma_base = a.total_tokens * shape.num_v_heads * kWsRow;
-  const int max_chunks = (a.max_seq_len + kC - 1) / kC;
-  const int smem1 = kP1SmemFloats * 4;
-  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      Gdn2ChunkPhase1Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem1));
-  Gdn2ChunkPhase1Kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, smem1,
-                          stream>>>(
-      shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.q, a.k, a.g, a.b, a.v, a.w, a.q_stride,
-      a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride, shape.num_v_heads, a.workspace,
-      gamma_base);
-  if (absl::Status st = LaunchStatus("Gdn2ChunkPhase1Kernel"); !st.ok()) return st;
+  if (a.phase_mask & 1) {
+    const int max_chunks = (a.max_seq_len + kC - 1) / kC;
+    const int smem1 = kP1SmemFloats * 4;
+    DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        Gdn2ChunkPhase1Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem1));
+    Gdn2ChunkPhase1Kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, smem1,
+                            stream>>>(
+        shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.q, a.k, a.g, a.b, a.v, a.w,
+        a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride, shape.num_v_heads,
+        a.workspace, gamma_base);
+    if (absl::Status st = LaunchStatus("Gdn2ChunkPhase1Kernel"); !st.ok()) return st;
+  }
+  if (!(a.phase_mask & 2)) return absl::OkStatus();
   switch (splits) {
     case 2: return LaunchPhase2<64>(shape, a, gamma_base, 2, stream);
     case 4: return LaunchPhase2<32>(shape, a, gamma_base, 4, stream);

@@ -85,6 +85,9 @@ struct Gdn2PrefillArgs {
   // Phase 2 products on the tensor cores (mma.sync tf32 with the 3xTF32 split, fp32-level
   // accuracy) instead of fp32 FMA.
   bool tensor_cores = true;
+  // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
+  // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
+  int phase_mask = 3;
 };
 
 // Workspace floats the chunked launcher needs for this batch.
