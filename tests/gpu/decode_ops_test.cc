@@ -1,0 +1,271 @@
+// Tests the decode-step kernels other than the GDN-2 recurrence against float64 CPU references
+// written from MODEL_SPEC.md section 3: sliding-window attention decode (RoPE, ring write, window
+// with wrap-around, grouped query heads) on a permuted, padded slot pool at batch 1 and a large
+// batch, checking untouched bytes; and RMSNorm, SwiGLU, embedding gather, casts, positions.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/swa_decode.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace deltaserve::cuda {
+namespace {
+
+using ::deltaserve::testing::Bf16ToFloat;
+using ::deltaserve::testing::DeviceBuffer;
+using ::deltaserve::testing::RelErr;
+
+class DecodeOpsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
+};
+
+void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed) {
+  const int nh = s.n_head, G = s.n_query_groups, hs = s.head_size, W = s.window;
+  const int qpg = nh / G;
+  const int64_t ring = int64_t{W} * G * hs;
+  const int64_t pos_off = 0, k_off = 256, v_off = 256 + (ring * 4 + 255) / 256 * 256;
+  const int64_t stride = v_off + (ring * 4 + 255) / 256 * 256 + 256;  // padded
+  const int num_slots = 2 * B + 3;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<uint8_t> pool(static_cast<size_t>(num_slots) * stride);
+  for (auto& x : pool) x = static_cast<uint8_t>(rng());
+  for (int sl = 0; sl < num_slots; ++sl) {
+    uint8_t* base = pool.data() + static_cast<size_t>(sl) * stride;
+    for (int64_t i = 0; i < ring; ++i) {
+      const float a = nd(rng), b = nd(rng);
+      std::memcpy(base + k_off + 4 * i, &a, 4);
+      std::memcpy(base + v_off + 4 * i, &b, 4);
+    }
+    // Positions: short contexts, exactly the window, and wrapped rings.
+    const int64_t pos = sl % 4 == 0 ? sl % 5 : sl % 4 == 1 ? W - 1 : W + 1 + (rng() % (2 * W));
+    std::memcpy(base + pos_off, &pos, 8);
+  }
+  std::vector<int32_t> perm(num_slots);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> slots(perm.begin(), perm.begin() + B);
+  const int64_t qkv_stride = s.qkv_width() + 8;
+  std::vector<float> qkv(static_cast<size_t>(B) * qkv_stride);
+  for (auto& x : qkv) x = nd(rng);
+  const int64_t y_stride = int64_t{nh} * hs + 8;
+
+  DeviceBuffer d_pool = DeviceBuffer::From(pool), d_slots = DeviceBuffer::From(slots),
+               d_qkv = DeviceBuffer::From(qkv);
+  DeviceBuffer d_y(static_cast<size_t>(B) * y_stride * 4);
+  ASSERT_EQ(cudaMemset(d_y.get(), 0xff, d_y.bytes()), cudaSuccess);
+  const int sp = SwaDecodeSplits(s, B, splits);
+  DeviceBuffer d_scr(static_cast<size_t>(SwaDecodeScratchFloats(s, B, sp)) * 4);
+  SwaDecodeArgs a;
+  a.batch = B;
+  a.slots = d_slots.get<int32_t>();
+  a.pool = d_pool.get();
+  a.num_slots = num_slots;
+  a.slot_stride_bytes = stride;
+  a.k_ring_offset = k_off;
+  a.v_ring_offset = v_off;
+  a.position_offset = pos_off;
+  a.qkv = d_qkv.get<float>();
+  a.qkv_stride = qkv_stride;
+  a.y = d_y.get();
+  a.y_stride = y_stride;
+  a.y_type = DType::kF32;
+  a.scratch = d_scr.get<float>();
+  a.scratch_floats = SwaDecodeScratchFloats(s, B, sp);
+  a.splits = splits;
+  absl::Status st = LaunchSwaDecode(s, a, nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<uint8_t> after = d_pool.To<uint8_t>();
+  std::vector<float> y = d_y.To<float>();
+
+  auto rd = [](const uint8_t* p) { float v; std::memcpy(&v, p, 4); return double{v}; };
+  auto rope = [&](std::vector<double> x, int64_t pos) {
+    const int half = s.rope_dims / 2;
+    std::vector<double> o = x;
+    for (int i = 0; i < half; ++i) {
+      const double th = pos * std::pow(s.rope_base, -2.0 * i / s.rope_dims);
+      o[i] = x[i] * std::cos(th) - x[i + half] * std::sin(th);
+      o[i + half] = x[i + half] * std::cos(th) + x[i] * std::sin(th);
+    }
+    return o;
+  };
+  std::vector<double> got_y, ref_y, got_ring, ref_ring;
+  std::vector<bool> touched(num_slots, false);
+  for (int bi = 0; bi < B; ++bi) {
+    touched[slots[bi]] = true;
+    const uint8_t* base = pool.data() + static_cast<size_t>(slots[bi]) * stride;
+    const uint8_t* abase = after.data() + static_cast<size_t>(slots[bi]) * stride;
+    int64_t pos;
+    std::memcpy(&pos, base + pos_off, 8);
+    const float* row = qkv.data() + bi * qkv_stride;
+    for (int g = 0; g < G; ++g) {
+      const float* grp = row + int64_t{g} * (qpg + 2) * hs;
+      std::vector<double> k(grp + qpg * hs, grp + (qpg + 1) * hs), v(grp + (qpg + 1) * hs, grp + (qpg + 2) * hs);
+      k = rope(k, pos);
+      const int64_t r = pos % W;
+      for (int t = 0; t < hs; ++t) {
+        ref_ring.push_back(k[t]);
+        got_ring.push_back(rd(abase + k_off + 4 * ((r * G + g) * hs + t)));
+        ref_ring.push_back(v[t]);
+        got_ring.push_back(rd(abase + v_off + 4 * ((r * G + g) * hs + t)));
+      }
+      for (int qh = 0; qh < qpg; ++qh) {
+        const int h = g * qpg + qh;
+        std::vector<double> q(grp + qh * hs, grp + (qh + 1) * hs);
+        q = rope(q, pos);
+        const int64_t lo = std::max<int64_t>(0, pos - W + 1);
+        std::vector<double> sc;
+        std::vector<std::vector<double>> vs;
+        for (int64_t j = lo; j <= pos; ++j) {
+          std::vector<double> kj(hs), vj(hs);
+          for (int t = 0; t < hs; ++t) {
+            if (j == pos) {
+              kj[t] = k[t];
+              vj[t] = v[t];
+            } else {
+              kj[t] = rd(base + k_off + 4 * (((j % W) * G + g) * hs + t));
+              vj[t] = rd(base + v_off + 4 * (((j % W) * G + g) * hs + t));
+            }
+          }
+          double d = 0;
+          for (int t = 0; t < hs; ++t) d += q[t] * kj[t];
+          sc.push_back(d / std::sqrt(double(hs)));
+          vs.push_back(vj);
+        }
+        const double m = *std::max_element(sc.begin(), sc.end());
+        double z = 0;
+        for (double& x : sc) z += (x = std::exp(x - m));
+        for (int t = 0; t < hs; ++t) {
+          double o = 0;
+          for (size_t j = 0; j < sc.size(); ++j) o += sc[j] / z * vs[j][t];
+          ref_y.push_back(o);
+          got_y.push_back(y[bi * y_stride + int64_t{h} * hs + t]);
+        }
+      }
+    }
+  }
+  EXPECT_LT(RelErr(got_y, ref_y), 1e-4) << "attention output";
+  EXPECT_LT(RelErr(got_ring, ref_ring), 1e-5) << "ring row written";
+  // Every byte except the written ring rows is unchanged (positions included).
+  int64_t changed = 0;
+  for (int sl = 0; sl < num_slots; ++sl) {
+    int64_t pos;
+    std::memcpy(&pos, pool.data() + static_cast<size_t>(sl) * stride + pos_off, 8);
+    const int64_t r = pos % W;
+    for (int64_t i = 0; i < stride; ++i) {
+      const size_t at = static_cast<size_t>(sl) * stride + i;
+      const bool k_row = i >= k_off + 4 * r * G * hs && i < k_off + 4 * (r + 1) * G * hs;
+      const bool v_row = i >= v_off + 4 * r * G * hs && i < v_off + 4 * (r + 1) * G * hs;
+      if (touched[sl] && (k_row || v_row)) continue;
+      if (pool[at] != after[at]) ++changed;
+    }
+  }
+  EXPECT_EQ(changed, 0);
+  for (int bi = 0; bi < B; ++bi) {
+    for (int64_t j = int64_t{nh} * hs; j < y_stride; ++j)
+      ASSERT_TRUE(std::isnan(y[bi * y_stride + j])) << "y padding written";
+  }
+}
+
+TEST_F(DecodeOpsTest, SwaReferenceShapesBatch1AndLarge) {
+  SwaDecodeShape s;  // 18 x 128, window 2048: the hybrid 1.3B layer
+  s.window = 256;    // smaller ring keeps the float64 reference fast; the kernel is the same
+  RunSwa(s, 1, 0, 1);
+  RunSwa(s, 1, 5, 2);
+  RunSwa(s, 48, 0, 3);
+}
+
+TEST_F(DecodeOpsTest, SwaGroupedQueriesPartialRope) {
+  SwaDecodeShape s;
+  s.n_head = 8;
+  s.n_query_groups = 2;
+  s.head_size = 64;
+  s.window = 16;
+  s.rope_dims = 32;
+  RunSwa(s, 1, 1, 4);
+  RunSwa(s, 37, 0, 5);
+  RunSwa(s, 37, 3, 6);
+  s.head_size = 32;
+  s.rope_dims = 32;
+  s.window = 5;
+  RunSwa(s, 64, 0, 7);
+}
+
+TEST_F(DecodeOpsTest, RowKernels) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int rows = 33, d = 2304, ld = 2312;
+  std::vector<float> x(rows * ld), gamma(d);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : gamma) v = 1.0f + 0.1f * nd(rng);
+  DeviceBuffer dx = DeviceBuffer::From(x), dg = DeviceBuffer::From(gamma);
+  DeviceBuffer dout(static_cast<size_t>(rows) * d * 2);
+  ASSERT_TRUE(LaunchRmsNormToBf16(dx.get<float>(), ld, rows, d, dg.get<float>(), 1e-5f,
+                                  dout.get(), d, nullptr).ok());
+  std::vector<uint16_t> out = dout.To<uint16_t>();
+  std::vector<double> got, ref;
+  for (int r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int i = 0; i < d; ++i) ss += double{x[r * ld + i]} * x[r * ld + i];
+    const double inv = 1.0 / std::sqrt(ss / d + 1e-5);
+    for (int i = 0; i < d; ++i) {
+      ref.push_back(x[r * ld + i] * inv * gamma[i]);
+      got.push_back(Bf16ToFloat(out[r * d + i]));
+    }
+  }
+  EXPECT_LT(RelErr(got, ref), 4e-3) << "rmsnorm";
+
+  const int I = 300;
+  DeviceBuffer dsw(static_cast<size_t>(rows) * I * 2);
+  ASSERT_TRUE(LaunchSwiGlu(dx.get<float>(), ld, rows, I, dsw.get(), I, nullptr).ok());
+  std::vector<uint16_t> sw = dsw.To<uint16_t>();
+  got.clear();
+  ref.clear();
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < I; ++i) {
+      const double a = x[r * ld + i], b = x[r * ld + I + i];
+      ref.push_back(a / (1 + std::exp(-a)) * b);
+      got.push_back(Bf16ToFloat(sw[r * I + i]));
+    }
+  }
+  EXPECT_LT(RelErr(got, ref), 4e-3) << "swiglu";
+
+  const int V = 77;
+  std::vector<uint16_t> table(V * d);
+  for (auto& t : table) t = static_cast<uint16_t>(0x3c00 + rng() % 0x0400);  // ~[0.0078, 0.0156)
+  std::vector<int32_t> toks(rows);
+  for (auto& t : toks) t = static_cast<int32_t>(rng() % V);
+  DeviceBuffer dt = DeviceBuffer::From(table), dtok = DeviceBuffer::From(toks);
+  DeviceBuffer de(static_cast<size_t>(rows) * d * 4);
+  ASSERT_TRUE(LaunchEmbedding(dt.get(), V, d, dtok.get<int32_t>(), rows, de.get<float>(), nullptr).ok());
+  std::vector<float> e = de.To<float>();
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < d; ++i) ASSERT_EQ(e[r * d + i], Bf16ToFloat(table[toks[r] * d + i]));
+
+  // Positions: only the listed slots advance; a negative slot (padding row) is skipped.
+  const int64_t stride = 512, off = 64;
+  std::vector<int64_t> pool(8 * stride / 8, 5);
+  DeviceBuffer dp = DeviceBuffer::From(pool);
+  std::vector<int32_t> ps = {6, -1, 2};
+  DeviceBuffer dps = DeviceBuffer::From(ps);
+  ASSERT_TRUE(LaunchAdvancePositions(dp.get(), stride, off, dps.get<int32_t>(), 3, nullptr).ok());
+  std::vector<int64_t> pa = dp.To<int64_t>();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    const int64_t slot = static_cast<int64_t>(i) * 8 / stride;
+    const bool is_pos = (static_cast<int64_t>(i) * 8) % stride == off;
+    EXPECT_EQ(pa[i], (is_pos && (slot == 6 || slot == 2)) ? 6 : 5) << i;
+  }
+}
+
+}  // namespace
+}  // namespace deltaserve::cuda
