@@ -68,7 +68,24 @@ void Scheduler::Plan(const SchedulerInput& in, SchedulerPlan* plan) {
     const SchedRequest* r = candidate(i);
     if (r != nullptr && r->prompt_remaining == 0) ++decodes;
   }
-  const int64_t decode_cap = std::min(max_seqs, budget);
+  // While a prefill is pending, one seat and up to one chunk (at most half the budget) stay
+  // free for the oldest one, so admitted requests always make progress.
+  const SchedRequest* oldest_prefill = nullptr;
+  for (size_t i = 0; i < n_cand; ++i) {
+    const SchedRequest* r = candidate(i);
+    if (r != nullptr && r->prompt_remaining > 0 &&
+        (oldest_prefill == nullptr || r->arrival < oldest_prefill->arrival)) {
+      oldest_prefill = r;
+    }
+  }
+  int64_t reserve_seqs = 0;
+  int64_t reserve_tokens = 0;
+  if (oldest_prefill != nullptr && max_seqs > 1) {
+    reserve_seqs = 1;
+    reserve_tokens = std::min({oldest_prefill->prompt_remaining, config_.prefill_chunk, budget / 2});
+  }
+  const int64_t decode_cap =
+      std::max<int64_t>(0, std::min(max_seqs - reserve_seqs, budget - reserve_tokens));
   if (decodes <= decode_cap) {
     for (size_t i = 0; i < n_cand; ++i) {
       const SchedRequest* r = candidate(i);

@@ -13,10 +13,11 @@
 //     of requests that arrived after it). A request preempted in this plan is not re-admitted.
 //  3. The step batch, under max_step_tokens and max_batch_sequences: first every decoding request
 //     (one token each, sampled); when they exceed the limits, those scheduled least recently win
-//     (ties: earlier arrival). Then prefill chunks of min(prompt left, prefill_chunk, budget left)
-//     tokens, FCFS, while budget and batch room last; a chunk that finishes its prompt samples the
-//     first generated token. Prefills get no budget when decodes use it all: keep max_step_tokens
-//     above the slot count.
+//     (ties: earlier arrival). While a prefill is pending, decodes leave one seat and
+//     min(its prompt left, prefill_chunk, budget / 2) tokens for the oldest prefill, so prompts
+//     always advance. Then prefill chunks of min(prompt left, prefill_chunk, budget left) tokens,
+//     FCFS, while budget and batch room last; a chunk that finishes its prompt samples the first
+//     generated token.
 //
 // Thread-safety: a Scheduler holds only scratch buffers; one caller at a time.
 #pragma once

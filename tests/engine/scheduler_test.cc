@@ -139,6 +139,16 @@ std::vector<Row> Table() {
       {"swapped_decoder_resumes_with_a_decode", Config(64, 16, 8),
        {Decoding(1)}, {SwappedDecoding(2), Waiting(5, 8)}, 1, 1,
        {}, {2}, {{1, 1, true}, {2, 1, true}}},
+      {"decodes_leave_a_seat_for_a_prefill", Config(100, 16, 3),
+       {Decoding(1, 100, 0, 7), Decoding(2, 100, 0, 5), Decoding(3, 100, 0, 6), Prefilling(4, 40)},
+       {}, 0, 0,
+       {}, {}, {{2, 1, true}, {3, 1, true}, {4, 16, false}}},
+      {"decodes_leave_budget_for_a_prefill", Config(10, 8, 20),
+       {Decoding(1), Decoding(2), Decoding(3), Decoding(4), Decoding(5), Decoding(6), Decoding(7),
+        Decoding(8), Prefilling(9, 30)},
+       {}, 0, 0,
+       {}, {}, {{1, 1, true}, {2, 1, true}, {3, 1, true}, {4, 1, true}, {5, 1, true},
+                {9, 5, false}}},
       {"empty", Config(64, 16, 8), {}, {}, 4, 0, {}, {}, {}},
   };
 }
