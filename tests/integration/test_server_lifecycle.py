@@ -88,11 +88,7 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(
                 server.metric('deltaserve_requests_rejected_total{code="UNAVAILABLE"}'), 1)
 
-            def feed_until_done():
-                while not done.is_set():
-                    feed_once(timeout=1)
-
-            feeder = threading.Thread(target=feed_until_done)
+            feeder = threading.Thread(target=feed_once)  # the runner's read
             feeder.start()
             server.wait_serving()
             resp = server.client.complete(harness.greedy_request("x", 3), timeout=30)
@@ -128,7 +124,7 @@ class LifecycleTest(unittest.TestCase):
     def test_sigterm_drains_in_flight_streams(self):
         server = harness.Server("--drain-grace", "60")
         try:
-            n = 120
+            n = 300
             threads, counts, results, finishes = run_streams(server.client, 3, n)
             harness.wait_until(lambda: min(counts) >= 1, timeout=60, message="streams started")
             server.terminate()
