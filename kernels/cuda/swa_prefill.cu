@@ -1,0 +1,229 @@
+// Sliding-window attention prefill kernels; see swa_prefill.h for the contract. Three launches:
+// RoPE of the new queries and keys into scratch, attention (one warp per token and head, online
+// softmax), then the ring update (after every read of the old ring).
+#include "kernels/cuda/swa_prefill.h"
+
+#include <cuda_runtime.h>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/status_util.h"
+
+namespace deltaserve::cuda {
+namespace {
+
+constexpr int kWarps = 8;
+
+struct Params {
+  int nh, G, hs, window, rope_dims;
+  double rope_base;
+  const int32_t* cu;
+  const int32_t* slots;
+  char* pool;
+  int64_t stride, k_off, v_off, pos_off;
+  const float* qkv;
+  int64_t qkv_st;
+  float* y;
+  int64_t y_st;
+  float* qrot;  // [tokens, nh, hs]
+  float* krot;  // [tokens, G, hs]
+};
+
+// Sequence of token `tok` (binary search over cu_seqlens).
+__device__ __forceinline__ int SeqOf(const int32_t* cu, int num_seqs, int64_t tok) {
+  int lo = 0, hi = num_seqs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (cu[mid] <= tok) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+__device__ __forceinline__ int64_t SlotPosition(const Params& p, int s) {
+  return *reinterpret_cast<const int64_t*>(p.pool + static_cast<int64_t>(p.slots[s]) * p.stride +
+                                           p.pos_off);
+}
+
+// grid (tokens, nh + G), block hs threads: RoPE of one query head or one key group.
+__global__ void SwaRopeKernel(const Params p, int num_seqs) {
+  const int64_t tok = blockIdx.x;
+  const int head = blockIdx.y, t = threadIdx.x;
+  const int s = SeqOf(p.cu, num_seqs, tok);
+  const int64_t pos = SlotPosition(p, s) + (tok - p.cu[s]);
+  const int qpg = p.nh / p.G;
+  const bool is_q = head < p.nh;
+  const int g = is_q ? head / qpg : head - p.nh;
+  const float* x = p.qkv + tok * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * p.hs +
+                   (is_q ? (head % qpg) * p.hs : qpg * p.hs);
+  float* out = is_q ? p.qrot + (tok * p.nh + head) * p.hs : p.krot + (tok * p.G + g) * p.hs;
+  const int half = p.rope_dims / 2;
+  if (t >= p.rope_dims || half == 0) {
+    out[t] = x[t];
+    return;
+  }
+  const int i = t < half ? t : t - half;
+  const double inv_freq = pow(p.rope_base, -2.0 * i / static_cast<double>(p.rope_dims));
+  const double th = static_cast<double>(pos) * inv_freq;
+  const float c = static_cast<float>(cos(th)), sn = static_cast<float>(sin(th));
+  const float a = x[i], b = x[i + half];
+  out[t] = t < half ? a * c - b * sn : b * c + a * sn;
+}
+
+// grid (ceil(tokens / kWarps), nh), one warp per (token, head).
+template <int VPL>
+__global__ void __launch_bounds__(kWarps * 32) SwaAttnKernel(const Params p, int num_seqs,
+                                                              int64_t total_tokens) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t tok = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  if (tok >= total_tokens) return;
+  const int h = blockIdx.y;
+  const int qpg = p.nh / p.G, g = h / qpg;
+  const int s = SeqOf(p.cu, num_seqs, tok);
+  const int64_t start = p.cu[s];
+  const int64_t P = SlotPosition(p, s);
+  const int64_t pos = P + (tok - start);
+  const char* base = p.pool + static_cast<int64_t>(p.slots[s]) * p.stride;
+  const float* kring = reinterpret_cast<const float*>(base + p.k_off);
+  const float* vring = reinterpret_cast<const float*>(base + p.v_off);
+  const int hs = p.hs;
+  float q[VPL], acc[VPL];
+#pragma unroll
+  for (int v = 0; v < VPL; ++v) {
+    const int e = lane + 32 * v;
+    q[v] = e < hs ? p.qrot[(tok * p.nh + h) * hs + e] : 0.f;
+    acc[v] = 0.f;
+  }
+  const float scale = rsqrtf(static_cast<float>(hs));
+  float m = -INFINITY, l = 0.f;
+  const int64_t lo = pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
+  for (int64_t j = lo; j <= pos; ++j) {
+    const float* kr;
+    const float* vr;
+    if (j < P) {
+      const int64_t r = ((j % p.window) * p.G + g) * hs;
+      kr = kring + r;
+      vr = vring + r;
+    } else {
+      const int64_t jt = start + (j - P);
+      kr = p.krot + (jt * p.G + g) * hs;
+      vr = p.qkv + jt * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * hs + (qpg + 1) * hs;
+    }
+    float sc = 0.f;
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+      const int e = lane + 32 * v;
+      if (e < hs) sc = fmaf(q[v], kr[e], sc);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
+    sc *= scale;
+    const float mn = fmaxf(m, sc);
+    const float corr = __expf(m - mn);
+    const float e = __expf(sc - mn);
+    l = l * corr + e;
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) {
+      const int el = lane + 32 * v;
+      acc[v] = acc[v] * corr + (el < hs ? e * vr[el] : 0.f);
+    }
+    m = mn;
+  }
+  float* yr = p.y + tok * p.y_st + static_cast<int64_t>(h) * hs;
+#pragma unroll
+  for (int v = 0; v < VPL; ++v) {
+    const int e = lane + 32 * v;
+    if (e < hs) yr[e] = acc[v] / l;
+  }
+}
+
+// grid (tokens, G), block hs: ring rows of the last min(len, window) new positions.
+__global__ void SwaRingWriteKernel(const Params p, int num_seqs) {
+  const int64_t tok = blockIdx.x;
+  const int g = blockIdx.y, t = threadIdx.x;
+  const int s = SeqOf(p.cu, num_seqs, tok);
+  const int64_t start = p.cu[s], len = p.cu[s + 1] - start;
+  if (tok - start < len - p.window) return;  // overwritten later in this sequence
+  const int64_t pos = SlotPosition(p, s) + (tok - start);
+  char* base = p.pool + static_cast<int64_t>(p.slots[s]) * p.stride;
+  float* kring = reinterpret_cast<float*>(base + p.k_off);
+  float* vring = reinterpret_cast<float*>(base + p.v_off);
+  const int qpg = p.nh / p.G;
+  const int64_t r = ((pos % p.window) * p.G + g) * p.hs + t;
+  kring[r] = p.krot[(tok * p.G + g) * p.hs + t];
+  vring[r] = p.qkv[tok * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * p.hs + (qpg + 1) * p.hs + t];
+}
+
+}  // namespace
+
+int64_t SwaPrefillScratchFloats(const SwaDecodeShape& s, int64_t total_tokens) {
+  return total_tokens * (s.n_head + s.n_query_groups) * s.head_size;
+}
+
+absl::Status LaunchSwaPrefill(const SwaDecodeShape& s, const SwaPrefillArgs& a,
+                              cudaStream_t stream) {
+  auto bad = [](const char* what) {
+    return absl::InvalidArgumentError(absl::StrCat("swa prefill: ", what));
+  };
+  if (s.head_size != 32 && s.head_size != 64 && s.head_size != 96 && s.head_size != 128)
+    return bad("head_size must be 32, 64, 96 or 128");
+  if (s.n_query_groups <= 0 || s.n_head <= 0 || s.n_head % s.n_query_groups != 0)
+    return bad("n_head must be a positive multiple of n_query_groups");
+  if (s.window < 1) return bad("window must be >= 1");
+  if (s.rope_dims < 0 || s.rope_dims % 2 != 0 || s.rope_dims > s.head_size)
+    return bad("rope_dims must be even and <= head_size");
+  if (a.num_seqs < 0 || a.total_tokens < 0) return bad("num_seqs and total_tokens must be >= 0");
+  if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
+  if (a.total_tokens > 2147483647) return bad("total_tokens must fit a grid dimension");
+  if (a.cu_seqlens == nullptr || a.slots == nullptr || a.pool == nullptr || a.qkv == nullptr ||
+      a.y == nullptr)
+    return bad("cu_seqlens, slots, pool, qkv and y must be set");
+  if (a.qkv_stride < s.qkv_width() || a.y_stride < int64_t{s.n_head} * s.head_size)
+    return bad("qkv_stride / y_stride too small");
+  if (a.scratch == nullptr || a.scratch_floats < SwaPrefillScratchFloats(s, a.total_tokens))
+    return bad("scratch too small (SwaPrefillScratchFloats)");
+  const int64_t ring_bytes = int64_t{s.window} * s.n_query_groups * s.head_size * 4;
+  if (a.num_slots <= 0 || a.k_ring_offset < 0 || a.v_ring_offset < 0 ||
+      a.k_ring_offset % 16 != 0 || a.v_ring_offset % 16 != 0 ||
+      a.k_ring_offset + ring_bytes > a.slot_stride_bytes ||
+      a.v_ring_offset + ring_bytes > a.slot_stride_bytes)
+    return bad("k_ring_offset / v_ring_offset misaligned or outside the slot");
+  if (a.position_offset < 0 || a.position_offset % 8 != 0 ||
+      a.position_offset + 8 > a.slot_stride_bytes || a.slot_stride_bytes % 16 != 0)
+    return bad("position_offset / slot stride misaligned");
+
+  Params p;
+  p.nh = s.n_head;
+  p.G = s.n_query_groups;
+  p.hs = s.head_size;
+  p.window = s.window;
+  p.rope_dims = s.rope_dims;
+  p.rope_base = s.rope_base;
+  p.cu = a.cu_seqlens;
+  p.slots = a.slots;
+  p.pool = static_cast<char*>(a.pool);
+  p.stride = a.slot_stride_bytes;
+  p.k_off = a.k_ring_offset;
+  p.v_off = a.v_ring_offset;
+  p.pos_off = a.position_offset;
+  p.qkv = a.qkv;
+  p.qkv_st = a.qkv_stride;
+  p.y = a.y;
+  p.y_st = a.y_stride;
+  p.qrot = a.scratch;
+  p.krot = a.scratch + a.total_tokens * s.n_head * s.head_size;
+  const unsigned tokens = static_cast<unsigned>(a.total_tokens);
+  SwaRopeKernel<<<dim3(tokens, s.n_head + s.n_query_groups), s.head_size, 0, stream>>>(
+      p, a.num_seqs);
+  if (absl::Status st = LaunchStatus("SwaRopeKernel"); !st.ok()) return st;
+  const dim3 grid((tokens + kWarps - 1) / kWarps, s.n_head);
+  switch (s.head_size) {
+    case 32: SwaAttnKernel<1><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
+    case 64: SwaAttnKernel<2><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
+    case 96: SwaAttnKernel<3><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
+    default: SwaAttnKernel<4><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
+  }
+  if (absl::Status st = LaunchStatus("SwaAttnKernel"); !st.ok()) return st;
+  SwaRingWriteKernel<<<dim3(tokens, s.n_query_groups), s.head_size, 0, stream>>>(p, a.num_seqs);
+  return LaunchStatus("SwaRingWriteKernel");
+}
+
+}  // namespace deltaserve::cuda
