@@ -60,6 +60,18 @@ class ServerApiTest(unittest.TestCase):
         detok = self.client.detokenize(pb.DetokenizeRequest(token_ids=ids), timeout=10)
         self.assertEqual(text, detok.text)
 
+    def test_example_client(self):
+        out = subprocess.run([harness.sys.executable, harness.SOURCE_DIR + "/server/example_client.py",
+                              "--target", self.server.address, "--prompt", "In the beginning",
+                              "--max-new-tokens", "16"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        request = harness.greedy_request("In the beginning", 16)
+        request.stopping.ignore_eos = False  # as the example client asks
+        expected = self.client.complete(request, timeout=60)
+        self.assertEqual(out.stdout, expected.text)
+        self.assertIn(pb.FinishReason.Name(expected.finished.finish_reason), out.stderr)
+
     def test_complete_equals_generate(self):
         req = harness.greedy_request("And the earth", 24)
         ids, text, last = self.client.stream_tokens(req)
