@@ -25,7 +25,8 @@ def expect_error(test, call, request, code, message_start, **kwargs):
 class BadInputTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = harness.Server("--max-prompt-tokens", "64", "--max-new-tokens-cap", "100")
+        cls.server = harness.Server("--max-prompt-tokens", "64", "--max-new-tokens-cap", "100",
+                                    "--max-message-bytes", "64Ki")
         cls.client = cls.server.client
 
     @classmethod
@@ -74,6 +75,14 @@ class BadInputTest(unittest.TestCase):
         after = self.server.metric('deltaserve_requests_rejected_total{code="INVALID_ARGUMENT"}')
         self.assertEqual(after - before, 2 * len(cases))
         self.assertEqual(self.server.metric("deltaserve_prompt_tokens_total"), 0)
+
+    def test_message_size_limit(self):
+        with self.assertRaises(grpc.RpcError) as ctx:
+            self.client.complete(pb.GenerateRequest(text="x" * (80 << 10)), timeout=30)
+        self.assertEqual(ctx.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        # Just under the limit the message is accepted (and then refused for its length).
+        expect_error(self, self.client.complete, pb.GenerateRequest(text="x" * (60 << 10)),
+                     grpc.StatusCode.INVALID_ARGUMENT, "prompt: 61441 tokens exceed")
 
     def test_detokenize_unknown_id(self):
         expect_error(self, self.client.detokenize, pb.DetokenizeRequest(token_ids=[65, 9999]),
