@@ -94,7 +94,7 @@ EngineImpl::EngineImpl(const EngineConfig& config, std::unique_ptr<ModelRunner> 
   const ModelConfig& mc = runner_->config();
   eos_id_ = mc.eos_token_id >= 0 ? mc.eos_token_id : tokenizer_->eos_id();
   vocab_size_ = mc.vocab_size;
-  free_slots_.store(slots_.slots_free());
+  free_published_ = slots_.slots_free();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -180,8 +180,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(GenerationRequ
     } else if (active_.contains(request.id)) {
       status = absl::AlreadyExistsError(
           absl::StrCat("id: a request with id '", request.id, "' is already in flight"));
-    } else if (queued_new_.load(std::memory_order_relaxed) >=
-               config_.max_waiting + free_slots_.load(std::memory_order_relaxed)) {
+    } else if (static_cast<int>(inbox_.size()) + queued_published_ >=
+               config_.max_waiting + free_published_) {
       status = absl::ResourceExhaustedError(absl::StrCat(
           "the waiting queue is full (", config_.max_waiting, " requests wait for a slot)"));
     }
@@ -197,7 +197,6 @@ absl::StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(GenerationRequ
   active_.emplace(seq->id, stream);
   inbox_.push_back(std::move(seq));
   in_flight_.fetch_add(1, std::memory_order_acq_rel);
-  queued_new_.fetch_add(1, std::memory_order_relaxed);
   WakeLocked();
   return std::shared_ptr<RequestStream>(std::move(stream));
 }
@@ -304,6 +303,8 @@ void EngineImpl::WakeLocked() {
 
 void EngineImpl::TakeInbox() {
   new_arrivals_.swap(inbox_);
+  queued_local_ += static_cast<int>(new_arrivals_.size());
+  queued_published_ = queued_local_;
   rejected_local_.swap(rejected_);
   if (!force_preempt_.empty()) {
     force_local_.assign(force_preempt_.begin(), force_preempt_.end());
@@ -422,7 +423,7 @@ void EngineImpl::PlanAndCommit(Clock::time_point now) {
     if (!s.admitted_once) {
       s.admitted_once = true;
       s.admit_time = now;
-      queued_new_.fetch_sub(1, std::memory_order_relaxed);
+      --queued_local_;
       if (observer_ != nullptr) observer_->OnRequestAdmitted(s.id, Seconds(now - s.submit_time));
     }
   }
@@ -597,7 +598,7 @@ void EngineImpl::Finish(Sequence& s, FinishReason reason, absl::Status status,
     swap_.Drop(s.swap_handle);
     s.swap_handle = -1;
   }
-  if (!s.admitted_once) queued_new_.fetch_sub(1, std::memory_order_relaxed);
+  if (!s.admitted_once) --queued_local_;
 
   RequestEvent& e = s.terminal;
   e.finished = true;
@@ -630,10 +631,13 @@ void EngineImpl::Finish(Sequence& s, FinishReason reason, absl::Status status,
 }
 
 void EngineImpl::Deliver() {
-  // 1. Forget finished ids (one lock), so that an id can be reused once its terminal is out.
-  if (!finished_ids_.empty()) {
+  // 1. Forget finished ids, so that an id can be reused once its terminal is out; publish the
+  // admission-control snapshot (one lock per iteration).
+  {
     std::unique_lock<std::mutex> lock(mu_);
     for (const std::string& id : finished_ids_) active_.erase(id);
+    queued_published_ = queued_local_;
+    free_published_ = slots_.slots_free();
   }
   finished_ids_.clear();
   // 2. Hand deltas and terminals to the streams.
@@ -657,7 +661,6 @@ void EngineImpl::Deliver() {
 void EngineImpl::PublishStats() {
   int swapped = 0;
   for (const auto& p : waiting_) swapped += p->swap_handle >= 0 ? 1 : 0;
-  free_slots_.store(slots_.slots_free(), std::memory_order_relaxed);
   slots_used_.store(slots_.slots_used(), std::memory_order_relaxed);
   running_count_.store(static_cast<int>(running_.size()), std::memory_order_relaxed);
   waiting_count_.store(static_cast<int>(waiting_.size()), std::memory_order_relaxed);

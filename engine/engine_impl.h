@@ -94,13 +94,16 @@ class EngineImpl final : public Engine {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;  // something for an idle engine thread to look at
   int64_t next_arrival_ ABSL_GUARDED_BY(mu_) = 0;
+  // Admission control (Submit): a consistent snapshot of the engine thread's state, taken under
+  // mu_ once per iteration: requests taken from the inbox but never admitted, and free slots.
+  // Submit accepts while inbox + queued_published_ < max_waiting + free_published_.
+  int queued_published_ ABSL_GUARDED_BY(mu_) = 0;
+  int free_published_ ABSL_GUARDED_BY(mu_) = 0;
   std::mutex join_mu_;  // serialises Shutdown callers
   std::thread thread_;
 
   // Published by the engine thread.
   std::atomic<int> in_flight_{0};
-  std::atomic<int> queued_new_{0};  // submitted, never admitted, not finished
-  std::atomic<int> free_slots_{0};
   std::atomic<int> slots_used_{0};
   std::atomic<int> running_count_{0};
   std::atomic<int> waiting_count_{0};
@@ -113,6 +116,7 @@ class EngineImpl final : public Engine {
   SwapStore swap_;
   Scheduler scheduler_;
   int64_t iteration_ = 0;
+  int queued_local_ = 0;  // taken from the inbox, never admitted, not finished
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> new_arrivals_;

