@@ -104,7 +104,7 @@ TEST(EngineModelTest, BatchInvarianceOnTheCpuBackend) {
   std::thread submitter([&] {
     std::mt19937 g(3);
     for (size_t i = 0; i < reqs.size(); ++i) {
-      std::this_thread::sleep_for(std::chrono::microseconds(g() % 2000));
+      std::this_thread::sleep_for(std::chrono::microseconds(g() % 500));
       auto s = engine->Submit(reqs[i]);
       ASSERT_TRUE(s.ok()) << s.status();
       streams[i] = *s;
