@@ -6,6 +6,8 @@
 // timed launches), tokens/s, achieved TFLOP/s of the chunkwise algorithm
 // (Gdn2ChunkPrefillFlops) and the relative difference between the two paths' outputs.
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
+// Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
+// and 32768 tokens (see ModelPrefill).
 //
 // Usage: gdn2_prefill_bench [out.json] [--fma]   (--fma: time the fp32-FMA phase 2 in the
 //        "chunk" columns too, for devices or builds where the tensor-core path is unwanted)
@@ -20,7 +22,11 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gdn2_chunk_prefill.h"
+#include "kernels/cuda/gdn2_prefill_ops.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/short_conv_prefill.h"
 
 using namespace deltaserve::bench;
 using deltaserve::cuda::Gdn2PrefillArgs;
@@ -52,6 +58,204 @@ float* Fill(const std::vector<float>& pattern, int64_t width) {
     BENCH_CUDA(cudaMemcpy(d + t * width, pattern.data(), pattern.size() * sizeof(float),
                           cudaMemcpyHostToDevice));
   return d;
+}
+
+
+// GPU time of a whole prefill of the pure gdn2_1.3B model (MODEL_SPEC.md sections 2-4: 18
+// GDN-2 layers, d_model 2304, MLP 6208, vocab 32000) for one prompt of T tokens: per layer
+// RMSNorm, one fused bf16 projection GEMM (q, k, v, b, w, F0, G0), F1/G1 GEMMs, short-conv
+// prefill, gates, chunked recurrence, output norm and gate, output projection, RMSNorm, SwiGLU
+// MLP; then the final norm and the LM head for the last token. Random weights (one layer's set
+// reused by every layer, 146 MB, larger than L2), per-layer recurrent and conv states. This is
+// the device work of time to first token, without host scheduling or tokenization.
+struct ModelRow {
+  int64_t tokens;
+  double seconds;
+};
+
+std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
+  using namespace deltaserve::cuda;
+  constexpr int kLayers = 18, kModel = 2304, kKey = 2048, kMlp = 6208, kVocab = 32000;
+  constexpr int kProj = 5 * kKey + 2 * 128;  // q k v b w | F0 G0
+  constexpr int64_t kMaxT = 32768;
+  std::vector<ModelRow> out;
+  auto gemm_or = Gemm::Create();
+  if (!gemm_or.ok()) {
+    std::fprintf(stderr, "gemm: %s\n", gemm_or.status().ToString().c_str());
+    return out;
+  }
+  Gemm& gemm = **gemm_or;
+  auto alloc = [](int64_t bytes) {
+    void* p = nullptr;
+    BENCH_CUDA(cudaMalloc(&p, bytes));
+    return p;
+  };
+  auto fill = [&](void* p, DType t, int64_t n, uint64_t seed, float scale, float offset) {
+    auto st = LaunchFillRandom(p, t, n, seed, scale, offset, stream);
+    if (!st.ok()) std::fprintf(stderr, "fill: %s\n", st.ToString().c_str());
+  };
+  // Weights (bf16 matrices, fp32 vectors).
+  void* w_proj = alloc(int64_t{kProj} * kModel * 2);
+  void* w_f1 = alloc(int64_t{kKey} * 128 * 2);
+  void* w_g1 = alloc(int64_t{kKey} * 128 * 2);
+  void* w_o = alloc(int64_t{kModel} * kKey * 2);
+  void* w_12 = alloc(int64_t{2 * kMlp} * kModel * 2);
+  void* w_3 = alloc(int64_t{kModel} * kMlp * 2);
+  void* w_head = alloc(int64_t{kVocab} * kModel * 2);
+  float* gamma = static_cast<float*>(alloc(kModel * 4));
+  float* conv_w = static_cast<float*>(alloc(int64_t{kKey} * 4 * 4));
+  float* a_log = static_cast<float*>(alloc(16 * 4));
+  float* dt_bias = static_cast<float*>(alloc(kKey * 4));
+  float* z_bias = static_cast<float*>(alloc(kKey * 4));
+  float* o_norm = static_cast<float*>(alloc(128 * 4));
+  fill(w_proj, DType::kBF16, int64_t{kProj} * kModel, 1, 0.02f, 0.f);
+  fill(w_f1, DType::kBF16, int64_t{kKey} * 128, 2, 0.05f, 0.f);
+  fill(w_g1, DType::kBF16, int64_t{kKey} * 128, 3, 0.05f, 0.f);
+  fill(w_o, DType::kBF16, int64_t{kModel} * kKey, 4, 0.02f, 0.f);
+  fill(w_12, DType::kBF16, int64_t{2 * kMlp} * kModel, 5, 0.02f, 0.f);
+  fill(w_3, DType::kBF16, int64_t{kModel} * kMlp, 6, 0.02f, 0.f);
+  fill(w_head, DType::kBF16, int64_t{kVocab} * kModel, 7, 0.02f, 0.f);
+  fill(gamma, DType::kF32, kModel, 8, 0.1f, 1.f);
+  fill(conv_w, DType::kF32, int64_t{kKey} * 4, 9, 0.3f, 0.f);
+  fill(a_log, DType::kF32, 16, 10, 0.5f, 0.f);
+  fill(dt_bias, DType::kF32, kKey, 11, 0.5f, -2.f);
+  fill(z_bias, DType::kF32, kKey, 12, 0.1f, 0.f);
+  fill(o_norm, DType::kF32, 128, 13, 0.1f, 1.f);
+  // Activations for kMaxT tokens.
+  float* x0 = static_cast<float*>(alloc(kMaxT * kModel * 4));
+  float* x = static_cast<float*>(alloc(kMaxT * kModel * 4));
+  void* xn = alloc(kMaxT * kModel * 2);
+  float* proj = static_cast<float*>(alloc(kMaxT * kProj * 4));
+  void* fg = alloc(kMaxT * 256 * 2);
+  float* f = static_cast<float*>(alloc(kMaxT * kKey * 4));
+  float* z = static_cast<float*>(alloc(kMaxT * kKey * 4));
+  float* qc = static_cast<float*>(alloc(kMaxT * kKey * 4));
+  float* kc = static_cast<float*>(alloc(kMaxT * kKey * 4));
+  float* vc = static_cast<float*>(alloc(kMaxT * kKey * 4));
+  float* o = static_cast<float*>(alloc(kMaxT * kKey * 4));
+  void* y = alloc(kMaxT * kKey * 2);
+  float* h = static_cast<float*>(alloc(kMaxT * 2 * kMlp * 4));
+  void* hb = alloc(kMaxT * kMlp * 2);
+  float* logits = static_cast<float*>(alloc(kVocab * 4));
+  const int64_t ws_floats = Gdn2ChunkWorkspaceFloats(Gdn2PrefillShape{}, kMaxT, 1);
+  float* ws = static_cast<float*>(alloc(ws_floats * 4));
+  fill(x0, DType::kF32, kMaxT * kModel, 14, 1.f, 0.f);
+  // Per-layer slot: recurrent state, then the q, k, v conv histories.
+  const int64_t state_bytes = 16LL * 128 * 128 * 4, hist_bytes = 3LL * kKey * 4;
+  const int64_t slot_bytes = state_bytes + 3 * hist_bytes;
+  void* pool = alloc(kLayers * slot_bytes);
+  std::vector<int32_t> ids(kLayers);
+  std::iota(ids.begin(), ids.end(), 0);
+  int32_t* d_ids = static_cast<int32_t*>(alloc(kLayers * 4));
+  int32_t* d_cu = static_cast<int32_t*>(alloc(2 * 4));
+  BENCH_CUDA(cudaMemcpy(d_ids, ids.data(), kLayers * 4, cudaMemcpyHostToDevice));
+
+  Gdn2DecodeShape ds;
+  Gdn2PrefillShape ps;
+  bool ok = true;
+  auto check = [&](const absl::Status& st) {
+    if (!st.ok() && ok) {
+      std::fprintf(stderr, "model prefill: %s\n", st.ToString().c_str());
+      ok = false;
+    }
+  };
+  for (int64_t T : {512, 4096, 32768}) {
+    const int32_t cu[2] = {0, static_cast<int32_t>(T)};
+    BENCH_CUDA(cudaMemcpy(d_cu, cu, 8, cudaMemcpyHostToDevice));
+    auto forward = [&] {
+      BENCH_CUDA(cudaMemsetAsync(pool, 0, kLayers * slot_bytes, stream));
+      BENCH_CUDA(cudaMemcpyAsync(x, x0, T * kModel * 4, cudaMemcpyDeviceToDevice, stream));
+      for (int l = 0; l < kLayers; ++l) {
+        check(LaunchRmsNormToBf16(x, kModel, T, kModel, gamma, 1e-5f, xn, kModel, stream));
+        check(gemm.Run(T, kProj, kModel, xn, kModel, w_proj, kModel, proj, kProj, DType::kF32, 0.f,
+                       stream));
+        check(LaunchCastToBf16(proj + 5 * kKey, kProj, T, 256, fg, 256, stream));
+        check(gemm.Run(T, kKey, 128, fg, 256, w_f1, 128, f, kKey, DType::kF32, 0.f, stream));
+        check(gemm.Run(T, kKey, 128, static_cast<char*>(fg) + 256, 256, w_g1, 128, z, kKey,
+                       DType::kF32, 0.f, stream));
+        float* outs[3] = {qc, kc, vc};
+        for (int i = 0; i < 3; ++i) {
+          ShortConvPrefillArgs ca;
+          ca.num_seqs = 1;
+          ca.cu_seqlens = d_cu;
+          ca.max_seq_len = static_cast<int>(T);
+          ca.slots = d_ids + l;
+          ca.pool = pool;
+          ca.num_slots = kLayers;
+          ca.slot_stride_bytes = slot_bytes;
+          ca.history_offset = state_bytes + i * hist_bytes;
+          ca.channels = kKey;
+          ca.conv_size = 4;
+          ca.x = proj + i * kKey;
+          ca.x_stride = kProj;
+          ca.weight = conv_w;
+          ca.y = outs[i];
+          ca.y_stride = kKey;
+          check(LaunchShortConvPrefill(ca, stream));
+        }
+        Gdn2PrefillGatesArgs ga;
+        ga.rows = T;
+        ga.q = qc;
+        ga.k = kc;
+        ga.f = f;
+        ga.b = proj + 3 * kKey;
+        ga.w = proj + 4 * kKey;
+        ga.q_stride = ga.k_stride = ga.f_stride = kKey;
+        ga.b_stride = ga.w_stride = kProj;
+        ga.a_log = a_log;
+        ga.dt_bias = dt_bias;
+        check(LaunchGdn2PrefillGates(ds, ga, stream));
+        Gdn2PrefillArgs pa;
+        pa.num_seqs = 1;
+        pa.cu_seqlens = d_cu;
+        pa.max_seq_len = static_cast<int>(T);
+        pa.total_tokens = T;
+        pa.slots = d_ids + l;
+        pa.pool = pool;
+        pa.num_slots = kLayers;
+        pa.slot_stride_bytes = slot_bytes;
+        pa.q = qc;
+        pa.k = kc;
+        pa.g = f;
+        pa.b = proj + 3 * kKey;
+        pa.v = vc;
+        pa.w = proj + 4 * kKey;
+        pa.q_stride = pa.k_stride = pa.g_stride = pa.v_stride = kKey;
+        pa.b_stride = pa.w_stride = kProj;
+        pa.o = o;
+        pa.o_stride = kKey;
+        pa.workspace = ws;
+        pa.workspace_floats = ws_floats;
+        check(LaunchGdn2ChunkPrefill(ps, pa, stream));
+        Gdn2PrefillOutputArgs oa;
+        oa.rows = T;
+        oa.o = o;
+        oa.z = z;
+        oa.o_stride = oa.z_stride = oa.y_stride = kKey;
+        oa.z_bias = z_bias;
+        oa.o_norm = o_norm;
+        oa.y = y;
+        check(LaunchGdn2PrefillOutput(ds, oa, stream));
+        check(gemm.Run(T, kModel, kKey, y, kKey, w_o, kKey, x, kModel, DType::kF32, 1.f, stream));
+        check(LaunchRmsNormToBf16(x, kModel, T, kModel, gamma, 1e-5f, xn, kModel, stream));
+        check(gemm.Run(T, 2 * kMlp, kModel, xn, kModel, w_12, kModel, h, 2 * kMlp, DType::kF32,
+                       0.f, stream));
+        check(LaunchSwiGlu(h, 2 * kMlp, T, kMlp, hb, kMlp, stream));
+        check(gemm.Run(T, kModel, kMlp, hb, kMlp, w_3, kMlp, x, kModel, DType::kF32, 1.f, stream));
+      }
+      check(LaunchRmsNormToBf16(x + (T - 1) * kModel, kModel, 1, kModel, gamma, 1e-5f, xn, kModel,
+                                stream));
+      check(gemm.Run(1, kVocab, kModel, xn, kModel, w_head, kModel, logits, kVocab, DType::kF32,
+                     0.f, stream));
+    };
+    const double sec = TimeSingle(stream, forward, T >= 32768 ? 3 : 7);
+    if (!ok) break;
+    out.push_back({T, sec});
+    std::printf("gdn2_1.3B prefill T=%6lld: %9.3f ms (%.2f M tok/s)\n", static_cast<long long>(T),
+                sec * 1e3, T / sec / 1e6);
+    std::fflush(stdout);
+  }
+  return out;
 }
 
 }  // namespace
@@ -228,6 +432,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
+  const std::vector<ModelRow> model_rows = ModelPrefill(stream);
+
   std::FILE* f = std::fopen(out_path.c_str(), "w");
   if (f == nullptr) {
     std::fprintf(stderr, "cannot write %s\n", out_path.c_str());
@@ -253,6 +459,11 @@ int main(int argc, char** argv) {
                  r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
                  i + 1 < rows.size() ? "," : "");
   }
+  std::fprintf(f, "  ],\n  \"model_prefill_gdn2_1.3B\": [\n");
+  for (size_t i = 0; i < model_rows.size(); ++i)
+    std::fprintf(f, "    {\"tokens\": %lld, \"ms\": %.3f, \"tokens_per_s\": %.1f}%s\n",
+                 static_cast<long long>(model_rows[i].tokens), model_rows[i].seconds * 1e3,
+                 model_rows[i].tokens / model_rows[i].seconds, i + 1 < model_rows.size() ? "," : "");
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
@@ -265,6 +476,9 @@ int main(int argc, char** argv) {
                 r.tokens / r.chunk_s / 1e6, r.flops / r.chunk_s / 1e12, r.splits, r.auto_s * 1e3,
                 r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
                 r.serial_s / r.chunk_s);
+  for (const ModelRow& r : model_rows)
+    std::printf("gdn2_1.3B prefill (device work of TTFT) T=%6lld: %9.3f ms\n",
+                static_cast<long long>(r.tokens), r.seconds * 1e3);
   std::printf("wrote %s\n", out_path.c_str());
   return 0;
 }
