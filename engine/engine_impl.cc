@@ -431,7 +431,6 @@ void EngineImpl::PlanAndCommit(Clock::time_point now) {
     // Re-partition: holders of a slot to running_, the rest (swapped-out ones included) to
     // waiting_, which stays in arrival order.
     std::vector<std::unique_ptr<Sequence>> still_running;
-    std::vector<std::unique_ptr<Sequence>> admitted;
     still_running.reserve(running_.size() + plan_.admit.size());
     std::vector<std::unique_ptr<Sequence>> swapped_out;
     for (auto& p : running_) {
