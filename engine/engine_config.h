@@ -19,7 +19,8 @@ struct EngineConfig {
   // many iterations and has the most remaining work (ties: newest) is swapped out to host
   // memory for it; swapped requests resume, in arrival order, ahead of newer ones (>= 1).
   int64_t preempt_after_steps = 256;
-  int max_swapped = 1024;           // most requests swapped out at once (>= 0)
+  int max_swapped = 64;             // most requests swapped out at once, each holding one slot's
+                                    // bytes in host memory (gdn2_1.3B: ~20 MB) (>= 0)
 
   absl::Status Validate() const;
 };

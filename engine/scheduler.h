@@ -34,7 +34,7 @@ struct SchedulerConfig {
   int max_batch_sequences = 256;
   bool enable_swap = true;
   int64_t preempt_after_steps = 256;
-  int max_swapped = 1024;
+  int max_swapped = 64;
 };
 
 // One request as the scheduler sees it.
