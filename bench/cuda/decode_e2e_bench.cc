@@ -4,7 +4,8 @@
 // reads a full ring), and the ratio to the roofline = (weight bytes + state bytes a step must
 // move) / copy bandwidth measured in the same run.
 //
-// Usage: decode_e2e_bench [out.json] [--quick]
+// Usage: decode_e2e_bench [out.json] [--quick] [--batches-1-256]
+// (--quick: fewer timed passes; --batches-1-256: batch 1 and 256 only)
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -58,9 +59,15 @@ double StateBytes(const ModelConfig& c, const StateLayout& L, int batch) {
 
 int main(int argc, char** argv) {
   std::string out_path = "decode_e2e_bench.json";
-  bool quick = false;
+  bool quick = false, two_batches = false;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) quick = true; else out_path = argv[i];
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      quick = true;
+    } else if (std::strcmp(argv[i], "--batches-1-256") == 0) {
+      two_batches = true;
+    } else {
+      out_path = argv[i];
+    }
   }
   const DeviceInfo dev = GetDeviceInfo();
   std::printf("device: %s, %d SMs, %.1f GB\n", dev.name.c_str(), dev.sms, dev.mem_bytes / 1e9);
@@ -70,14 +77,18 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
     const ModelConfig cfg = Config(hybrid);
-    for (int variant = 0; variant < 4; ++variant) {
-      // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only:
-      // 2: fp32 state, fused kernel; 3: fp32 state, prepared kernels.
+    for (int variant = 0; variant < 5; ++variant) {
+      // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only, fp32
+      // state: 2: fused kernel, plain launch; 3: prepared kernels; 4: streamed kernels.
       if (variant >= 2 && hybrid) continue;
       const StateDtype sd = variant == 1 ? StateDtype::kBF16 : StateDtype::kF32;
       for (int batch : {1, 16, 64, 256}) {
+        if (two_batches && batch != 1 && batch != 256) continue;
+        if (variant == 2 && batch == 256) continue;  // fused is the small-batch arrangement
+        if (variant >= 3 && batch == 1) continue;    // the two-kernel ones are large-batch
         Row row;
-        row.kernel = variant == 2 ? "fused" : variant == 3 ? "prepared" : "auto";
+        static const char* const kNames[] = {"auto", "auto", "fused", "prepared", "streamed"};
+        row.kernel = kNames[variant];
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
         row.state = sd == StateDtype::kF32 ? "f32" : "bf16";
         row.batch = batch;
@@ -105,7 +116,9 @@ int main(int argc, char** argv) {
         opts.graph_batch_sizes = {batch};
         opts.gdn2_kernel = variant == 2   ? CudaRunnerOptions::Gdn2Kernel::kFused
                            : variant == 3 ? CudaRunnerOptions::Gdn2Kernel::kPrepared
+                           : variant == 4 ? CudaRunnerOptions::Gdn2Kernel::kStreamed
                                           : CudaRunnerOptions::Gdn2Kernel::kAuto;
+        opts.gdn2_overlap_launch = variant != 2;
         auto r = CudaModelRunner::Create(*std::move(w), opts);
         if (!r.ok()) {
           std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());

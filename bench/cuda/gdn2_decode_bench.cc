@@ -1,5 +1,6 @@
-// Benchmark of the fused GDN-2 decode kernel alone: one layer, H = HV = 16, dk = dv = 128,
-// W = 4, fp32 and bf16 state, batch 1..1024, every split count. Reports per-launch time (CUDA
+// Benchmark of the GDN-2 decode kernels alone: one layer, H = HV = 16, dk = dv = 128,
+// W = 4, fp32 and bf16 state, batch 1..1024, every arrangement (Gdn2DecodeArgs::Mode, plus the
+// fused kernel as a programmatic dependent launch) and split count. Reports per-launch time (CUDA
 // graph replays, median), the bytes a launch must move (Gdn2DecodeBytes), achieved bandwidth and
 // its ratio to the device-to-device copy bandwidth measured in the same run. Slots rotate over
 // enough disjoint sets that the state cannot sit in L2.
@@ -111,13 +112,21 @@ int main(int argc, char** argv) {
           2, std::min<int64_t>(num_slots / batch, (int64_t{256} << 20) / per_launch + 1)));
       const int launches = std::max(sets, 20);
       const int auto_splits = deltaserve::cuda::Gdn2DecodeAutoSplits(shape, batch, st);
-      for (int mi = 0; mi < 3; ++mi)
+      const int auto_splits_overlap =
+          deltaserve::cuda::Gdn2DecodeAutoSplits(shape, batch, st, /*overlap_launch=*/true);
+      // Modes: 0 fused, 1 prepared, 2 pipelined, 3 streamed, 4 fused launched as a
+      // programmatic dependent of the previous launch (which touches other slots: state_ready).
+      static const char* const kModeNames[] = {"fused", "prepared", "pipelined", "streamed",
+                                               "fused_pdl"};
+      for (int mi = 0; mi < 5; ++mi)
       for (int splits : {1, 2, 4, 8}) {
-        if (mi == 2 && splits > 1) continue;
+        if ((mi == 2 || mi == 3) && splits > 1) continue;
         Gdn2DecodeArgs a;
-        a.mode = mi == 0   ? Gdn2DecodeArgs::Mode::kFused
-                 : mi == 1 ? Gdn2DecodeArgs::Mode::kPrepared
-                           : Gdn2DecodeArgs::Mode::kPipelined;
+        a.mode = mi == 1   ? Gdn2DecodeArgs::Mode::kPrepared
+                 : mi == 2 ? Gdn2DecodeArgs::Mode::kPipelined
+                 : mi == 3 ? Gdn2DecodeArgs::Mode::kStreamed
+                           : Gdn2DecodeArgs::Mode::kFused;
+        a.overlap_launch = a.state_ready = mi == 4;
         a.prep = prep;
         a.prep_floats = deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch);
         a.batch = batch;
@@ -165,7 +174,8 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaGetLastError());
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
-        rows.push_back({mi == 0 ? "fused" : mi == 1 ? "prepared" : "pipelined", deltaserve::cuda::DTypeName(st), batch, splits, splits == auto_splits,
+        rows.push_back({kModeNames[mi], deltaserve::cuda::DTypeName(st), batch, splits,
+                        splits == (mi == 4 ? auto_splits_overlap : auto_splits),
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         bytes / t_graph / copy_bw0});
       }
@@ -202,10 +212,10 @@ int main(int argc, char** argv) {
 
   std::printf("copy bandwidth: %.3f TB/s at start, %.3f TB/s at end\n", copy_bw0 / 1e12,
               copy_bw1 / 1e12);
-  std::printf("%-9s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
+  std::printf("%-10s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
               "us single", "GB/s", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-9s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
+    std::printf("%-10s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
                 r.auto_pick ? "*" : " ", r.graph_us, r.single_us, r.gbps, r.ratio);
   }
   std::printf("(* = the launcher's automatic split choice)\n");

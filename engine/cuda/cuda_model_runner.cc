@@ -272,12 +272,17 @@ absl::Status CudaModelRunner::Forward(int R) {
         case K::kFused: a.mode = M::kFused; break;
         case K::kPrepared: a.mode = M::kPrepared; break;
         case K::kPipelined: a.mode = M::kPipelined; break;
+        case K::kStreamed: a.mode = M::kStreamed; break;
         case K::kAuto:
-          // Measured on H200 (bench/NOTES.md): fused wins below ~256 (sequence, head) items,
-          // prepared above; pipelined lost to prepared everywhere.
-          a.mode = int64_t{R} * gd.num_v_heads >= 256 ? M::kPrepared : M::kFused;
+          // Measured on H200 (bench/NOTES.md, v4): the fused launch wins below ~256 (sequence,
+          // head) items; streamed from 1024 items on (fp32; bf16 from 512), about even between.
+          a.mode = int64_t{R} * gd.num_v_heads >= 256 ? M::kStreamed : M::kFused;
           break;
       }
+      // The kernel before this launch is the z projection GEMM, which writes neither the slot
+      // indices nor any state: the state loads may start before it finishes.
+      a.overlap_launch = options_.gdn2_overlap_launch && a.mode == M::kFused;
+      a.state_ready = a.overlap_launch;
       a.prep = b.gdn2_prep;
       a.prep_floats = b.gdn2_prep_floats;
       DS_RETURN_IF_ERROR(cuda::LaunchGdn2Decode(shape, a, s));

@@ -45,9 +45,12 @@ struct CudaRunnerOptions {
   std::vector<int> graph_batch_sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256};  // each <= max_rows
   int device = 0;
   // GDN-2 decode arrangement (gdn2_decode.h); all compute the same function. kAuto: the fused
-  // single launch for small batches, the prepared pair once batch * value heads >= 256.
-  enum class Gdn2Kernel { kAuto, kFused, kPrepared, kPipelined };
+  // single launch for small batches, the streamed pair once batch * value heads >= 256.
+  enum class Gdn2Kernel { kAuto, kFused, kPrepared, kPipelined, kStreamed };
   Gdn2Kernel gdn2_kernel = Gdn2Kernel::kAuto;
+  // Fused GDN-2 decode launched as a programmatic dependent of the projection GEMM before it
+  // (Gdn2DecodeArgs::overlap_launch + state_ready): its state loads overlap the GEMM's tail.
+  bool gdn2_overlap_launch = true;
 };
 
 class CudaModelRunner final : public ModelRunner {

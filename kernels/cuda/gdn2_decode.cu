@@ -44,6 +44,9 @@ struct Params {
   bool y_bf16;
   float* prep;  // kPrepared: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
   bool pipelined;
+  bool streamed;
+  bool overlap;      // kFused: programmatic dependent of the previous kernel
+  bool state_ready;  // with overlap: slots, state and histories may be read before the wait
 };
 
 // Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
@@ -148,6 +151,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
   constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
                 NW = TL::NW;
 
+  static_assert(DVS <= NT, "the epilogue gives each thread at most one column");
   __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
   __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
   __shared__ float red_r[NW][DVS], red_o[NW][DVS];
@@ -164,6 +168,13 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
   const int hv = kh * p.G + g;
   const int tid = threadIdx.x;
 
+  if (p.overlap) {
+    // A programmatic dependent launched after this grid may become resident now; it waits for
+    // this grid's completion before touching what this grid writes.
+    cudaTriggerProgrammaticLaunchCompletion();
+    if (!p.state_ready) cudaGridDependencySynchronize();
+  }
+
   // All blocks of a cluster share b, so they skip (or not) together: the barriers stay matched.
   const int slot = p.slots[b];
   if (slot < 0 || slot >= p.num_slots) return;
@@ -178,6 +189,18 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
 #pragma unroll
   for (int m = 0; m < ROWS; ++m) {
     StateVec<T>::Load(state + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC, st[m]);
+  }
+  // The inputs are the previous kernel's outputs: wait for it (a no-op without overlap).
+  if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
+  const int col0 = hv * p.dv + s * DVS;
+  // With overlap (the small-batch, latency-bound launch), the output gate operands are loaded
+  // now, beside the prologue's loads, rather than after the state update. DVS <= NT.
+  float gate_pre = 0.0f, onorm_pre = 0.0f;
+  if (p.overlap && tid < DVS) {
+    const int c = col0 + tid;
+    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
+    gate_pre = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+    onorm_pre = p.o_norm[s * DVS + tid];
   }
 
   // 2. Prologue: conv + SiLU of q, k (this key head) and v (this block's columns), gates.
@@ -203,7 +226,6 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
     if (p.neg_eig) beta *= 2.0f;
     bk_s[i] = beta;  // multiplied by the normalised k below
   }
-  const int col0 = hv * p.dv + s * DVS;
   for (int j = tid; j < DVS; j += NT) {
     const int c = col0 + j;
     const float xv = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
@@ -311,9 +333,13 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
   const float inv = 1.0f / sqrtf(total_ss / static_cast<float>(p.dv) + p.eps);
   for (int j = tid; j < DVS; j += NT) {
     const int c = col0 + j;
-    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
-    const float act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
-    const float yv = o_s[j] * inv * p.o_norm[s * DVS + j] * act;
+    float act = gate_pre, on = onorm_pre;
+    if (!p.overlap) {
+      const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
+      act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+      on = p.o_norm[s * DVS + j];
+    }
+    const float yv = o_s[j] * inv * on * act;
     if (p.y_bf16) {
       reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
           __float2bfloat16_rn(yv);
@@ -694,6 +720,235 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
   (void)batch;
 }
 
+// kStreamed, kernel 2: one block per (sequence, value head), whole tile (splits = 1). Thread 0
+// starts one bulk asynchronous copy (TMA) of the contiguous [DK, DV] tile into shared memory,
+// completing on an mbarrier; meanwhile the block loads its epilogue operands and the prep
+// record. Pass 1 reads the tile from shared memory for the two reductions over dk; pass 2
+// re-reads it and streams S_bar + k u^T to global memory. No state array lives in registers, so
+// an SM holds as many blocks as shared memory allows (3 for fp32 128x128 tiles, 5 for bf16) and
+// their copies overlap each other's compute and stores.
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+template <typename T>
+__device__ __forceinline__ void SmemUnitToFloat(const T* src, float* out) {
+  if constexpr (sizeof(T) == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(src);
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  } else {
+    const uint4 v = *reinterpret_cast<const uint4*>(src);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  }
+}
+
+constexpr int kBulkChunkBytes = 16384;
+
+template <typename T, int DK, int DV>
+__global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
+    Gdn2RecurrenceStreamedKernel(const Params p) {
+  using TL = Tile<T, DK, DV>;
+  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
+                NW = TL::NW;
+  static_assert(DV <= NT, "one output column per thread");
+  constexpr int kTileBytes = DK * DV * static_cast<int>(sizeof(T));
+  static_assert(kTileBytes % 16 == 0, "bulk copies move multiples of 16 bytes");
+  extern __shared__ __align__(128) unsigned char streamed_smem[];
+  const T* tile = reinterpret_cast<const T*>(streamed_smem);
+  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
+  __shared__ float u_s[DV];
+  __shared__ float red[NW][DV];
+  __shared__ float scratch[NW];
+  __shared__ float kq_s;
+  __shared__ __align__(8) uint64_t full;
+
+  const int b = blockIdx.y;
+  const int hv = blockIdx.x;
+  const int kh = hv / p.G;
+  const int tid = threadIdx.x;
+  const int col0 = hv * DV;
+
+  // Epilogue operands: written before the prep kernel started, so no wait is needed.
+  float act = 0.0f, onorm = 0.0f;
+  if (tid < DV) {
+    const int c = col0 + tid;
+    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
+    act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+    onorm = p.o_norm[tid];
+  }
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;  // before any barrier: the whole block leaves
+  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+  T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * DV;
+
+  const uint32_t bar = SmemAddr(&full);
+  if (tid == 0) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    asm volatile(
+        "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+        "r"(kTileBytes)
+        : "memory");
+    const uint32_t dst = SmemAddr(streamed_smem);
+#pragma unroll
+    for (int off = 0; off < kTileBytes; off += kBulkChunkBytes) {
+      const int n = kTileBytes - off < kBulkChunkBytes ? kTileBytes - off : kBulkChunkBytes;
+      asm volatile(
+          "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+          "[%3];\n" ::"r"(dst + off),
+          "l"(reinterpret_cast<const char*>(state) + off), "r"(n), "r"(bar)
+          : "memory");
+    }
+  }
+
+  // The prep kernel's results are visible after this.
+  cudaGridDependencySynchronize();
+  const float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
+  for (int i = tid; i < DK; i += NT) {
+    q_s[i] = rec[i];
+    k_s[i] = rec[DK + i];
+    a_s[i] = rec[2 * DK + i];
+    bk_s[i] = rec[3 * DK + i];
+  }
+  float wv = 0.0f;
+  if (tid < DV) {
+    wv = p.prep[static_cast<int64_t>(gridDim.y) * p.H * PrepStride(DK) +
+                static_cast<int64_t>(b) * p.value_dim + col0 + tid];
+  }
+  if (tid == 0) kq_s = rec[4 * DK];
+  __syncthreads();  // mbarrier initialised; prep vectors in shared memory
+  {
+    uint32_t done = 0;
+    do {
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
+          " selp.u32 %0, 1, 0, p;\n}\n"
+          : "=r"(done)
+          : "r"(bar)
+          : "memory");
+    } while (!done);
+  }
+
+  // Pass 1: decay and the two reductions over dk, r = S_bar^T (b*k) and oq = S_bar^T q.
+  const int cgi = tid % CG;
+  const int rg = tid / CG;
+  float r[VEC], oq[VEC];
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    float sv[VEC];
+    SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
+    const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const float d = sv[v] * a;
+      r[v] += d * bk;
+      oq[v] += d * qq;
+    }
+  }
+#pragma unroll
+  for (int o = CG; o < 32; o <<= 1) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
+      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
+    }
+  }
+  const int warp = tid / 32, lane = tid % 32;
+  // One reduction buffer, used twice: first r, then oq.
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) red[warp][lane * VEC + v] = r[v];
+  }
+  __syncthreads();
+  float rr = 0.0f;
+  if (tid < DV) {
+#pragma unroll
+    for (int w = 0; w < NW; ++w) rr += red[w][tid];
+  }
+  __syncthreads();
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) red[warp][lane * VEC + v] = oq[v];
+  }
+  __syncthreads();
+  float o = 0.0f, ss = 0.0f;
+  if (tid < DV) {
+    float oo = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) oo += red[w][tid];
+    const float u = wv - rr;
+    o = oo + kq_s * u;
+    u_s[tid] = u;
+    ss = o * o;
+  }
+  ss = BlockSum<NW>(ss, scratch);  // ends with a barrier: u_s visible
+
+  // Pass 2: S = S_bar + k u^T, streamed out.
+  float uu[VEC];
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) uu[v] = u_s[cgi * VEC + v];
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    float sv[VEC];
+    SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
+    const float a = a_s[i], kk = k_s[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) sv[v] = sv[v] * a + kk * uu[v];
+    StateVec<T>::Store(state + static_cast<int64_t>(i) * DV + cgi * VEC, sv);
+  }
+
+  if (tid < DV) {
+    const float inv = 1.0f / sqrtf(ss / static_cast<float>(DV) + p.eps);
+    const float yv = o * inv * onorm * act;
+    const int64_t yi = static_cast<int64_t>(b) * p.y_st + col0 + tid;
+    if (p.y_bf16) {
+      reinterpret_cast<__nv_bfloat16*>(p.y)[yi] = __float2bfloat16_rn(yv);
+    } else {
+      reinterpret_cast<float*>(p.y)[yi] = yv;
+    }
+  }
+}
+
+template <typename T, int DK, int DV>
+absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
+  using TL = Tile<T, DK, DV>;
+  auto kernel = Gdn2RecurrenceStreamedKernel<T, DK, DV>;
+  const int smem = DK * DV * static_cast<int>(sizeof(T));
+  static bool attr_set = false;  // per instantiation; idempotent, so a benign race
+  if (!attr_set) {
+    DS_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+    attr_set = true;
+  }
+  Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
+  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.HV, batch, 1);
+  cfg.blockDim = dim3(TL::NT, 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));
+  return LaunchStatus("Gdn2RecurrenceStreamedKernel");
+}
+
 template <typename T, int DK, int DVS>
 absl::Status LaunchPipelined(const Params& p, int batch, cudaStream_t stream) {
   using TL = Tile<T, DK, DVS>;
@@ -753,6 +1008,7 @@ absl::Status LaunchPrepared(const Params& p, int batch, cudaStream_t stream) {
 template <typename T, int DK, int DVS>
 absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
   if (p.pipelined) return LaunchPipelined<T, DK, DVS>(p, batch, stream);
+  if (p.streamed) return LaunchStreamed<T, DK, DVS>(p, batch, stream);
   if (p.prep != nullptr) return LaunchPrepared<T, DK, DVS>(p, batch, stream);
   using TL = Tile<T, DK, DVS>;
   const int cl = p.G * p.S;
@@ -761,13 +1017,22 @@ absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
   cfg.blockDim = dim3(TL::NT, 1, 1);
   cfg.dynamicSmemBytes = 0;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cl;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (cl > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cl;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (p.overlap) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = cl > 1 ? 1 : 0;
+  cfg.numAttrs = n;
   DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2DecodeKernel<T, DK, DVS>, p));
   return LaunchStatus("Gdn2DecodeKernel");
 }
@@ -813,13 +1078,16 @@ bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) %
 
 }  // namespace
 
-int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type) {
-  // Enough blocks to cover the device several times over; each split must keep >= 16 columns.
+int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type,
+                         bool overlap_launch) {
+  // At least 64 blocks (32 for an overlapped launch); each split keeps >= 16 columns. Measured
+  // on H200 at batch 1 (bench/NOTES.md): plain launch 4 splits, overlapped launch 2 splits.
   const int group = std::max(1, shape.num_v_heads / std::max(1, shape.num_heads));
   const int64_t blocks = static_cast<int64_t>(batch) * shape.num_v_heads;
+  const int64_t min_blocks = overlap_launch ? 32 : 64;
   int splits = 1;
   while (splits * 2 * group <= kMaxCluster && shape.head_v_dim / (splits * 2) >= 16 &&
-         shape.head_v_dim % (splits * 2) == 0 && blocks * splits < 64) {
+         shape.head_v_dim % (splits * 2) == 0 && blocks * splits < min_blocks) {
     splits *= 2;
   }
   (void)state_type;
@@ -854,15 +1122,25 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: batch ", a.batch, " not in [0, 65535]"));
   if (a.batch == 0) return absl::OkStatus();
   const int G = HV / H;
-  const int S = a.mode == Gdn2DecodeArgs::Mode::kPipelined
+  const bool whole_tile = a.mode == Gdn2DecodeArgs::Mode::kPipelined ||
+                          a.mode == Gdn2DecodeArgs::Mode::kStreamed;
+  const int S = whole_tile
                     ? 1
-                    : (a.splits > 0 ? a.splits : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type));
-  if (a.mode == Gdn2DecodeArgs::Mode::kPipelined && a.splits > 1)
-    return absl::InvalidArgumentError("gdn2 decode: the pipelined mode takes splits = 1");
+                    : (a.splits > 0 ? a.splits
+                                    : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type,
+                                                           a.overlap_launch));
+  if (whole_tile && a.splits > 1)
+    return absl::InvalidArgumentError(
+        "gdn2 decode: the pipelined and streamed modes take splits = 1");
   if (dv % S != 0)
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
   const bool pipelined = a.mode == Gdn2DecodeArgs::Mode::kPipelined;
-  const bool prepared = a.mode == Gdn2DecodeArgs::Mode::kPrepared || pipelined;
+  const bool streamed = a.mode == Gdn2DecodeArgs::Mode::kStreamed;
+  const bool prepared = a.mode == Gdn2DecodeArgs::Mode::kPrepared || pipelined || streamed;
+  if (a.state_ready && !a.overlap_launch)
+    return absl::InvalidArgumentError("gdn2 decode: state_ready requires overlap_launch");
+  if (a.overlap_launch && a.mode != Gdn2DecodeArgs::Mode::kFused)
+    return absl::InvalidArgumentError("gdn2 decode: overlap_launch applies to the fused mode only");
   if (!prepared && G * S > kMaxCluster)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: (num_v_heads/num_heads) * splits = ", G * S, " exceeds the cluster limit 8"));
@@ -941,6 +1219,9 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.y_bf16 = a.y_type == DType::kBF16;
   p.prep = prepared ? a.prep : nullptr;
   p.pipelined = pipelined;
+  p.streamed = streamed;
+  p.overlap = a.overlap_launch;
+  p.state_ready = a.state_ready;
 
   const int dvs = dv / S;
   switch (a.state_type) {

@@ -100,17 +100,32 @@ struct Gdn2DecodeArgs {
   // kernel, launched as a programmatic dependent, issues its state loads before waiting for it.
   // kPipelined: the prep kernel, then persistent recurrence blocks (whole tiles, splits = 1)
   // that stream the next tile into shared memory while computing the current one.
-  enum class Mode { kFused, kPrepared, kPipelined };
+  // kStreamed: the prep kernel, then one recurrence block per (sequence, value head) (splits = 1)
+  // whose whole state tile arrives in shared memory by one bulk asynchronous copy (TMA); the
+  // tile is updated from shared memory and written back with 16-byte streaming stores. Few
+  // registers per thread, so several tiles are in flight per SM.
+  enum class Mode { kFused, kPrepared, kPipelined, kStreamed };
   Mode mode = Mode::kFused;
   float* prep = nullptr;
   int64_t prep_floats = 0;
+
+  // kFused only. Launch as a programmatic dependent of the kernel before it on `stream`, so this
+  // launch overlaps that kernel's tail; the kernel waits for it (cudaGridDependencySynchronize)
+  // before it reads any memory, unless `state_ready` is also set.
+  bool overlap_launch = false;
+  // With overlap_launch: the caller guarantees that the kernel immediately before this launch on
+  // `stream` writes neither `slots` nor the pool regions (state, conv histories) of these slots,
+  // so they may be read before that kernel finishes. Inputs are still read after it.
+  bool state_ready = false;
 };
 
 // Scratch floats kPrepared needs for `batch` rows.
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch);
 
-// The split count the launcher picks when args.splits == 0.
-int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type);
+// The split count the launcher picks when args.splits == 0 (`overlap_launch` as in the args:
+// an overlapped launch hides part of the per-block latency and wants fewer, larger blocks).
+int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type,
+                         bool overlap_launch = false);
 
 absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& args,
                               cudaStream_t stream);

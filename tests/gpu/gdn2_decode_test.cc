@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gdn2_decode.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -30,6 +31,9 @@ struct Case {
   DType y_type;
   int splits;  // 0 = auto
   Gdn2DecodeArgs::Mode mode = Gdn2DecodeArgs::Mode::kFused;
+  // Launch on a stream right after a kernel that produces z_raw (over a NaN poison), as a
+  // programmatic dependent of it (overlap_launch + state_ready).
+  bool overlap = false;
 };
 
 double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
@@ -162,9 +166,27 @@ void RunCase(const Case& c, uint32_t seed) {
   ASSERT_EQ(cudaMemset(d_prep.get(), 0xff, d_prep.bytes()), cudaSuccess);
   a.prep = d_prep.get<float>();
   a.prep_floats = Gdn2DecodePrepFloats(s, B);
-  absl::Status st = LaunchGdn2Decode(s, a, nullptr);
+  cudaStream_t stream = nullptr;
+  if (c.overlap) {
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+    ASSERT_EQ(cudaMemset(d_z.get(), 0xff, d_z.bytes()), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    // The producer kernel runs immediately before the decode launch; the decode kernel must
+    // read z only after it finished (a NaN would reach y otherwise).
+    absl::Status fs = LaunchFillRandom(d_z.get(), DType::kF32,
+                                       static_cast<int64_t>(d_z.bytes() / 4), seed, 1.0f, 0.0f,
+                                       stream);
+    ASSERT_TRUE(fs.ok()) << fs;
+    a.overlap_launch = true;
+    a.state_ready = true;
+  }
+  absl::Status st = LaunchGdn2Decode(s, a, stream);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  if (stream != nullptr) {
+    ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+    z_raw = d_z.To<float>();  // the values the producer wrote are the reference's input
+  }
 
   std::vector<uint8_t> pool_after = d_pool.To<uint8_t>();
   std::vector<uint8_t> y_bytes = d_y.To<uint8_t>();
@@ -432,6 +454,55 @@ TEST_F(Gdn2DecodeTest, PipelinedModeAllShapes) {
   RunCase({t, 300, DType::kBF16, DType::kBF16, 1, kQ}, 206);
 }
 
+TEST_F(Gdn2DecodeTest, StreamedModeAllShapes) {
+  const auto kS = Gdn2DecodeArgs::Mode::kStreamed;
+  RunCase({Ref13B(), 1, DType::kF32, DType::kF32, 1, kS}, 301);
+  RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, 0, kS}, 302);
+  // More blocks than resident ones, several waves.
+  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0, kS}, 303);
+  RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 1, kS}, 304);
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  g.conv_size = 3;
+  g.allow_neg_eigval = true;
+  g.gate_sigmoid = true;
+  RunCase({g, 9, DType::kF32, DType::kF32, 1, kS}, 305);
+  RunCase({g, 40, DType::kBF16, DType::kBF16, 1, kS}, 306);
+  Gdn2DecodeShape t;
+  t.num_heads = 2;
+  t.num_v_heads = 4;
+  t.head_k_dim = 32;
+  t.head_v_dim = 32;
+  RunCase({t, 300, DType::kBF16, DType::kBF16, 1, kS}, 307);
+  RunCase({t, 7, DType::kF32, DType::kF32, 1, kS}, 308);
+  t.conv_size = 1;
+  RunCase({t, 5, DType::kF32, DType::kF32, 1, kS}, 309);
+}
+
+TEST_F(Gdn2DecodeTest, FusedOverlappedLaunchWaitsForProducer) {
+  for (int splits : {0, 1, 4}) {
+    SCOPED_TRACE(splits);
+    Case c{Ref13B(), 1, DType::kF32, DType::kF32, splits};
+    c.overlap = true;
+    RunCase(c, 401 + splits);
+  }
+  Case big{Ref13B(), 64, DType::kBF16, DType::kBF16, 0};
+  big.overlap = true;
+  RunCase(big, 411);
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  g.conv_size = 3;
+  Case grouped{g, 9, DType::kF32, DType::kF32, 2};
+  grouped.overlap = true;
+  RunCase(grouped, 412);
+}
+
 TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   // Runs without a GPU: validation happens before any CUDA call.
   Gdn2DecodeShape s;
@@ -473,6 +544,22 @@ TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   a.splits = 16;
   st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("cluster"), std::string::npos) << st;
+
+  a.splits = 2;
+  a.mode = Gdn2DecodeArgs::Mode::kStreamed;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("splits = 1"), std::string::npos) << st;
+
+  a.splits = 0;
+  a.mode = Gdn2DecodeArgs::Mode::kFused;
+  a.state_ready = true;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("state_ready"), std::string::npos) << st;
+  a.overlap_launch = true;
+  a.state_ready = false;
+  a.mode = Gdn2DecodeArgs::Mode::kPrepared;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("overlap_launch"), std::string::npos) << st;
 }
 
 }  // namespace
