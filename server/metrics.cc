@@ -94,14 +94,8 @@ ServerMetrics::ServerMetrics(const std::string& model_name, const std::string& b
   waiting_ = gauge("deltaserve_waiting_requests",
                    "Requests queued for a state slot (including swapped-out ones)");
   swapped_ = gauge("deltaserve_swapped_requests", "Requests whose state is swapped out to host");
-  // A counter rather than a gauge only because of its conventional `_total` name (Prometheus
-  // lint rejects `_total` on gauges): it rises from 0 to the pool size once the model is loaded
-  // and stays there.
-  slots_total_ = &BuildCounter()
-                      .Name("deltaserve_state_pool_slots_total")
-                      .Help("State slots in the pool (constant once the model is loaded)")
-                      .Register(r)
-                      .Add({});
+  slots_total_ = gauge("deltaserve_state_pool_slots",
+                       "State slots in the pool (the pool's capacity; 0 until the model is loaded)");
   slots_used_ = gauge("deltaserve_state_pool_slots_used", "State slots held by requests");
   pool_bytes_ = gauge("deltaserve_state_pool_bytes", "Bytes of all state slots in the pool");
   slot_bytes_ = gauge("deltaserve_state_pool_slot_bytes", "Bytes of one state slot");
@@ -203,7 +197,7 @@ void ServerMetrics::RefreshGauges() {
   if (!stats_source_) return;
   const std::optional<EngineStats> stats = stats_source_();
   if (!stats.has_value()) return;
-  if (const double d = stats->slots_total - slots_total_->Value(); d > 0) slots_total_->Increment(d);
+  slots_total_->Set(stats->slots_total);
   running_->Set(stats->running_requests);
   waiting_->Set(stats->waiting_requests);
   swapped_->Set(stats->swapped_requests);

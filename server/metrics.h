@@ -63,7 +63,7 @@ class ServerMetrics : public EngineObserver {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> collectable_;
 
-  // Held for a whole refresh: the stats source, and the read-modify-write of slots_total_.
+  // Held for a whole refresh of the gauges from the stats source.
   absl::Mutex source_mu_;
   std::function<std::optional<EngineStats>()> stats_source_ ABSL_GUARDED_BY(source_mu_);
 
@@ -73,7 +73,7 @@ class ServerMetrics : public EngineObserver {
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* swapped_;
-  prometheus::Counter* slots_total_;  // constant once loaded; see METRICS.md
+  prometheus::Gauge* slots_total_;  // the pool's capacity
   prometheus::Gauge* slots_used_;
   prometheus::Gauge* pool_bytes_;
   prometheus::Gauge* slot_bytes_;

@@ -159,7 +159,7 @@ def build():
   lay.add(stat("Waiting requests", "Requests queued for a state slot.",
                f"sum(deltaserve_waiting_requests{{{SEL}}})", "short", [(1, "yellow"), (50, "red")]), 4, 4)
   lay.add(stat("State pool used", "Slots in use over slots in the pools of the selected pods.",
-               f"sum(deltaserve_state_pool_slots_used{{{SEL}}}) / sum(deltaserve_state_pool_slots_total{{{SEL}}})",
+               f"sum(deltaserve_state_pool_slots_used{{{SEL}}}) / sum(deltaserve_state_pool_slots{{{SEL}}})",
                "percentunit", [(0.75, "yellow"), (0.9, "red")]), 4, 4)
   lay.add(stat("TTFT p99", "99th percentile of time to first token over the range of the panel's interval.",
                f"histogram_quantile(0.99, sum by (le) (rate(deltaserve_time_to_first_token_seconds_bucket{{{SEL}}}[{RATE}])))",
@@ -185,7 +185,7 @@ def build():
                      + summed_and_per_pod(gauge_sum("deltaserve_swapped_requests"), "swapped "), "short"), 12, 8)
   lay.add(timeseries("State pool slots used / total", "deltaserve_state_pool_slots_used and _total.",
                      summed_and_per_pod(gauge_sum("deltaserve_state_pool_slots_used"), "used ")
-                     + summed_and_per_pod(gauge_sum("deltaserve_state_pool_slots_total"), "total "), "short"), 12, 8)
+                     + summed_and_per_pod(gauge_sum("deltaserve_state_pool_slots"), "total "), "short"), 12, 8)
   lay.add(timeseries("State pool bytes", "Bytes of the state pools (deltaserve_state_pool_bytes) and the bytes "
                      "held by slots in use (slots used x deltaserve_state_pool_slot_bytes).",
                      summed_and_per_pod(gauge_sum("deltaserve_state_pool_bytes"), "pool ")
@@ -194,10 +194,10 @@ def build():
                         (f"sum by (pod) (deltaserve_state_pool_slots_used{{{SEL}}} * on (namespace, pod) "
                          f"deltaserve_state_pool_slot_bytes{{{SEL}}})", "in use {{pod}}")], "bytes"), 12, 8)
   lay.add(timeseries("State pool usage", "Slots used / slots total.",
-                     [(f"sum(deltaserve_state_pool_slots_used{{{SEL}}}) / sum(deltaserve_state_pool_slots_total{{{SEL}}})",
+                     [(f"sum(deltaserve_state_pool_slots_used{{{SEL}}}) / sum(deltaserve_state_pool_slots{{{SEL}}})",
                        "all"),
                       (f"sum by (pod) (deltaserve_state_pool_slots_used{{{SEL}}}) / "
-                       f"sum by (pod) (deltaserve_state_pool_slots_total{{{SEL}}})", "{{pod}}")], "percentunit"), 12, 8)
+                       f"sum by (pod) (deltaserve_state_pool_slots{{{SEL}}})", "{{pod}}")], "percentunit"), 12, 8)
 
   lay.row("Latency")
   lay.add(timeseries("Time to first token", "deltaserve_time_to_first_token_seconds: p50 and p99 over all "

@@ -150,7 +150,7 @@ class ServerApiTest(unittest.TestCase):
         self.assertEqual(info.default_max_new_tokens, 256)
         self.assertIn('"n_layer"', info.config_json)
         metrics = self.server.metrics_text()
-        self.assertIn("deltaserve_state_pool_slots_total %d" % info.pool_slots, metrics)
+        self.assertIn("deltaserve_state_pool_slots %d" % info.pool_slots, metrics)
         self.assertIn('deltaserve_model_info{backend="cpu",model="default"} 1', metrics)
 
 

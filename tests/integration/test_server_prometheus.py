@@ -85,7 +85,7 @@ class PrometheusTest(unittest.TestCase):
         self.assertGreater(self.query("sum(deltaserve_step_duration_seconds_count)"), 0)
         self.assertEqual(self.query("deltaserve_state_pool_slots_used"), 0)
         info = self.server.client.model_info(pb.GetModelInfoRequest(), timeout=10)
-        self.assertEqual(self.query("deltaserve_state_pool_slots_total"), info.pool_slots)
+        self.assertEqual(self.query("deltaserve_state_pool_slots"), info.pool_slots)
         self.assertEqual(self.query("deltaserve_state_pool_bytes"),
                          info.pool_slots * info.state_bytes_per_slot)
         self.assertEqual(self.query('deltaserve_model_info{model="default",backend="cpu"}'), 1)

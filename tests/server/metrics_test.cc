@@ -29,7 +29,7 @@ TEST(ServerMetricsTest, ExportsEveryDocumentedName) {
        {"deltaserve_requests_total", "deltaserve_requests_rejected_total",
         "deltaserve_grpc_requests_total", "deltaserve_running_requests",
         "deltaserve_waiting_requests", "deltaserve_swapped_requests",
-        "deltaserve_state_pool_slots_total", "deltaserve_state_pool_slots_used",
+        "deltaserve_state_pool_slots", "deltaserve_state_pool_slots_used",
         "deltaserve_state_pool_bytes", "deltaserve_state_pool_slot_bytes",
         "deltaserve_prompt_tokens_total", "deltaserve_generated_tokens_total",
         "deltaserve_time_to_first_token_seconds", "deltaserve_inter_token_latency_seconds",
@@ -113,7 +113,7 @@ TEST(ServerMetricsTest, GaugesComeFromTheStatsSourceAtScrape) {
   });
   std::string t = m.SerializeText();
   EXPECT_EQ(calls, 1);
-  EXPECT_EQ(Sample(t, "deltaserve_state_pool_slots_total"), 8);
+  EXPECT_EQ(Sample(t, "deltaserve_state_pool_slots"), 8);
   EXPECT_EQ(Sample(t, "deltaserve_state_pool_slots_used"), 3);
   EXPECT_EQ(Sample(t, "deltaserve_state_pool_slot_bytes"), 1000);
   EXPECT_EQ(Sample(t, "deltaserve_state_pool_bytes"), 8000);
