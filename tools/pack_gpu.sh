@@ -49,6 +49,15 @@ for t in "${BUILD[@]}"; do
     is_system_lib "$lib" || cp -Lu "$lib" "$STAGE/lib/"
   done
 done
+# The SentencePiece plugin is opened with dlopen (ldd of the binaries does not list it); it is
+# found in ../lib of the binary.
+plugin="$BUILD_DIR/bin/libdeltaserve_sentencepiece.so"
+if [[ -f "$plugin" ]]; then
+  cp "$plugin" "$STAGE/lib/"
+  ldd "$plugin" | awk '/=> \//{print $3}' | while read -r lib; do
+    is_system_lib "$lib" || cp -Lu "$lib" "$STAGE/lib/"
+  done
+fi
 strip "$STAGE"/bin/* 2>/dev/null || true
 strip --strip-unneeded "$STAGE"/lib/* 2>/dev/null || true
 tar -C "$STAGE" -czf "$PACK/bundle.tar.gz" bin lib

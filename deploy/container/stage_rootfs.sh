@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stages the root file system of the deltaserve image (see Containerfile) into OUT/rootfs:
 #   /usr/local/bin/deltaserve        the server binary
+#   /usr/local/lib/libdeltaserve_sentencepiece.so  the SentencePiece plugin the binary dlopens
+#                                    (from ../lib; only when the build made it)
 #   /lib/x86_64-linux-gnu/...,       the system libraries the binary loads, at the same paths
 #   /usr/lib/x86_64-linux-gnu/...    (glibc, libstdc++, gRPC, protobuf, Abseil, OpenBLAS, ...)
 #   /usr/local/lib/deltaserve/       every other library it loads (CUDA runtime libraries for the
@@ -45,27 +47,37 @@ is_driver_lib() {
 
 cuda_libs=0
 missing=0
-# ldd lines: "libfoo.so.1 => /path/libfoo.so.1 (0x...)", "/lib64/ld-linux-x86-64.so.2 (0x...)",
-# "linux-vdso.so.1 (0x...)" (in the kernel, nothing to copy) or "libfoo.so.1 => not found".
-while read -r line; do
-  case "$line" in
-    *"=> not found"*)
-      name=${line%% *}
-      if is_driver_lib "$name"; then continue; fi
-      echo "stage_rootfs: ldd cannot find $name" >&2; missing=1; continue ;;
-    *"=> /"*) path=${line#*=> }; path=${path%% (*} ;;
-    /*) path=${line%% (*} ;;
-    *) continue ;;
-  esac
-  if is_driver_lib "$path"; then continue; fi
-  case "$(basename "$path")" in libcudart*|libcublas*|libcufft*|libcurand*|libcusparse*|libnvrtc*|libnvJitLink*) cuda_libs=1 ;; esac
-  case "$path" in
-    /lib/x86_64-linux-gnu/*|/usr/lib/x86_64-linux-gnu/*|/lib64/*) dest=$path ;;
-    *) dest=/usr/local/lib/deltaserve/$(basename "$path") ;;
-  esac
-  mkdir -p "$root$(dirname "$dest")"
-  cp -L "$path" "$root$dest"
-done < <(ldd "$binary")
+# copy_deps FILE: copies every library FILE loads (per ldd) into the image.
+copy_deps() {
+  # ldd lines: "libfoo.so.1 => /path/libfoo.so.1 (0x...)", "/lib64/ld-linux-x86-64.so.2 (0x...)",
+  # "linux-vdso.so.1 (0x...)" (in the kernel, nothing to copy) or "libfoo.so.1 => not found".
+  while read -r line; do
+    case "$line" in
+      *"=> not found"*)
+        name=${line%% *}
+        if is_driver_lib "$name"; then continue; fi
+        echo "stage_rootfs: ldd cannot find $name" >&2; missing=1; continue ;;
+      *"=> /"*) path=${line#*=> }; path=${path%% (*} ;;
+      /*) path=${line%% (*} ;;
+      *) continue ;;
+    esac
+    if is_driver_lib "$path"; then continue; fi
+    case "$(basename "$path")" in libcudart*|libcublas*|libcufft*|libcurand*|libcusparse*|libnvrtc*|libnvJitLink*) cuda_libs=1 ;; esac
+    case "$path" in
+      /lib/x86_64-linux-gnu/*|/usr/lib/x86_64-linux-gnu/*|/lib64/*) dest=$path ;;
+      *) dest=/usr/local/lib/deltaserve/$(basename "$path") ;;
+    esac
+    mkdir -p "$root$(dirname "$dest")"
+    cp -L "$path" "$root$dest"
+  done < <(ldd "$1")
+}
+copy_deps "$binary"
+# The SentencePiece plugin is opened with dlopen, so ldd of the binary does not list it.
+plugin="$(dirname "$binary")/libdeltaserve_sentencepiece.so"
+if [ -f "$plugin" ]; then
+  install -D -m 0755 "$plugin" "$root/usr/local/lib/libdeltaserve_sentencepiece.so"
+  copy_deps "$plugin"
+fi
 [ $missing -eq 0 ] || exit 1
 [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || { echo "stage_rootfs: no dynamic loader in ldd output" >&2; exit 1; }
 
