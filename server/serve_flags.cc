@@ -110,6 +110,12 @@ const std::vector<FlagSpec>& Flags() {
          c->engine.enable_swap = *b;
          return absl::OkStatus();
        }},
+      {"preempt-after-steps", "N",
+       "engine steps a request waits for a slot before a running one is swapped out for it "
+       "(default 256)",
+       EngineIntFlag("preempt-after-steps", &EngineConfig::preempt_after_steps)},
+      {"max-swapped", "N", "most requests swapped out to host memory at once (default 64)",
+       EngineIntFlag("max-swapped", &EngineConfig::max_swapped)},
       {"max-new-tokens-cap", "N", "largest max_new_tokens a request may ask for (default 4096)",
        EngineIntFlag("max-new-tokens-cap", &EngineConfig::max_new_tokens_cap)},
       {"default-max-new-tokens", "N", "max_new_tokens of requests that set none (default 256)",

@@ -50,6 +50,13 @@ absl::Status ServerConfig::Validate() const {
   if (engine.max_batch_sequences < 1) {
     return Bad("max-batch", absl::StrCat("must be >= 1, got ", engine.max_batch_sequences));
   }
+  if (engine.preempt_after_steps < 1) {
+    return Bad("preempt-after-steps",
+               absl::StrCat("must be >= 1, got ", engine.preempt_after_steps));
+  }
+  if (engine.max_swapped < 0) {
+    return Bad("max-swapped", absl::StrCat("must be >= 0, got ", engine.max_swapped));
+  }
   if (engine.max_new_tokens_cap < 1 || engine.max_new_tokens_cap > (int64_t{1} << 30)) {
     return Bad("max-new-tokens-cap",
                absl::StrCat("must be in 1..2^30, got ", engine.max_new_tokens_cap));

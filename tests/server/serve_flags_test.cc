@@ -35,7 +35,8 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
                   "--max-prompt-tokens=300", "--api-key-file=/k", "--tls-cert=c.pem",
                   "--tls-key=k.pem", "--max-message-bytes=1Mi", "--grpc-threads=64",
                   "--drain-grace=2.5", "--log-format=json", "--log-level=debug",
-                  "--state-dtype=bf16", "--threads=3", "--device=1", "--pool-slots=5"});
+                  "--state-dtype=bf16", "--threads=3", "--device=1", "--pool-slots=5",
+                  "--preempt-after-steps=9", "--max-swapped=3"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
   EXPECT_EQ(c.backend, "cuda");
@@ -48,6 +49,8 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
   EXPECT_EQ(c.engine.max_batch_sequences, 32);
   EXPECT_EQ(c.engine.max_waiting, 7);
   EXPECT_FALSE(c.engine.enable_swap);
+  EXPECT_EQ(c.engine.preempt_after_steps, 9);
+  EXPECT_EQ(c.engine.max_swapped, 3);
   EXPECT_EQ(c.engine.max_new_tokens_cap, 100);
   EXPECT_EQ(c.default_max_new_tokens, 50);
   EXPECT_EQ(c.max_prompt_tokens, 300);
@@ -108,6 +111,8 @@ TEST(ServeFlagsTest, ErrorsNameTheFlag) {
       {{"--model=m", "--prefill-chunk=4096"}, "--prefill-chunk: must be <= --token-budget"},
       {{"--model=m", "--queue-limit=-1"}, "--queue-limit: must be >= 0"},
       {{"--model=m", "--swap=maybe"}, "--swap: expected true or false"},
+      {{"--model=m", "--preempt-after-steps=0"}, "--preempt-after-steps: must be >= 1"},
+      {{"--model=m", "--max-swapped=-2"}, "--max-swapped: must be >= 0"},
       {{"--model=m", "--default-max-new-tokens=5000"}, "--default-max-new-tokens: must be in 1..4096"},
       {{"--model=m", "--tls-cert=c.pem"}, "--tls-key: --tls-cert and --tls-key must be given together"},
       {{"--model=m", "--max-message-bytes=10"}, "--max-message-bytes: must be in 1024.."},
