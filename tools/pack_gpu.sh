@@ -11,12 +11,13 @@
 # Compressed, the bundle stays well under the size limit of what travels to the GPU machine.
 #
 # Usage: tools/pack_gpu.sh [target ...]   (default: the GPU tests, the CUDA benchmarks and the
-#        deltaserve server). BUILD_DIR (default build-gpu) and JOBS (default 2) are honoured.
+#        deltaserve server). BUILD_DIR (default build-gpu), JOBS (default 2) and PACK (the output
+#        folder, default pack; another name must be ignored by git too) are honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-gpu}
 JOBS=${JOBS:-2}
-PACK=pack
+PACK=${PACK:-pack}
 DEFAULT_TARGETS=(gpu_gdn2_decode_test gpu_decode_ops_test gpu_cuda_model_test gdn2_decode_bench
                  decode_e2e_bench deltaserve)
 if [[ $# -gt 0 ]]; then TARGETS=("$@"); else TARGETS=("${DEFAULT_TARGETS[@]}"); fi

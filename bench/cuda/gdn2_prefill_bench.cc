@@ -4,7 +4,8 @@
 // sequence of T = 1024, 4096, 16384, 65536 tokens and packed batches of the same totals (16
 // equal sequences, and one batch of mixed lengths). Reports time per launch (median of event-
 // timed launches), tokens/s, achieved TFLOP/s of the chunkwise algorithm
-// (Gdn2ChunkPrefillFlops) and the relative difference between the two paths' outputs.
+// (Gdn2ChunkPrefillFlops) and the relative difference between the two paths' outputs. The
+// original phase 1 (phase1_version = 1) is timed in the same run beside the default one.
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
 // and 32768 tokens (see ModelPrefill).
@@ -49,6 +50,9 @@ struct Row {
   double fma_s;       // fp32-FMA phase 2, split count picked by the launcher
   double phase1_s, phase2_s;  // the two phases apart (auto split count)
   double serial_s, flops, rel_diff;
+  // The original phase 1 (Gdn2PrefillArgs::phase1_version = 1), same run: whole chunked path
+  // (launcher's split pick), phase 1 alone, and its outputs' relative difference to serial.
+  double v1_auto_s, v1_phase1_s, v1_rel_diff;
 };
 
 float* Fill(const std::vector<float>& pattern, int64_t width) {
@@ -389,6 +393,22 @@ int main(int argc, char** argv) {
       den += static_cast<double>(hs[i]) * hs[i];
     }
     const double rel = std::sqrt(num / std::max(den, 1e-300));
+    Gdn2PrefillArgs a1 = ac;
+    a1.phase1_version = 1;
+    BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
+    st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, a1, stream);
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", st.ToString().c_str());
+      return 1;
+    }
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    BENCH_CUDA(cudaMemcpy(hc.data(), o_chunk, hc.size() * 4, cudaMemcpyDeviceToHost));
+    double num1 = 0;
+    for (size_t i = 0; i < hc.size(); ++i) {
+      const double d = static_cast<double>(hc[i]) - hs[i];
+      num1 += std::isnan(d) ? INFINITY : d * d;
+    }
+    const double rel_v1 = std::sqrt(num1 / std::max(den, 1e-300));
 
     const int reps = a.total_tokens >= 65536 ? 10 : 30;
     const double auto_s = TimeSingle(
@@ -413,6 +433,12 @@ int main(int argc, char** argv) {
     ap.phase_mask = 2;
     const double phase2_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
+    const double v1_auto_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, a1, stream); }, reps);
+    Gdn2PrefillArgs ap1 = a1;
+    ap1.phase_mask = 1;
+    const double v1_phase1_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap1, stream); }, reps);
     Gdn2PrefillArgs af = ac;
     af.tensor_cores = false;
     const double fma_s = TimeSingle(
@@ -423,7 +449,12 @@ int main(int argc, char** argv) {
     double flops = 0;
     for (int32_t l : cfg.lens) flops += deltaserve::cuda::Gdn2ChunkPrefillFlops(shape, l);
     rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best_splits,
-                    auto_s, fma_s, phase1_s, phase2_s, serial_s, flops, rel});
+                    auto_s, fma_s, phase1_s, phase2_s, serial_s, flops, rel, v1_auto_s,
+                    v1_phase1_s, rel_v1});
+    std::printf("%-9s T=%6lld: phase 1 v1 %.3f ms -> v2 %.3f ms; chunk (auto) v1 %.3f -> v2 %.3f "
+                "ms; rel diff vs serial v1 %.2e v2 %.2e\n",
+                cfg.name.c_str(), static_cast<long long>(a.total_tokens), v1_phase1_s * 1e3,
+                phase1_s * 1e3, v1_auto_s * 1e3, auto_s * 1e3, rel_v1, rel);
     std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s, splits %d; "
                 "auto %.3f ms = p1 %.3f + p2 %.3f, fma %.3f ms)  serial %9.3f ms (%6.3f M tok/s)  rel diff %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
@@ -454,11 +485,12 @@ int main(int argc, char** argv) {
                  "\"chunk_splits\": %d, \"chunk_auto_splits_ms\": %.4f, \"phase1_ms\": %.4f, "
                  "\"phase2_ms\": %.4f, \"chunk_fma_ms\": %.4f, "
                  "\"serial_ms\": %.4f, \"serial_tokens_per_s\": %.1f, \"speedup\": %.2f, "
-                 "\"rel_diff_chunk_vs_serial\": %.3e}%s\n",
+                 "\"rel_diff_chunk_vs_serial\": %.3e, \"phase1_v1_ms\": %.4f, "
+                 "\"chunk_v1_auto_splits_ms\": %.4f, \"rel_diff_chunk_v1_vs_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
                  r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
                  r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
-                 i + 1 < rows.size() ? "," : "");
+                 r.v1_phase1_s * 1e3, r.v1_auto_s * 1e3, r.v1_rel_diff, i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ],\n  \"model_prefill_gdn2_1.3B\": [\n");
   for (size_t i = 0; i < model_rows.size(); ++i)

@@ -28,15 +28,122 @@ constexpr int kOffA = 3 * kDk + kDv;
 constexpr int kWsRow = 3 * kDk + kDv + kC;  // 576
 constexpr int kThreads = 256;
 
-// Phase 1 shared memory (floats): K, Q, G, BK [C][kP1Pad]; T, A [C][C+1].
+// Phase 1 shared memory (floats): K, Q, G, BK [C][kP1Pad]; T, A [C][kTP] (kTP keeps rows
+// 16-byte aligned for vector reads of T rows).
 constexpr int kP1Pad = kDk + 1;
-constexpr int kP1SmemFloats = 4 * kC * kP1Pad + 2 * kC * (kC + 1);
+constexpr int kTP = kC + 4;
+constexpr int kP1SmemFloats = 4 * kC * kP1Pad + 2 * kC * kTP;
 
 __device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
   return static_cast<int64_t>(s) + cu[s] / kC + c;
 }
 
-// Phase 1: one block per (chunk, sequence, value head).
+// T (strictly lower) and Aqk (lower) of one chunk into ts / as ([C][kTP]), for 256 threads,
+// by 4x4 tiles. Off-diagonal tiles (rows t0..t0+3 > columns j0..j0+3) use
+// exp(G_t - G_j) = exp(G_t - G_t0) exp(G_t0 - G_j): both exponents are <= 0, so neither factor
+// can overflow (an underflowed factor bounds the true product below it), and a tile needs 8 exps
+// per channel instead of 16. Warps 0-3 hold the 120 off-diagonal tiles (one each), warp 4 the 16
+// diagonal tiles (direct masked exponent, two lanes per tile, half the channels each), warps
+// 5-7 zero the tiles above the diagonal. Every warp takes one branch, so none runs both.
+__device__ __forceinline__ void Phase1TilesFactored(int tid, const float* qs, const float* ks,
+                                                    const float* gs, const float* bs, float* ts,
+                                                    float* as) {
+  constexpr int kTiles = kC / 4;                          // 16 tiles per row
+  constexpr int kOffDiag = kTiles * (kTiles - 1) / 2;     // 120
+  if (tid < 128) {
+    if (tid >= kOffDiag) return;
+    int rt = 1;
+    while ((rt + 1) * rt / 2 <= tid) ++rt;
+    const int jt = tid - rt * (rt - 1) / 2;
+    const int t0 = 4 * rt, j0 = 4 * jt;
+    float tacc[4][4], aacc[4][4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) tacc[a][e] = aacc[a][e] = 0.f;
+    for (int ch = 0; ch < kDk; ++ch) {
+      const float gr = gs[t0 * kP1Pad + ch];
+      float qv[4], bv[4], kv[4];
+#pragma unroll
+      for (int a = 0; a < 4; ++a) {
+        const float et = __expf(fminf(gs[(t0 + a) * kP1Pad + ch] - gr, 0.f));
+        qv[a] = qs[(t0 + a) * kP1Pad + ch] * et;
+        bv[a] = bs[(t0 + a) * kP1Pad + ch] * et;
+        kv[a] = ks[(j0 + a) * kP1Pad + ch] * __expf(fminf(gr - gs[(j0 + a) * kP1Pad + ch], 0.f));
+      }
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          tacc[a][e] = fmaf(bv[a], kv[e], tacc[a][e]);
+          aacc[a][e] = fmaf(qv[a], kv[e], aacc[a][e]);
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        ts[(t0 + a) * kTP + j0 + e] = tacc[a][e];
+        as[(t0 + a) * kTP + j0 + e] = aacc[a][e];
+      }
+  } else if (tid < 160) {
+    const int lane = tid - 128;
+    const int t0 = 4 * (lane % kTiles);
+    const int ch0 = (lane / kTiles) * (kDk / 2);
+    float tacc[4][4], aacc[4][4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) tacc[a][e] = aacc[a][e] = 0.f;
+    for (int ch = ch0; ch < ch0 + kDk / 2; ++ch) {
+      float qv[4], bv[4], gt[4], kv[4];
+#pragma unroll
+      for (int a = 0; a < 4; ++a) {
+        qv[a] = qs[(t0 + a) * kP1Pad + ch];
+        bv[a] = bs[(t0 + a) * kP1Pad + ch];
+        gt[a] = gs[(t0 + a) * kP1Pad + ch];
+        kv[a] = ks[(t0 + a) * kP1Pad + ch];
+      }
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int e = 0; e <= a; ++e) {
+          const float x = kv[e] * __expf(fminf(gt[a] - gt[e], 0.f));
+          tacc[a][e] = fmaf(bv[a], x, tacc[a][e]);
+          aacc[a][e] = fmaf(qv[a], x, aacc[a][e]);
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        tacc[a][e] += __shfl_xor_sync(0xffffffffu, tacc[a][e], kTiles);
+        aacc[a][e] += __shfl_xor_sync(0xffffffffu, aacc[a][e], kTiles);
+      }
+    if (lane < kTiles) {
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          ts[(t0 + a) * kTP + t0 + e] = e < a ? tacc[a][e] : 0.f;
+          as[(t0 + a) * kTP + t0 + e] = e <= a ? aacc[a][e] : 0.f;
+        }
+    }
+  } else {
+    for (int i = tid - 160; i < kC * kC; i += kThreads - 160) {
+      const int t = i / kC, j = i % kC;
+      if (j / 4 > t / 4) {
+        ts[t * kTP + j] = 0.f;
+        as[t * kTP + j] = 0.f;
+      }
+    }
+  }
+}
+
+// Phase 1: one block per (chunk, sequence, value head). kFactored selects the factored T/Aqk
+// tiles (Phase1TilesFactored) and vector reads of T rows in the forward substitution; false is
+// the original per-element-exp version, kept for comparison.
+template <bool kFactored>
 __global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase1Kernel(
     int heads_per_group, const int32_t* __restrict__ cu, const float* __restrict__ q,
     const float* __restrict__ k, const float* __restrict__ g, const float* __restrict__ b,
@@ -49,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase1Kernel(
   float* gs = qs + kC * kP1Pad;
   float* bs = gs + kC * kP1Pad;
   float* ts = bs + kC * kP1Pad;
-  float* as = ts + kC * (kC + 1);
+  float* as = ts + kC * kTP;
 
   const int c = blockIdx.x, s = blockIdx.y, hv = blockIdx.z;
   const int kh = hv / heads_per_group;
@@ -91,45 +198,49 @@ __global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase1Kernel(
   }
   __syncthreads();
 
-  // T (strictly lower) and Aqk (lower): 4x4 tiles, one per thread.
-  {
-    const int t0 = (tid / 16) * 4, j0 = (tid % 16) * 4;
-    float tacc[4][4], aacc[4][4];
+  if constexpr (kFactored) {
+    Phase1TilesFactored(tid, qs, ks, gs, bs, ts, as);
+  } else {
+    // T (strictly lower) and Aqk (lower): 4x4 tiles, one per thread.
+    {
+      const int t0 = (tid / 16) * 4, j0 = (tid % 16) * 4;
+      float tacc[4][4], aacc[4][4];
 #pragma unroll
-    for (int a = 0; a < 4; ++a)
+      for (int a = 0; a < 4; ++a)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) tacc[a][e] = aacc[a][e] = 0.f;
-    if (j0 <= t0 + 3) {
-      for (int ch = 0; ch < kDk; ++ch) {
-        float qv[4], bv[4], gt[4], kv[4], gj[4];
+        for (int e = 0; e < 4; ++e) tacc[a][e] = aacc[a][e] = 0.f;
+      if (j0 <= t0 + 3) {
+        for (int ch = 0; ch < kDk; ++ch) {
+          float qv[4], bv[4], gt[4], kv[4], gj[4];
 #pragma unroll
-        for (int a = 0; a < 4; ++a) {
-          qv[a] = qs[(t0 + a) * kP1Pad + ch];
-          bv[a] = bs[(t0 + a) * kP1Pad + ch];
-          gt[a] = gs[(t0 + a) * kP1Pad + ch];
-          kv[a] = ks[(j0 + a) * kP1Pad + ch];
-          gj[a] = gs[(j0 + a) * kP1Pad + ch];
-        }
-#pragma unroll
-        for (int a = 0; a < 4; ++a)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            // exp of a non-positive number only; masked above the diagonal.
-            const float d = (j0 + e <= t0 + a) ? gt[a] - gj[e] : -INFINITY;
-            const float x = kv[e] * __expf(fminf(d, 0.f));
-            tacc[a][e] = fmaf(bv[a], x, tacc[a][e]);
-            aacc[a][e] = fmaf(qv[a], x, aacc[a][e]);
+          for (int a = 0; a < 4; ++a) {
+            qv[a] = qs[(t0 + a) * kP1Pad + ch];
+            bv[a] = bs[(t0 + a) * kP1Pad + ch];
+            gt[a] = gs[(t0 + a) * kP1Pad + ch];
+            kv[a] = ks[(j0 + a) * kP1Pad + ch];
+            gj[a] = gs[(j0 + a) * kP1Pad + ch];
           }
+#pragma unroll
+          for (int a = 0; a < 4; ++a)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              // exp of a non-positive number only; masked above the diagonal.
+              const float d = (j0 + e <= t0 + a) ? gt[a] - gj[e] : -INFINITY;
+              const float x = kv[e] * __expf(fminf(d, 0.f));
+              tacc[a][e] = fmaf(bv[a], x, tacc[a][e]);
+              aacc[a][e] = fmaf(qv[a], x, aacc[a][e]);
+            }
+        }
       }
+#pragma unroll
+      for (int a = 0; a < 4; ++a)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int t = t0 + a, j = j0 + e;
+          ts[t * kTP + j] = (j < t) ? tacc[a][e] : 0.f;
+          as[t * kTP + j] = (j <= t) ? aacc[a][e] : 0.f;
+        }
     }
-#pragma unroll
-    for (int a = 0; a < 4; ++a)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int t = t0 + a, j = j0 + e;
-        ts[t * (kC + 1) + j] = (j < t) ? tacc[a][e] : 0.f;
-        as[t * (kC + 1) + j] = (j <= t) ? aacc[a][e] : 0.f;
-      }
   }
   __syncthreads();
 
@@ -147,7 +258,7 @@ __global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase1Kernel(
   }
   for (int i = tid; i < len * kC; i += kThreads) {
     const int t = i / kC, j = i % kC;
-    ws[(row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow + kOffA + j] = as[t * (kC + 1) + j];
+    ws[(row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow + kOffA + j] = as[t * kTP + j];
   }
   if (tid < kDk) {
     ws[gamma_base + (ChunkSlot(cu, s, c) * num_v_heads + hv) * kDk + tid] =
@@ -172,9 +283,18 @@ __global__ void __launch_bounds__(kThreads) Gdn2ChunkPhase1Kernel(
     float* x = tid < kDk ? bs : qs;
     const int col = tid < kDk ? tid : tid - kDk;
     for (int t = 1; t < len; ++t) {
-      const float* trow = ts + t * (kC + 1);
+      const float* trow = ts + t * kTP;
       float a0 = x[t * kP1Pad + col], a1 = 0.f, a2 = 0.f, a3 = 0.f;
       int j = 0;
+      if constexpr (kFactored) {
+        for (; j + 4 <= t; j += 4) {
+          const float4 tr = *reinterpret_cast<const float4*>(trow + j);
+          a0 = fmaf(-tr.x, x[j * kP1Pad + col], a0);
+          a1 = fmaf(-tr.y, x[(j + 1) * kP1Pad + col], a1);
+          a2 = fmaf(-tr.z, x[(j + 2) * kP1Pad + col], a2);
+          a3 = fmaf(-tr.w, x[(j + 3) * kP1Pad + col], a3);
+        }
+      }
       for (; j + 4 <= t; j += 4) {
         a0 = fmaf(-trow[j], x[j * kP1Pad + col], a0);
         a1 = fmaf(-trow[j + 1], x[(j + 1) * kP1Pad + col], a1);
@@ -750,6 +870,8 @@ int64_t Gdn2ChunkWorkspaceFloats(const Gdn2PrefillShape& shape, int64_t total_to
 
 absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                                     cudaStream_t stream) {
+  if (a.phase1_version != 1 && a.phase1_version != 2)
+    return absl::InvalidArgumentError("gdn2 prefill: phase1_version must be 1 or 2");
   if (absl::Status st = CheckArgs(shape, a); !st.ok()) return st;
   if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
   const int64_t need = Gdn2ChunkWorkspaceFloats(shape, a.total_tokens, a.num_seqs);
@@ -770,10 +892,11 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
   if (a.phase_mask & 1) {
     const int max_chunks = (a.max_seq_len + kC - 1) / kC;
     const int smem1 = kP1SmemFloats * 4;
-    DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        Gdn2ChunkPhase1Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem1));
-    Gdn2ChunkPhase1Kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, smem1,
-                            stream>>>(
+    auto* kernel = a.phase1_version == 1 ? Gdn2ChunkPhase1Kernel<false>
+                                         : Gdn2ChunkPhase1Kernel<true>;
+    DS_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem1));
+    kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, smem1, stream>>>(
         shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.q, a.k, a.g, a.b, a.v, a.w,
         a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride, shape.num_v_heads,
         a.workspace, gamma_base);

@@ -85,6 +85,11 @@ struct Gdn2PrefillArgs {
   // Phase 2 products on the tensor cores (mma.sync tf32 with the 3xTF32 split, fp32-level
   // accuracy) instead of fp32 FMA.
   bool tensor_cores = true;
+  // Phase 1 variant: 2 (default) computes T and Aqk with the factored decay
+  // exp(G_t - G_j) = exp(G_t - G_r) exp(G_r - G_j) over 4x4 tiles (8 exps per tile and channel
+  // instead of 16; the diagonal tiles directly); 1 is the original per-element-exp version, kept
+  // for comparison. Both are fp32 with every exponent <= 0.
+  int phase1_version = 2;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
   // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
   int phase_mask = 3;

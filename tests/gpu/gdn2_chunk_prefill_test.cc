@@ -29,10 +29,14 @@ constexpr int kD = 128;
 enum class Regime { kTrained, kExtreme };
 
 // Which launcher computes the prefill.
-enum class Path { kSerial, kChunkFma, kChunkMma };
+// kChunkMmaP1v1: tensor-core phase 2 after the original (per-element exp) phase 1.
+enum class Path { kSerial, kChunkFma, kChunkMma, kChunkMmaP1v1 };
 
 const char* PathName(Path p) {
-  return p == Path::kSerial ? "serial" : p == Path::kChunkFma ? "chunk-fma" : "chunk-mma";
+  return p == Path::kSerial      ? "serial"
+         : p == Path::kChunkFma ? "chunk-fma"
+         : p == Path::kChunkMma ? "chunk-mma"
+                                : "chunk-mma-p1v1";
 }
 
 struct Inputs {
@@ -193,7 +197,8 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
   a.workspace = d_ws.get<float>();
   a.workspace_floats = wsf;
   a.splits = splits;
-  a.tensor_cores = path == Path::kChunkMma;
+  a.tensor_cores = path == Path::kChunkMma || path == Path::kChunkMmaP1v1;
+  a.phase1_version = path == Path::kChunkMmaP1v1 ? 1 : 2;
   absl::Status st = path == Path::kSerial ? LaunchGdn2SerialPrefill(sh, a, nullptr)
                                           : LaunchGdn2ChunkPrefill(sh, a, nullptr);
   if (!st.ok()) return st;
@@ -293,10 +298,12 @@ TEST_P(Gdn2ChunkPathTest, GroupedValueHeads) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, Gdn2ChunkPathTest,
-                         ::testing::Values(Path::kChunkMma, Path::kChunkFma),
+                         ::testing::Values(Path::kChunkMma, Path::kChunkFma,
+                                           Path::kChunkMmaP1v1),
                          [](const ::testing::TestParamInfo<Path>& p) {
-                           return p.param == Path::kChunkMma ? std::string("Mma")
-                                                             : std::string("Fma");
+                           return p.param == Path::kChunkMma   ? std::string("Mma")
+                                  : p.param == Path::kChunkFma ? std::string("Fma")
+                                                               : std::string("MmaPhase1v1");
                          });
 
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
@@ -364,6 +371,11 @@ TEST(Gdn2ChunkPrefillTest, RejectsBadArguments) {
   a.state_type = DType::kBF16;
   EXPECT_EQ(LaunchGdn2SerialPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
   a.state_type = DType::kF32;
+  a.phase1_version = 3;
+  const absl::Status bad_version = LaunchGdn2ChunkPrefill(sh, a, nullptr);
+  EXPECT_EQ(bad_version.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_version.message().find("phase1_version"), std::string::npos) << bad_version;
+  a.phase1_version = 2;
   // Missing tensors.
   EXPECT_EQ(LaunchGdn2ChunkPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
