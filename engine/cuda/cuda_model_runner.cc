@@ -13,16 +13,18 @@
 #include "engine/model_weights.h"
 #include "engine/sampler.h"
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gdn2_chunk_prefill.h"
 #include "kernels/cuda/gdn2_decode.h"
+#include "kernels/cuda/gdn2_prefill_ops.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/sampling.h"
+#include "kernels/cuda/short_conv_prefill.h"
 #include "kernels/cuda/status_util.h"
 #include "kernels/cuda/swa_decode.h"
+#include "kernels/cuda/swa_prefill.h"
 
 namespace deltaserve {
 namespace {
-
-
 
 #define DS_RETURN_IF_ERROR(expr)   \
   do {                             \
@@ -59,6 +61,30 @@ struct CudaModelRunner::Buffers {
   float* sample_scratch = nullptr;
   int32_t* sampled = nullptr;
   float* sampled_logprob = nullptr;
+  // Chunked prefill (allocated only when that path is active); Pt = packed rows per pass.
+  int32_t* p_tokens = nullptr;  // [Pt]
+  int32_t* p_cu = nullptr;      // [max_rows + 1]
+  int32_t* p_slots = nullptr;   // [max_rows]
+  int32_t* p_iota = nullptr;    // [max_rows] 0, 1, ... (slots of the fp32 scratch pool)
+  float* p_x = nullptr;         // [Pt, d]
+  void* p_n = nullptr;          // bf16 [Pt, d]
+  float* p_proj = nullptr;      // [Pt, proj_cols]
+  void* p_f0g0 = nullptr;       // bf16 [Pt, 2*dv]
+  float* p_f = nullptr;         // [Pt, key_dim]
+  float* p_z = nullptr;         // [Pt, value_dim]
+  float* p_qc = nullptr;        // [Pt, key_dim]
+  float* p_kc = nullptr;        // [Pt, key_dim]
+  float* p_vc = nullptr;        // [Pt, value_dim]
+  float* p_o = nullptr;         // [Pt, o_cols]
+  int64_t o_cols = 0;
+  void* p_y = nullptr;          // bf16 [Pt, y_cols]
+  float* p_swa_scratch = nullptr;
+  int64_t p_swa_scratch_floats = 0;
+  float* p_ws = nullptr;
+  int64_t p_ws_floats = 0;
+  void* p_eye = nullptr;        // bf16 [dv, dv] identity (bf16 state only)
+  float* p_state = nullptr;     // fp32 [p_state_slots, HV*dk*dv] (bf16 state only)
+  int64_t p_state_slots = 0;
 
   ~Buffers() {
     for (void* p : allocs) cudaFree(p);
@@ -197,7 +223,325 @@ absl::Status CudaModelRunner::Init() {
   DS_RETURN_IF_ERROR(b.Alloc(&b.sampled_logprob, R));
   b.penalty_capacity = 0;
   DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.x, 0, R * d * 4, stream_));
+  chunked_ = options_.chunked_prefill && ChunkedPrefillSupported();
+  if (chunked_) DS_RETURN_IF_ERROR(InitPrefill());
   DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+bool CudaModelRunner::ChunkedPrefillSupported() const {
+  const ModelConfig& c = config();
+  if (c.NumGdn2Layers() > 0 && (c.gdn2.head_k_dim != 128 ||
+                                c.gdn2.head_v_dim != 128))
+    return false;  // gdn2_chunk_prefill.h: dk = dv = 128
+  if (c.NumSwaLayers() > 0) {
+    const int hs = c.swa.head_size;
+    if (hs != 32 && hs != 64 && hs != 96 && hs != 128) return false;
+  }
+  return true;
+}
+
+absl::Status CudaModelRunner::InitPrefill() {
+  if (options_.prefill_pass_tokens < 1)
+    return absl::InvalidArgumentError(absl::StrCat("prefill_pass_tokens (",
+                                                   options_.prefill_pass_tokens, ") must be >= 1"));
+  const ModelConfig& c = config();
+  const Gdn2Config& gd = c.gdn2;
+  const SwaConfig& sw = c.swa;
+  Buffers& b = *buf_;
+  // Row-wise launchers take at most 65535 rows per launch (a grid dimension).
+  const int64_t Pt = std::min({options_.prefill_pass_tokens, options_.max_step_tokens, int64_t{32768}});
+  pass_tokens_ = Pt;
+  const int64_t R = options_.max_rows, d = c.n_embd, kd = gd.key_dim(), vd = gd.value_dim();
+  b.o_cols = std::max<int64_t>(vd, int64_t{sw.n_head} * sw.head_size);
+  b.o_cols = (b.o_cols + 7) / 8 * 8;
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_tokens, Pt));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_cu, R + 1));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_slots, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_iota, R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_x, Pt * d));
+  DS_RETURN_IF_ERROR(b.AllocBytes(&b.p_n, Pt * d * 2));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_proj, Pt * b.proj_cols));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.p_o, Pt * b.o_cols));
+  DS_RETURN_IF_ERROR(b.AllocBytes(&b.p_y, Pt * b.y_cols * 2));
+  if (c.NumGdn2Layers() > 0) {
+    DS_RETURN_IF_ERROR(b.AllocBytes(&b.p_f0g0, Pt * 2 * int64_t{gd.head_v_dim} * 2));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_f, Pt * kd));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_z, Pt * vd));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_qc, Pt * kd));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_kc, Pt * kd));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_vc, Pt * vd));
+    cuda::Gdn2PrefillShape ps{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
+    b.p_ws_floats = cuda::Gdn2ChunkWorkspaceFloats(ps, Pt, static_cast<int>(std::min(R, Pt)));
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_ws, b.p_ws_floats));
+    if (layout_.state_dtype() == StateDtype::kBF16) {
+      const int64_t dv = gd.head_v_dim;
+      std::vector<uint16_t> eye(dv * dv, 0);
+      for (int64_t i = 0; i < dv; ++i) eye[i * dv + i] = 0x3F80;  // bf16 1.0
+      DS_RETURN_IF_ERROR(b.AllocBytes(&b.p_eye, dv * dv * 2));
+      DS_CUDA_RETURN_IF_ERROR(cudaMemcpy(b.p_eye, eye.data(), dv * dv * 2, cudaMemcpyHostToDevice));
+    }
+  }
+  if (c.NumSwaLayers() > 0) {
+    cuda::SwaDecodeShape shape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
+                               sw.rope_dims(), sw.rope_base};
+    b.p_swa_scratch_floats = cuda::SwaPrefillScratchFloats(shape, Pt);
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_swa_scratch, b.p_swa_scratch_floats));
+  }
+  std::vector<int32_t> iota(R);
+  for (int64_t i = 0; i < R; ++i) iota[i] = static_cast<int32_t>(i);
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpy(b.p_iota, iota.data(), R * 4, cudaMemcpyHostToDevice));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) {
+  const ModelConfig& c = config();
+  const DeviceWeights& w = *weights_;
+  Buffers& b = *buf_;
+  const int n = static_cast<int>(pieces.size());
+  if (n == 0) return absl::OkStatus();
+  const int64_t d = c.n_embd, I = c.intermediate_size, V = c.padded_vocab_size;
+  const float eps = static_cast<float>(c.norm_eps);
+  const Gdn2Config& gd = c.gdn2;
+  const SwaConfig& sw = c.swa;
+  const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
+  const auto B16 = cuda::DType::kBF16, F32 = cuda::DType::kF32;
+  const int64_t stride = static_cast<int64_t>(layout_.slot_bytes());
+  const int64_t pos_off = static_cast<int64_t>(layout_.position_offset());
+  char* pool = reinterpret_cast<char*>(storage_->data());
+  cudaStream_t s = stream_;
+
+  std::vector<int32_t> cu(n + 1, 0), slots(n), toks;
+  int max_len = 0;
+  for (int i = 0; i < n; ++i) {
+    const int len = static_cast<int>(pieces[i].tokens.size());
+    cu[i + 1] = cu[i] + len;
+    slots[i] = pieces[i].slot;
+    max_len = std::max(max_len, len);
+    toks.insert(toks.end(), pieces[i].tokens.begin(), pieces[i].tokens.end());
+  }
+  const int64_t T = cu[n];
+  if (T > pass_tokens_ || n > options_.max_rows)
+    return absl::InternalError("prefill pass exceeds its buffers");
+  const bool bf16_state = layout_.state_dtype() == StateDtype::kBF16;
+  const int64_t rec_elems = static_cast<int64_t>(layout_.recurrent_elems());
+  if (bf16_state && c.NumGdn2Layers() > 0 && n > b.p_state_slots) {
+    DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+    if (b.p_state != nullptr) {
+      cudaFree(b.p_state);
+      b.allocs.erase(std::find(b.allocs.begin(), b.allocs.end(), b.p_state));
+      b.p_state = nullptr;
+    }
+    b.p_state_slots = n;
+    DS_RETURN_IF_ERROR(b.Alloc(&b.p_state, b.p_state_slots * rec_elems));
+  }
+  if (c.NumGdn2Layers() > 0) {
+    const cuda::Gdn2PrefillShape ps{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
+    const int64_t need = cuda::Gdn2ChunkWorkspaceFloats(ps, T, n);
+    if (need > b.p_ws_floats) {
+      DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+      cudaFree(b.p_ws);
+      b.allocs.erase(std::find(b.allocs.begin(), b.allocs.end(), b.p_ws));
+      b.p_ws = nullptr;
+      b.p_ws_floats = need;
+      DS_RETURN_IF_ERROR(b.Alloc(&b.p_ws, b.p_ws_floats));
+    }
+  }
+  // Positions before this pass (SWA prefill reads them; they advance by each piece's length).
+  std::vector<int64_t> pos(n);
+  for (int i = 0; i < n; ++i)
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&pos[i], pool + int64_t{slots[i]} * stride + pos_off, 8,
+                                            cudaMemcpyDeviceToHost, s));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.p_cu, cu.data(), (n + 1) * 4, cudaMemcpyHostToDevice, s));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.p_slots, slots.data(), n * 4, cudaMemcpyHostToDevice, s));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.p_tokens, toks.data(), T * 4, cudaMemcpyHostToDevice, s));
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+
+  cuda::Gdn2DecodeShape dshape;
+  dshape.num_heads = gd.num_heads;
+  dshape.num_v_heads = gd.num_v_heads;
+  dshape.head_k_dim = gd.head_k_dim;
+  dshape.head_v_dim = gd.head_v_dim;
+  dshape.conv_size = gd.conv_size;
+  dshape.allow_neg_eigval = gd.allow_neg_eigval;
+  dshape.gate_sigmoid = gd.gate_act == GateActivation::kSigmoid;
+  dshape.norm_eps = eps;
+  const cuda::Gdn2PrefillShape pshape{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
+  const cuda::SwaDecodeShape sshape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
+                                    sw.rope_dims(), sw.rope_base};
+  const int64_t P = b.proj_cols;
+
+  DS_RETURN_IF_ERROR(cuda::LaunchEmbedding(w.wte(), V, d, b.p_tokens, T, b.p_x, s));
+  for (int li = 0; li < c.n_layer; ++li) {
+    const DeviceLayerWeights& L = w.layers()[li];
+    const LayerStateRegions& reg = layout_.layer(li);
+    DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.p_x, d, T, d, L.norm_1, eps, b.p_n, d, s));
+    if (L.is_gdn2) {
+      const DeviceGdn2Weights& G = L.gdn2;
+      DS_RETURN_IF_ERROR(gemm_->Run(T, G.in_rows, d, b.p_n, d, G.in_proj, d, b.p_proj, P, F32, 0.0f, s));
+      DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.p_proj + G.col_f0, P, T, 2 * dv, b.p_f0g0, 2 * dv, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(T, kd, dv, b.p_f0g0, 2 * dv, G.f1, dv, b.p_f, kd, F32, 0.0f, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(T, vd, dv, static_cast<char*>(b.p_f0g0) + dv * 2, 2 * dv, G.g1,
+                                    dv, b.p_z, vd, F32, 0.0f, s));
+      const struct {
+        int64_t col, history, channels;
+        const float* weight;
+        float* y;
+      } convs[3] = {{G.col_q, static_cast<int64_t>(reg.gdn2.conv_q), kd, G.q_conv, b.p_qc},
+                    {G.col_k, static_cast<int64_t>(reg.gdn2.conv_k), kd, G.k_conv, b.p_kc},
+                    {G.col_v, static_cast<int64_t>(reg.gdn2.conv_v), vd, G.v_conv, b.p_vc}};
+      for (const auto& cv : convs) {
+        cuda::ShortConvPrefillArgs ca;
+        ca.num_seqs = n;
+        ca.cu_seqlens = b.p_cu;
+        ca.max_seq_len = max_len;
+        ca.slots = b.p_slots;
+        ca.pool = pool;
+        ca.num_slots = storage_->num_slots();
+        ca.slot_stride_bytes = stride;
+        ca.history_offset = cv.history;
+        ca.channels = static_cast<int>(cv.channels);
+        ca.conv_size = gd.conv_size;
+        ca.x = b.p_proj + cv.col;
+        ca.x_stride = P;
+        ca.weight = cv.weight;
+        ca.y = cv.y;
+        ca.y_stride = cv.channels;
+        ca.silu = true;
+        DS_RETURN_IF_ERROR(cuda::LaunchShortConvPrefill(ca, s));
+      }
+      cuda::Gdn2PrefillGatesArgs ga;
+      ga.rows = T;
+      ga.q = b.p_qc;
+      ga.k = b.p_kc;
+      ga.f = b.p_f;
+      ga.b = b.p_proj + G.col_b;
+      ga.w = b.p_proj + G.col_w;
+      ga.q_stride = ga.k_stride = ga.f_stride = kd;
+      ga.b_stride = ga.w_stride = P;
+      ga.a_log = G.a_log;
+      ga.dt_bias = G.dt_bias;
+      DS_RETURN_IF_ERROR(cuda::LaunchGdn2PrefillGates(dshape, ga, s));
+      const int64_t rec_off = static_cast<int64_t>(reg.gdn2.recurrent);
+      if (bf16_state) {
+        // Widen each piece's state to fp32 (S . I^T with the bf16 identity is exact).
+        for (int i = 0; i < n; ++i) {
+          DS_RETURN_IF_ERROR(gemm_->Run(int64_t{gd.num_v_heads} * gd.head_k_dim, dv, dv,
+                                        pool + int64_t{slots[i]} * stride + rec_off, dv, b.p_eye,
+                                        dv, b.p_state + i * rec_elems, dv, F32, 0.0f, s));
+        }
+      }
+      cuda::Gdn2PrefillArgs pa;
+      pa.num_seqs = n;
+      pa.cu_seqlens = b.p_cu;
+      pa.max_seq_len = max_len;
+      pa.total_tokens = T;
+      if (bf16_state) {
+        pa.slots = b.p_iota;
+        pa.pool = b.p_state;
+        pa.num_slots = b.p_state_slots;
+        pa.slot_stride_bytes = rec_elems * 4;
+        pa.recurrent_offset = 0;
+      } else {
+        pa.slots = b.p_slots;
+        pa.pool = pool;
+        pa.num_slots = storage_->num_slots();
+        pa.slot_stride_bytes = stride;
+        pa.recurrent_offset = rec_off;
+      }
+      pa.state_type = F32;
+      pa.q = b.p_qc;
+      pa.k = b.p_kc;
+      pa.g = b.p_f;
+      pa.b = b.p_proj + G.col_b;
+      pa.v = b.p_vc;
+      pa.w = b.p_proj + G.col_w;
+      pa.q_stride = pa.k_stride = pa.g_stride = kd;
+      pa.v_stride = vd;
+      pa.b_stride = pa.w_stride = P;
+      pa.o = b.p_o;
+      pa.o_stride = b.o_cols;
+      pa.workspace = b.p_ws;
+      pa.workspace_floats = b.p_ws_floats;
+      DS_RETURN_IF_ERROR(cuda::LaunchGdn2ChunkPrefill(pshape, pa, s));
+      if (bf16_state) {
+        for (int i = 0; i < n; ++i) {
+          DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.p_state + i * rec_elems, rec_elems, 1,
+                                                    rec_elems,
+                                                    pool + int64_t{slots[i]} * stride + rec_off,
+                                                    rec_elems, s));
+        }
+      }
+      cuda::Gdn2PrefillOutputArgs oa;
+      oa.rows = T;
+      oa.o = b.p_o;
+      oa.z = b.p_z;
+      oa.o_stride = b.o_cols;
+      oa.z_stride = vd;
+      oa.z_bias = G.g1_bias;
+      oa.o_norm = G.o_norm;
+      oa.y = b.p_y;
+      oa.y_stride = b.y_cols;
+      oa.y_type = B16;
+      DS_RETURN_IF_ERROR(cuda::LaunchGdn2PrefillOutput(dshape, oa, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(T, d, vd, b.p_y, b.y_cols, G.o_proj, vd, b.p_x, d, F32, 1.0f, s));
+    } else {
+      const int64_t qkv = sw.qkv_rows();
+      const int64_t hw = int64_t{sw.n_head} * sw.head_size;
+      DS_RETURN_IF_ERROR(gemm_->Run(T, qkv, d, b.p_n, d, L.swa.attn, d, b.p_proj, P, F32, 0.0f, s));
+      cuda::SwaPrefillArgs a;
+      a.num_seqs = n;
+      a.cu_seqlens = b.p_cu;
+      a.total_tokens = T;
+      a.slots = b.p_slots;
+      a.pool = pool;
+      a.num_slots = storage_->num_slots();
+      a.slot_stride_bytes = stride;
+      a.k_ring_offset = static_cast<int64_t>(reg.swa.k_ring);
+      a.v_ring_offset = static_cast<int64_t>(reg.swa.v_ring);
+      a.position_offset = pos_off;
+      a.qkv = b.p_proj;
+      a.qkv_stride = P;
+      a.y = b.p_o;
+      a.y_stride = b.o_cols;
+      a.scratch = b.p_swa_scratch;
+      a.scratch_floats = b.p_swa_scratch_floats;
+      DS_RETURN_IF_ERROR(cuda::LaunchSwaPrefill(sshape, a, s));
+      DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.p_o, b.o_cols, T, hw, b.p_y, b.y_cols, s));
+      DS_RETURN_IF_ERROR(gemm_->Run(T, d, hw, b.p_y, b.y_cols, L.swa.proj, hw, b.p_x, d, F32, 1.0f, s));
+    }
+    DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.p_x, d, T, d, L.norm_2, eps, b.p_n, d, s));
+    DS_RETURN_IF_ERROR(gemm_->Run(T, 2 * I, d, b.p_n, d, L.w12, d, b.p_proj, P, F32, 0.0f, s));
+    DS_RETURN_IF_ERROR(cuda::LaunchSwiGlu(b.p_proj, P, T, I, b.p_y, b.y_cols, s));
+    DS_RETURN_IF_ERROR(gemm_->Run(T, d, I, b.p_y, b.y_cols, L.w3, I, b.p_x, d, F32, 1.0f, s));
+  }
+  // SWA layers read the position as "tokens before this pass": advance it by the piece length.
+  for (int i = 0; i < n; ++i) {
+    pos[i] += cu[i + 1] - cu[i];
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pool + int64_t{slots[i]} * stride + pos_off, &pos[i], 8,
+                                            cudaMemcpyHostToDevice, s));
+  }
+  // LM head on the last row of each piece that samples, gathered into the decode buffers.
+  std::vector<int> logit_rows;
+  std::vector<const SequenceStep*> sample_seqs;
+  std::vector<SampledToken*> sample_out;
+  for (int i = 0; i < n; ++i) {
+    if (pieces[i].sample_seq == nullptr) continue;
+    const int j = static_cast<int>(logit_rows.size());
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.x + j * d, b.p_x + int64_t{cu[i + 1] - 1} * d, d * 4,
+                                            cudaMemcpyDeviceToDevice, s));
+    logit_rows.push_back(j);
+    sample_seqs.push_back(pieces[i].sample_seq);
+    sample_out.push_back(pieces[i].out);
+  }
+  const int m = static_cast<int>(logit_rows.size());
+  if (m > 0) {
+    DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, m, d, w.ln_f(), eps, b.n, d, s));
+    DS_RETURN_IF_ERROR(gemm_->Run(m, V, d, b.n, d, w.lm_head(), d, b.logits, V, F32, 0.0f, s));
+    DS_RETURN_IF_ERROR(SampleRows(logit_rows, sample_seqs, sample_out));
+  }
+  // `pos` is the source of pageable copies: keep it alive until they are done.
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
   return absl::OkStatus();
 }
 
@@ -512,21 +856,62 @@ absl::Status CudaModelRunner::Step(const StepBatch& batch, std::vector<SampledTo
   for (size_t i = 0, k = 0; i < batch.seqs.size(); ++i) {
     if (batch.seqs[i].sample) out_index[i] = static_cast<int>(k++);
   }
+  // Prompts and prompt chunks (> 1 token) through the chunked path, the rest token-serially.
+  std::vector<size_t> serial, chunked;
+  for (size_t i = 0; i < batch.seqs.size(); ++i)
+    (chunked_ && batch.seqs[i].tokens.size() > 1 ? chunked : serial).push_back(i);
+  DS_RETURN_IF_ERROR(SerialSteps(batch, serial, out_index, out));
+  std::vector<PrefillPiece> pieces;
+  int64_t pass_used = 0;
+  for (size_t i : chunked) {
+    const SequenceStep& sq = batch.seqs[i];
+    size_t done = 0;
+    while (done < sq.tokens.size()) {
+      if (pass_used == pass_tokens_ || static_cast<int>(pieces.size()) == options_.max_rows) {
+        DS_RETURN_IF_ERROR(PrefillPass(pieces));
+        pieces.clear();
+        pass_used = 0;
+      }
+      const size_t take =
+          std::min<size_t>(sq.tokens.size() - done, static_cast<size_t>(pass_tokens_ - pass_used));
+      PrefillPiece pc;
+      pc.slot = sq.slot;
+      pc.tokens = sq.tokens.subspan(done, take);
+      done += take;
+      if (sq.sample && done == sq.tokens.size()) {
+        pc.sample_seq = &sq;
+        pc.out = &(*out)[out_index[i]];
+      }
+      pieces.push_back(pc);
+      pass_used += static_cast<int64_t>(take);
+      // A slot may appear only once per pass: a sequence continuing past this piece goes on in
+      // the next pass (the loop flushes, since this piece filled the pass).
+    }
+  }
+  DS_RETURN_IF_ERROR(PrefillPass(pieces));
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::SerialSteps(const StepBatch& batch, std::span<const size_t> seqs,
+                                          std::span<const int> out_index,
+                                          std::vector<SampledToken>* out) {
   std::vector<int> slots, logit_rows;
   std::vector<int32_t> toks;
   std::vector<const SequenceStep*> sample_seqs;
   std::vector<SampledToken*> sample_out;
-  for (size_t g0 = 0; g0 < batch.seqs.size(); g0 += options_.max_rows) {
-    const size_t g1 = std::min(batch.seqs.size(), g0 + options_.max_rows);
+  for (size_t g0 = 0; g0 < seqs.size(); g0 += options_.max_rows) {
+    const size_t g1 = std::min(seqs.size(), g0 + options_.max_rows);
     size_t max_t = 0;
-    for (size_t i = g0; i < g1; ++i) max_t = std::max(max_t, batch.seqs[i].tokens.size());
+    for (size_t k = g0; k < g1; ++k) max_t = std::max(max_t, batch.seqs[seqs[k]].tokens.size());
     for (size_t t = 0; t < max_t; ++t) {
       slots.clear();
       toks.clear();
       logit_rows.clear();
       sample_seqs.clear();
       sample_out.clear();
-      for (size_t i = g0; i < g1; ++i) {
+      for (size_t k = g0; k < g1; ++k) {
+        const size_t i = seqs[k];
         const SequenceStep& s = batch.seqs[i];
         if (t >= s.tokens.size()) continue;
         if (s.sample && t + 1 == s.tokens.size()) {
@@ -541,7 +926,6 @@ absl::Status CudaModelRunner::Step(const StepBatch& batch, std::vector<SampledTo
       if (!sample_seqs.empty()) DS_RETURN_IF_ERROR(SampleRows(logit_rows, sample_seqs, sample_out));
     }
   }
-  DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 

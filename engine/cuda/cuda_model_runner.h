@@ -2,9 +2,18 @@
 // GPU, the state pool in device memory (DeviceStateStorage), cuBLASLt projections, the fused
 // GDN-2 decode kernel, sliding-window attention over per-slot rings, and sampling on the GPU.
 //
-// A Step runs its sequences in groups of at most `max_rows`; within a group, token t of every
-// sequence that has one forms one decode pass (prefill is token-serial through the same decode
-// kernels, which is exact and simple; a chunked prefill kernel would replace it). Each decode
+// A Step splits its sequences in two. Sequences feeding more than one token (prompts and prompt
+// chunks) go through the chunked prefill path when `chunked_prefill` is on and the model's shape
+// is supported (GDN-2 head dims 128; SWA head sizes 32/64/96/128): their tokens are packed into
+// passes of at most `prefill_pass_tokens` rows (a long prompt spans several passes, each
+// continuing from the slot), and each pass runs the projections as GEMMs over all packed rows,
+// short-conv prefill, gates, the chunked GDN-2 recurrence (gdn2_chunk_prefill.h) or SWA prefill
+// (swa_prefill.h) per layer, the MLP, then advances each slot's position by its piece length and
+// runs the LM head only on the rows that sample. With bf16 state, each GDN-2 layer's states of
+// the pass are widened to an fp32 scratch pool (an exact GEMM with the identity), advanced there
+// and rounded back once per pass. Every other sequence (single tokens, or all sequences when the
+// chunked path is off) runs token-serially: in groups of at most `max_rows`, token t of every
+// sequence that has one forms one decode pass through the fused decode kernels. Each decode
 // pass over R rows replays a CUDA graph captured for the smallest configured batch size >= R
 // (padding rows carry slot -1 and are skipped by the state kernels), or runs eagerly when R
 // exceeds every graph size. Logits stay on the GPU; sampled tokens (and log-probabilities) come
@@ -51,6 +60,12 @@ struct CudaRunnerOptions {
   // Fused GDN-2 decode launched as a programmatic dependent of the projection GEMM before it
   // (Gdn2DecodeArgs::overlap_launch + state_ready): its state loads overlap the GEMM's tail.
   bool gdn2_overlap_launch = true;
+  // Prompts and prompt chunks (sequences feeding > 1 token) through the chunked prefill kernels;
+  // off: token-serial through the decode kernels (the reference path). Unsupported model shapes
+  // fall back to token-serial.
+  bool chunked_prefill = true;
+  // Packed rows per prefill pass (>= 1; capped by max_step_tokens and 32768).
+  int64_t prefill_pass_tokens = 2048;
 };
 
 class CudaModelRunner final : public ModelRunner {
@@ -87,6 +102,21 @@ class CudaModelRunner final : public ModelRunner {
   absl::Status Forward(int rows);
   // Uploads rows (padded to the graph size) and runs the pass.
   absl::Status RunRows(std::span<const int> slots, std::span<const int32_t> tokens);
+  // Whether the chunked prefill path runs for this model and options.
+  bool ChunkedPrefillSupported() const;
+  absl::Status InitPrefill();
+  struct PrefillPiece {
+    int slot = -1;
+    std::span<const int32_t> tokens;
+    const SequenceStep* sample_seq = nullptr;  // set when this piece ends a sequence that samples
+    SampledToken* out = nullptr;
+  };
+  // One packed prefill pass (distinct slots, at most max_rows pieces and prefill_pass_tokens
+  // tokens); samples the pieces that ask for it.
+  absl::Status PrefillPass(std::span<const PrefillPiece> pieces);
+  // Token-serial decode passes over the listed sequences of `batch`.
+  absl::Status SerialSteps(const StepBatch& batch, std::span<const size_t> seqs,
+                           std::span<const int> out_index, std::vector<SampledToken>* out);
   absl::Status SampleRows(std::span<const int> logit_rows, std::span<const SequenceStep* const> seqs,
                           std::span<SampledToken*> out);
 
@@ -97,6 +127,8 @@ class CudaModelRunner final : public ModelRunner {
   std::unique_ptr<DeviceStateStorage> storage_;
   std::unique_ptr<cuda::Gemm> gemm_;
   std::unique_ptr<Buffers> buf_;
+  bool chunked_ = false;  // chunked prefill path active
+  int64_t pass_tokens_ = 0;
   std::map<int, void*> graphs_;  // batch size -> cudaGraphExec_t
   // Host staging, reused across steps.
   std::vector<int32_t> h_slots_, h_tokens_;

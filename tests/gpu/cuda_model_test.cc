@@ -4,6 +4,10 @@
 // a permuted order with gaps; logits must agree within rel err 2e-2 and greedy tokens must be
 // identical; slots outside the batch must stay untouched (all zero). Also checks the GPU
 // sampler against the CPU sampler on the same logits.
+// The chunked prefill path (head dims 128, which that path needs) is compared the same way over a
+// prompt fed in three steps of 37/64/100 tokens (the last spanning two packed passes), packed
+// steps of several prompts of different lengths, and mixed steps where some sequences decode
+// while another prefills; the token-serial path runs the same scenario as a control.
 #include <cuda_runtime.h>
 #include <unistd.h>
 
@@ -83,6 +87,20 @@ ModelConfig SmallConfig(bool hybrid) {
   c.tokenizer_type = TokenizerType::kByte;
   c.bos_token_id = -1;
   c.eos_token_id = -1;
+  return c;
+}
+
+// Head dims 128 (what the chunked GDN-2 prefill supports); SWA window shorter than the prompts.
+ModelConfig ChunkConfig(bool hybrid) {
+  ModelConfig c = SmallConfig(hybrid);
+  c.gdn2.num_heads = 1;
+  c.gdn2.num_v_heads = hybrid ? 1 : 2;
+  c.gdn2.head_k_dim = 128;
+  c.gdn2.head_v_dim = 128;
+  c.swa.n_head = 4;
+  c.swa.n_query_groups = 2;
+  c.swa.head_size = 32;
+  c.swa.local_window = 24;
   return c;
 }
 
@@ -257,6 +275,136 @@ void CompareModels(bool hybrid, StateDtype state_dtype,
   std::filesystem::remove_all(dir);
 }
 
+// Chunked prefill through Step vs the CPU model: slot 5 gets a 201-token prompt in steps of
+// 37/64/100 tokens; slots 1, 3, 6 get prompts of 23, 2 and 1 tokens in the first step and decode
+// (sampling greedily) in the next two, beside the chunks of slot 5; then 16 decode steps with
+// logits compared.
+void CompareChunkedPrefill(bool hybrid, StateDtype state_dtype, bool chunked) {
+  const ModelConfig cfg = ChunkConfig(hybrid);
+  const std::string dir = MakeModelDir(cfg, hybrid ? 11 : 13, hybrid ? "chybrid" : "cpure");
+  auto config = ModelConfig::LoadFromDir(dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto weights = ModelWeights::Load(*config, dir);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto cpu = CpuModel::Create(**weights, state_dtype, 2);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  auto dw = DeviceWeights::Upload(**weights);
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  CudaRunnerOptions opts;
+  opts.state_dtype = state_dtype;
+  opts.num_slots = 7;
+  opts.max_rows = 8;
+  opts.graph_batch_sizes = {1, 4};
+  opts.chunked_prefill = chunked;
+  opts.prefill_pass_tokens = 80;  // the 100-token chunk spans two passes
+  auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CudaModelRunner& g = **gpu;
+  const StateLayout& layout = (*cpu)->layout();
+  const int64_t V = cfg.padded_vocab_size;
+
+  std::mt19937 rng(hybrid ? 21 : 22);
+  std::uniform_int_distribution<int32_t> tok(0, cfg.vocab_size - 1);
+  auto prompt = [&](int n) {
+    std::vector<int32_t> p(n);
+    for (auto& t : p) t = tok(rng);
+    return p;
+  };
+  const std::vector<int> slots = {5, 1, 3, 6};
+  const std::vector<int32_t> long_prompt = prompt(201);
+  const std::vector<std::vector<int32_t>> short_prompts = {prompt(23), prompt(2), prompt(1)};
+  const int chunk_start[4] = {0, 37, 101, 201};
+  std::vector<std::vector<std::byte>> cpu_slots(slots.size(),
+                                                std::vector<std::byte>(layout.slot_bytes()));
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  greedy.logprobs = true;
+  std::vector<SamplerState> states(slots.size());
+  std::vector<int32_t> next(slots.size(), -1);
+  std::vector<int64_t> fed(slots.size(), 0);
+
+  for (int step = 0; step < 3; ++step) {
+    // Per sequence: the tokens this step feeds and whether it samples.
+    std::vector<std::vector<int32_t>> feed(slots.size());
+    std::vector<bool> sample(slots.size());
+    feed[0].assign(long_prompt.begin() + chunk_start[step], long_prompt.begin() + chunk_start[step + 1]);
+    sample[0] = step == 2;
+    for (size_t i = 1; i < slots.size(); ++i) {
+      feed[i] = step == 0 ? short_prompts[i - 1] : std::vector<int32_t>{next[i]};
+      sample[i] = true;
+    }
+    StepBatch batch;
+    std::vector<CpuModel::Sequence> cseqs;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      batch.seqs.push_back({slots[i], feed[i], sample[i], &greedy, &states[i]});
+      cseqs.push_back({cpu_slots[i].data(), feed[i], sample[i]});
+      fed[i] += static_cast<int64_t>(feed[i].size());
+    }
+    std::vector<SampledToken> sampled;
+    absl::Status st = g.Step(batch, &sampled);
+    ASSERT_TRUE(st.ok()) << st;
+    std::vector<float> cpu_logits;
+    ASSERT_TRUE((*cpu)->Forward(cseqs, false, &cpu_logits).ok());
+    size_t k = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (!sample[i]) continue;
+      ASSERT_LT(k, sampled.size());
+      const float* cl = cpu_logits.data() + k * V;
+      const int want = Argmax(cl, cfg.vocab_size);
+      EXPECT_EQ(sampled[k].token, want) << "step " << step << " seq " << i;
+      double m = -INFINITY, sum = 0;
+      for (int v = 0; v < cfg.vocab_size; ++v) m = std::max<double>(m, cl[v]);
+      for (int v = 0; v < cfg.vocab_size; ++v) sum += std::exp(cl[v] - m);
+      EXPECT_NEAR(sampled[k].logprob, cl[want] - m - std::log(sum), 5e-2)
+          << "step " << step << " seq " << i;
+      next[i] = want;
+      ++k;
+    }
+    EXPECT_EQ(k, sampled.size());
+  }
+
+  // 16 decode steps, logits compared every step.
+  double worst = 0;
+  for (int step = 0; step < 16; ++step) {
+    std::vector<float> gl, cpu_logits;
+    ASSERT_TRUE(g.DecodeForLogits(slots, next, &gl).ok());
+    std::vector<CpuModel::Sequence> cseqs;
+    std::vector<std::vector<int32_t>> one(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      one[i] = {next[i]};
+      cseqs.push_back({cpu_slots[i].data(), one[i], true});
+      ++fed[i];
+    }
+    ASSERT_TRUE((*cpu)->Forward(cseqs, false, &cpu_logits).ok());
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const double err = RelErr(gl.data() + i * V, cpu_logits.data() + i * V, cfg.vocab_size);
+      worst = std::max(worst, err);
+      EXPECT_LT(err, 2e-2) << "decode step " << step << " seq " << i;
+      const int gt = Argmax(gl.data() + i * V, cfg.vocab_size);
+      const int ct = Argmax(cpu_logits.data() + i * V, cfg.vocab_size);
+      EXPECT_EQ(gt, ct) << "greedy token, decode step " << step << " seq " << i;
+      next[i] = ct;
+    }
+  }
+  std::printf("chunked=%d: worst logits rel err over 16 decode steps: %.3e\n", chunked ? 1 : 0,
+              worst);
+
+  std::vector<std::byte> host(layout.slot_bytes());
+  for (int s = 0; s < opts.num_slots; ++s) {
+    ASSERT_TRUE(g.state().CopyToHost(s, host).ok());
+    auto it = std::find(slots.begin(), slots.end(), s);
+    if (it == slots.end()) {
+      EXPECT_TRUE(std::all_of(host.begin(), host.end(), [](std::byte b) { return b == std::byte{0}; }))
+          << "untouched slot " << s << " changed";
+    } else {
+      int64_t pos;
+      std::memcpy(&pos, host.data() + layout.position_offset(), 8);
+      EXPECT_EQ(pos, fed[it - slots.begin()]) << "slot " << s;
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
 class CudaModelTest : public ::testing::Test {
  protected:
   void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
@@ -271,6 +419,25 @@ TEST_F(CudaModelTest, PurePipelinedKernel) {
 }
 TEST_F(CudaModelTest, HybridPreparedKernel) {
   CompareModels(true, StateDtype::kBF16, CudaRunnerOptions::Gdn2Kernel::kPrepared);
+}
+
+TEST_F(CudaModelTest, ChunkedPrefillPureF32State) {
+  CompareChunkedPrefill(false, StateDtype::kF32, true);
+}
+TEST_F(CudaModelTest, ChunkedPrefillPureBf16State) {
+  CompareChunkedPrefill(false, StateDtype::kBF16, true);
+}
+TEST_F(CudaModelTest, ChunkedPrefillHybridF32State) {
+  CompareChunkedPrefill(true, StateDtype::kF32, true);
+}
+TEST_F(CudaModelTest, ChunkedPrefillHybridBf16State) {
+  CompareChunkedPrefill(true, StateDtype::kBF16, true);
+}
+TEST_F(CudaModelTest, SerialPrefillHybridF32State) {
+  CompareChunkedPrefill(true, StateDtype::kF32, false);
+}
+TEST_F(CudaModelTest, SerialPrefillPureBf16State) {
+  CompareChunkedPrefill(false, StateDtype::kBF16, false);
 }
 
 // GPU sampler vs the CPU sampler (SampleToken) on identical random logits, batch 1 and 64.
