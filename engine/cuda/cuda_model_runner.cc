@@ -32,6 +32,27 @@ namespace {
     if (!s_.ok()) return s_;       \
   } while (0)
 
+// The kernels' view of the model's mixer geometry, derived from the config in one place.
+cuda::Gdn2DecodeShape Gdn2ShapeOf(const ModelConfig& c) {
+  const Gdn2Config& gd = c.gdn2;
+  cuda::Gdn2DecodeShape shape;
+  shape.num_heads = gd.num_heads;
+  shape.num_v_heads = gd.num_v_heads;
+  shape.head_k_dim = gd.head_k_dim;
+  shape.head_v_dim = gd.head_v_dim;
+  shape.conv_size = gd.conv_size;
+  shape.allow_neg_eigval = gd.allow_neg_eigval;
+  shape.gate_sigmoid = gd.gate_act == GateActivation::kSigmoid;
+  shape.norm_eps = static_cast<float>(c.norm_eps);
+  return shape;
+}
+
+cuda::SwaDecodeShape SwaShapeOf(const ModelConfig& c) {
+  const SwaConfig& sw = c.swa;
+  return cuda::SwaDecodeShape{sw.n_head,       sw.n_query_groups, sw.head_size,
+                              sw.local_window, sw.rope_dims(),    sw.rope_base};
+}
+
 }  // namespace
 
 struct CudaModelRunner::Buffers {
@@ -181,8 +202,7 @@ absl::Status CudaModelRunner::Init() {
       if (L.is_gdn2) b.proj_cols = std::max(b.proj_cols, L.gdn2.in_rows);
     b.y_cols = std::max<int64_t>(b.y_cols, gd.value_dim());
   }
-  cuda::SwaDecodeShape swa_shape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
-                                 sw.rope_dims(), sw.rope_base};
+  const cuda::SwaDecodeShape swa_shape = SwaShapeOf(c);
   if (c.NumSwaLayers() > 0) {
     b.proj_cols = std::max<int64_t>(b.proj_cols, sw.qkv_rows());
     b.y_cols = std::max<int64_t>(b.y_cols, int64_t{sw.n_head} * sw.head_size);
@@ -206,15 +226,8 @@ absl::Status CudaModelRunner::Init() {
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.y, R * b.y_cols * 2));
   DS_RETURN_IF_ERROR(b.Alloc(&b.logits, R * V));
   DS_RETURN_IF_ERROR(b.Alloc(&b.swa_scratch, b.swa_scratch_floats));
-  {
-    cuda::Gdn2DecodeShape shape;
-    shape.num_heads = gd.num_heads;
-    shape.num_v_heads = gd.num_v_heads;
-    shape.head_k_dim = gd.head_k_dim;
-    shape.head_v_dim = gd.head_v_dim;
-    b.gdn2_prep_floats = cuda::Gdn2DecodePrepFloats(shape, static_cast<int>(R));
-    DS_RETURN_IF_ERROR(b.Alloc(&b.gdn2_prep, b.gdn2_prep_floats));
-  }
+  b.gdn2_prep_floats = cuda::Gdn2DecodePrepFloats(Gdn2ShapeOf(c), static_cast<int>(R));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.gdn2_prep, b.gdn2_prep_floats));
   DS_RETURN_IF_ERROR(b.Alloc(&b.row_index, R));
   DS_RETURN_IF_ERROR(b.Alloc(&b.sample_params, R));
   DS_RETURN_IF_ERROR(b.Alloc(&b.penalty_params, R));
@@ -283,9 +296,7 @@ absl::Status CudaModelRunner::InitPrefill() {
     }
   }
   if (c.NumSwaLayers() > 0) {
-    cuda::SwaDecodeShape shape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
-                               sw.rope_dims(), sw.rope_base};
-    b.p_swa_scratch_floats = cuda::SwaPrefillScratchFloats(shape, Pt);
+    b.p_swa_scratch_floats = cuda::SwaPrefillScratchFloats(SwaShapeOf(c), Pt);
     DS_RETURN_IF_ERROR(b.Alloc(&b.p_swa_scratch, b.p_swa_scratch_floats));
   }
   std::vector<int32_t> iota(R);
@@ -357,18 +368,9 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.p_tokens, toks.data(), T * 4, cudaMemcpyHostToDevice, s));
   DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
 
-  cuda::Gdn2DecodeShape dshape;
-  dshape.num_heads = gd.num_heads;
-  dshape.num_v_heads = gd.num_v_heads;
-  dshape.head_k_dim = gd.head_k_dim;
-  dshape.head_v_dim = gd.head_v_dim;
-  dshape.conv_size = gd.conv_size;
-  dshape.allow_neg_eigval = gd.allow_neg_eigval;
-  dshape.gate_sigmoid = gd.gate_act == GateActivation::kSigmoid;
-  dshape.norm_eps = eps;
+  const cuda::Gdn2DecodeShape dshape = Gdn2ShapeOf(c);
   const cuda::Gdn2PrefillShape pshape{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
-  const cuda::SwaDecodeShape sshape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
-                                    sw.rope_dims(), sw.rope_base};
+  const cuda::SwaDecodeShape sshape = SwaShapeOf(c);
   const int64_t P = b.proj_cols;
 
   DS_RETURN_IF_ERROR(cuda::LaunchEmbedding(w.wte(), V, d, b.p_tokens, T, b.p_x, s));
@@ -570,15 +572,7 @@ absl::Status CudaModelRunner::Forward(int R) {
       DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, b.f0g0, 2 * dv, G.f1, dv, b.f, kd, F32, 0.0f, s));
       DS_RETURN_IF_ERROR(gemm_->Run(R, vd, dv, static_cast<char*>(b.f0g0) + dv * 2, 2 * dv, G.g1,
                                     dv, b.z, vd, F32, 0.0f, s));
-      cuda::Gdn2DecodeShape shape;
-      shape.num_heads = gd.num_heads;
-      shape.num_v_heads = gd.num_v_heads;
-      shape.head_k_dim = gd.head_k_dim;
-      shape.head_v_dim = gd.head_v_dim;
-      shape.conv_size = gd.conv_size;
-      shape.allow_neg_eigval = gd.allow_neg_eigval;
-      shape.gate_sigmoid = gd.gate_act == GateActivation::kSigmoid;
-      shape.norm_eps = eps;
+      const cuda::Gdn2DecodeShape shape = Gdn2ShapeOf(c);
       cuda::Gdn2DecodeArgs a;
       a.batch = R;
       a.slots = b.slots;
@@ -634,8 +628,7 @@ absl::Status CudaModelRunner::Forward(int R) {
     } else {
       const int64_t qkv = sw.qkv_rows();
       DS_RETURN_IF_ERROR(gemm_->Run(R, qkv, d, b.n, d, L.swa.attn, d, b.proj, b.proj_cols, F32, 0.0f, s));
-      cuda::SwaDecodeShape shape{sw.n_head, sw.n_query_groups, sw.head_size, sw.local_window,
-                                 sw.rope_dims(), sw.rope_base};
+      const cuda::SwaDecodeShape shape = SwaShapeOf(c);
       cuda::SwaDecodeArgs a;
       a.batch = R;
       a.slots = b.slots;
