@@ -124,6 +124,57 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   return t;
 }
 
+// r[v] and oq[v] hold this thread's partial sums, over its rows, of S_bar^T (b*k) and S_bar^T q
+// for its VEC columns. Sums them over the row groups inside the warp (lanes that differ in bits
+// >= log2(CG)), so every lane ends with its warp's column sums.
+template <int CG, int VEC>
+__device__ __forceinline__ void WarpSumColumns(float (&r)[VEC], float (&oq)[VEC]) {
+#pragma unroll
+  for (int o = CG; o < 32; o <<= 1) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
+      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
+    }
+  }
+}
+
+// Block-wide column sums of the tile pass (warp sums, then over the NW warps through red_r /
+// red_o), then the delta-rule update of each column j:
+// u_j = (w*v)_j - r_j into u_s, o_j = (S_bar^T q)_j + (k.q) u_j into o_s. Returns this thread's
+// share of sum_j o_j^2 (the caller block-reduces it; BlockSum's barriers publish u_s and o_s).
+template <int NW, int CG, int VEC, int DVS, int NT>
+__device__ __forceinline__ float ColumnUpdate(float (&r)[VEC], float (&oq)[VEC],
+                                              float (&red_r)[NW][DVS], float (&red_o)[NW][DVS],
+                                              const float* wv_s, float kq, float* u_s,
+                                              float* o_s, int tid) {
+  WarpSumColumns<CG, VEC>(r, oq);
+  const int warp = tid / 32, lane = tid % 32;
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      red_r[warp][lane * VEC + v] = r[v];
+      red_o[warp][lane * VEC + v] = oq[v];
+    }
+  }
+  __syncthreads();
+  float ss = 0.0f;
+  for (int j = tid; j < DVS; j += NT) {
+    float rr = 0.0f, oo = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      rr += red_r[w][j];
+      oo += red_o[w][j];
+    }
+    const float u = wv_s[j] - rr;
+    const float o = oo + kq * u;
+    u_s[j] = u;
+    o_s[j] = o;
+    ss += o * o;
+  }
+  return ss;
+}
+
 // Causal depthwise conv of one channel + SiLU; optionally shifts the history in place.
 __device__ __forceinline__ float ConvChannel(float* hist, int64_t row_stride, int W,
                                              const float* wts, float x) {
@@ -263,38 +314,8 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
       oq[v] += sv * qq;
     }
   }
-  // Row groups inside a warp: lanes that differ in bits >= log2(CG).
-#pragma unroll
-  for (int o = CG; o < 32; o <<= 1) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
-      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
-    }
-  }
-  const int warp = tid / 32, lane = tid % 32;
-  if (lane < CG) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      red_r[warp][lane * VEC + v] = r[v];
-      red_o[warp][lane * VEC + v] = oq[v];
-    }
-  }
-  __syncthreads();
-  float ss = 0.0f;
-  for (int j = tid; j < DVS; j += NT) {
-    float rr = 0.0f, oo = 0.0f;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      rr += red_r[w][j];
-      oo += red_o[w][j];
-    }
-    const float u = wv_s[j] - rr;
-    const float o = oo + kq * u;
-    u_s[j] = u;
-    o_s[j] = o;
-    ss += o * o;
-  }
+  float ss =
+      ColumnUpdate<NW, CG, VEC, DVS, NT>(r, oq, red_r, red_o, wv_s, kq, u_s, o_s, tid);
   ss = BlockSum<NW>(ss, scratch[3]);
   if (tid == 0) partial_ss = ss;
 
@@ -479,37 +500,8 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
       oq[v] += sv * qq;
     }
   }
-#pragma unroll
-  for (int o = CG; o < 32; o <<= 1) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
-      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
-    }
-  }
-  const int warp = tid / 32, lane = tid % 32;
-  if (lane < CG) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      red_r[warp][lane * VEC + v] = r[v];
-      red_o[warp][lane * VEC + v] = oq[v];
-    }
-  }
-  __syncthreads();
-  float ss = 0.0f;
-  for (int j = tid; j < DVS; j += NT) {
-    float rr = 0.0f, oo = 0.0f;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      rr += red_r[w][j];
-      oo += red_o[w][j];
-    }
-    const float u = wv_s[j] - rr;
-    const float o = oo + kq * u;
-    u_s[j] = u;
-    o_s[j] = o;
-    ss += o * o;
-  }
+  float ss =
+      ColumnUpdate<NW, CG, VEC, DVS, NT>(r, oq, red_r, red_o, wv_s, kq, u_s, o_s, tid);
   ss = BlockSum<NW>(ss, scratch);  // ends with a barrier: u_s / o_s visible
 #pragma unroll
   for (int m = 0; m < ROWS; ++m) {
@@ -661,37 +653,8 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
     // Every unit of the tile this thread owns is in registers now: refill its smem units.
     if (next < num_items) prefetch(next);
     CpAsyncCommit();
-#pragma unroll
-    for (int o = CG; o < 32; o <<= 1) {
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
-        oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
-      }
-    }
-    const int warp = tid / 32, lane = tid % 32;
-    if (lane < CG) {
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        red_r[warp][lane * VEC + v] = r[v];
-        red_o[warp][lane * VEC + v] = oq[v];
-      }
-    }
-    __syncthreads();
-    float ss = 0.0f;
-    for (int j = tid; j < DVS; j += NT) {
-      float rr = 0.0f, oo = 0.0f;
-#pragma unroll
-      for (int w = 0; w < NW; ++w) {
-        rr += red_r[w][j];
-        oo += red_o[w][j];
-      }
-      const float u = wv_s[j] - rr;
-      const float o = oo + kq * u;
-      u_s[j] = u;
-      o_s[j] = o;
-      ss += o * o;
-    }
+    float ss =
+        ColumnUpdate<NW, CG, VEC, DVS, NT>(r, oq, red_r, red_o, wv_s, kq, u_s, o_s, tid);
     ss = BlockSum<NW>(ss, scratch);
     T* state = state_of(item, slot);
 #pragma unroll
@@ -855,14 +818,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
       oq[v] += d * qq;
     }
   }
-#pragma unroll
-  for (int o = CG; o < 32; o <<= 1) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
-      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
-    }
-  }
+  WarpSumColumns<CG, VEC>(r, oq);
   const int warp = tid / 32, lane = tid % 32;
   // One reduction buffer, used twice: first r, then oq.
   if (lane < CG) {
