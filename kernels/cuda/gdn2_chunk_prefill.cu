@@ -1,10 +1,7 @@
-// Chunked and token-serial GDN-2 prefill kernels; see gdn2_chunk_prefill.h for the contract and
-// tools/gdn2_chunk_check.py for the float64 derivation of the chunk form.
-//
-// Workspace layout (f32): one row of kWsRow floats per (token, value head) holding
-// [Y (dk) | Qg (dk) | Ktail (dk) | U' (dv) | Aqk row (C)], then per chunk slot and value head
-// gamma (dk). Chunk c of sequence s uses chunk slot s + floor(cu_seqlens[s] / C) + c; these are
-// distinct over the batch and fewer than num_seqs + total_tokens / C + 1.
+// Chunked and token-serial GDN-2 prefill kernels (phase 1 versions 1-2, phase 2 version 1, and
+// the dispatch to the versions in their own files); see gdn2_chunk_prefill.h for the contract,
+// gdn2_chunk_phases.h for the workspace layout, and tools/gdn2_chunk_check.py for the float64
+// derivation of the chunk form.
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 
 #include <cuda_runtime.h>
@@ -12,20 +9,22 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda {
 namespace {
 
-constexpr int kC = kGdn2PrefillChunk;
-constexpr int kDk = 128;
-constexpr int kDv = 128;
-constexpr int kOffY = 0;
-constexpr int kOffQg = kDk;
-constexpr int kOffKt = 2 * kDk;
-constexpr int kOffU = 3 * kDk;
-constexpr int kOffA = 3 * kDk + kDv;
-constexpr int kWsRow = 3 * kDk + kDv + kC;  // 576
+using gdn2_chunk::ChunkSlot;
+using gdn2_chunk::kC;
+using gdn2_chunk::kDk;
+using gdn2_chunk::kDv;
+using gdn2_chunk::kOffA;
+using gdn2_chunk::kOffKt;
+using gdn2_chunk::kOffQg;
+using gdn2_chunk::kOffU;
+using gdn2_chunk::kOffY;
+using gdn2_chunk::kWsRow;
 constexpr int kThreads = 256;
 
 // Phase 1 shared memory (floats): K, Q, G, BK [C][kP1Pad]; T, A [C][kTP] (kTP keeps rows
@@ -33,10 +32,6 @@ constexpr int kThreads = 256;
 constexpr int kP1Pad = kDk + 1;
 constexpr int kTP = kC + 4;
 constexpr int kP1SmemFloats = 4 * kC * kP1Pad + 2 * kC * kTP;
-
-__device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
-  return static_cast<int64_t>(s) + cu[s] / kC + c;
-}
 
 // T (strictly lower) and Aqk (lower) of one chunk into ts / as ([C][kTP]), for 256 threads,
 // by 4x4 tiles. Off-diagonal tiles (rows t0..t0+3 > columns j0..j0+3) use
@@ -863,15 +858,16 @@ absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
 
 int64_t Gdn2ChunkWorkspaceFloats(const Gdn2PrefillShape& shape, int64_t total_tokens,
                                  int num_seqs) {
-  const int64_t chunk_slots = num_seqs + total_tokens / kC + 1;
-  return total_tokens * shape.num_v_heads * kWsRow +
-         chunk_slots * shape.num_v_heads * shape.head_k_dim;
+  return gdn2_chunk::ExtraBase(total_tokens, num_seqs, shape.num_v_heads) +
+         gdn2_chunk::Phase2V2ExtraFloats(shape, total_tokens, num_seqs);
 }
 
 absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                                     cudaStream_t stream) {
-  if (a.phase1_version != 1 && a.phase1_version != 2)
-    return absl::InvalidArgumentError("gdn2 prefill: phase1_version must be 1 or 2");
+  if (a.phase1_version < 1 || a.phase1_version > 3)
+    return absl::InvalidArgumentError("gdn2 prefill: phase1_version must be 1, 2 or 3");
+  if (a.phase2_version != 1 && a.phase2_version != 2)
+    return absl::InvalidArgumentError("gdn2 prefill: phase2_version must be 1 or 2");
   if (absl::Status st = CheckArgs(shape, a); !st.ok()) return st;
   if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
   const int64_t need = Gdn2ChunkWorkspaceFloats(shape, a.total_tokens, a.num_seqs);
@@ -888,8 +884,10 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
 
   if (a.phase_mask < 1 || a.phase_mask > 3)
     return absl::InvalidArgumentError("gdn2 prefill: phase_mask must be 1, 2 or 3");
-  const int64_t gamma_base = a.total_tokens * shape.num_v_heads * kWsRow;
-  if (a.phase_mask & 1) {
+  const int64_t gamma_base = gdn2_chunk::GammaBase(a.total_tokens, shape.num_v_heads);
+  if ((a.phase_mask & 1) && a.phase1_version == 3) {
+    if (absl::Status st = gdn2_chunk::LaunchPhase1V3(shape, a, stream); !st.ok()) return st;
+  } else if (a.phase_mask & 1) {
     const int max_chunks = (a.max_seq_len + kC - 1) / kC;
     const int smem1 = kP1SmemFloats * 4;
     auto* kernel = a.phase1_version == 1 ? Gdn2ChunkPhase1Kernel<false>
@@ -903,6 +901,7 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
     if (absl::Status st = LaunchStatus("Gdn2ChunkPhase1Kernel"); !st.ok()) return st;
   }
   if (!(a.phase_mask & 2)) return absl::OkStatus();
+  if (a.phase2_version == 2) return gdn2_chunk::LaunchPhase2V2(shape, a, stream);
   switch (splits) {
     case 2: return LaunchPhase2<64>(shape, a, gamma_base, 2, stream);
     case 4: return LaunchPhase2<32>(shape, a, gamma_base, 4, stream);

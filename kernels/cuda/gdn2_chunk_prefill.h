@@ -88,8 +88,12 @@ struct Gdn2PrefillArgs {
   // Phase 1 variant: 2 (default) computes T and Aqk with the factored decay
   // exp(G_t - G_j) = exp(G_t - G_r) exp(G_r - G_j) over 4x4 tiles (8 exps per tile and channel
   // instead of 16; the diagonal tiles directly); 1 is the original per-element-exp version, kept
-  // for comparison. Both are fp32 with every exponent <= 0.
+  // for comparison. Both are fp32 with every exponent <= 0. 3 is the version in
+  // gdn2_chunk_intra.cu (see gdn2_chunk_phases.h).
   int phase1_version = 2;
+  // Phase 2 variant: 1 (default) is the sequential pass above; 2 is the version in
+  // gdn2_chunk_state_pass.cu (see gdn2_chunk_phases.h). `splits` and `tensor_cores` apply to 1.
+  int phase2_version = 1;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
   // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
   int phase_mask = 3;

@@ -371,7 +371,7 @@ TEST(Gdn2ChunkPrefillTest, RejectsBadArguments) {
   a.state_type = DType::kBF16;
   EXPECT_EQ(LaunchGdn2SerialPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
   a.state_type = DType::kF32;
-  a.phase1_version = 3;
+  a.phase1_version = 4;
   const absl::Status bad_version = LaunchGdn2ChunkPrefill(sh, a, nullptr);
   EXPECT_EQ(bad_version.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_version.message().find("phase1_version"), std::string::npos) << bad_version;

@@ -1,0 +1,61 @@
+// Internal seam of the chunked GDN-2 prefill (gdn2_chunk_prefill.h is the public contract):
+// the workspace layout that phase 1 writes and phase 2 reads, and the launchers of the phase
+// versions that live in their own files. LaunchGdn2ChunkPrefill validates the arguments and
+// the workspace size before it calls any launcher here, and picks the versions by
+// Gdn2PrefillArgs::phase1_version / phase2_version.
+//
+// Workspace (f32), for a launch of total_tokens rows, HV value heads, chunk C = 64:
+//   rows      [total_tokens * HV][kWsRow]  per (token, value head):
+//             [Y (dk) | Qg (dk) | Ktail (dk) | U' (dv) | Aqk row (C)]
+//   gamma     [chunk slots * HV][dk]       from GammaBase(); chunk c of sequence s uses chunk
+//             slot ChunkSlot(cu, s, c) (distinct over the batch, < num_seqs + total_tokens/C + 1)
+//   extra     Phase2V2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 version 2.
+// Phase 2 may overwrite U' in place (phase 1 of the same launch has finished by then).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/gdn2_chunk_prefill.h"
+
+namespace deltaserve::cuda::gdn2_chunk {
+
+inline constexpr int kC = kGdn2PrefillChunk;
+inline constexpr int kDk = 128;
+inline constexpr int kDv = 128;
+inline constexpr int kOffY = 0;
+inline constexpr int kOffQg = kDk;
+inline constexpr int kOffKt = 2 * kDk;
+inline constexpr int kOffU = 3 * kDk;
+inline constexpr int kOffA = 3 * kDk + kDv;
+inline constexpr int kWsRow = 3 * kDk + kDv + kC;  // 576
+
+inline int64_t ChunkSlotCount(int64_t total_tokens, int num_seqs) {
+  return num_seqs + total_tokens / kC + 1;
+}
+inline int64_t GammaBase(int64_t total_tokens, int num_v_heads) {
+  return total_tokens * num_v_heads * kWsRow;
+}
+inline int64_t ExtraBase(int64_t total_tokens, int num_seqs, int num_v_heads) {
+  return GammaBase(total_tokens, num_v_heads) +
+         ChunkSlotCount(total_tokens, num_seqs) * num_v_heads * kDk;
+}
+
+#ifdef __CUDACC__
+__device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
+  return static_cast<int64_t>(s) + cu[s] / kC + c;
+}
+#endif
+
+// Phase 1, version 3 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch.
+absl::Status LaunchPhase1V3(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                            cudaStream_t stream);
+
+// Phase 2, version 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots'
+// states, writes o and the final states, as version 1 does.
+absl::Status LaunchPhase2V2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                            cudaStream_t stream);
+// Floats version 2 needs beyond the gamma region (0 if none).
+int64_t Phase2V2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
+
+}  // namespace deltaserve::cuda::gdn2_chunk
