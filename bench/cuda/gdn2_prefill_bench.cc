@@ -10,8 +10,12 @@
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
 // and 32768 tokens (see ModelPrefill).
 //
-// Usage: gdn2_prefill_bench [out.json] [--fma]   (--fma: time the fp32-FMA phase 2 in the
-//        "chunk" columns too, for devices or builds where the tensor-core path is unwanted)
+// Usage: gdn2_prefill_bench [out.json] [--fma] [--phase1=N] [--phase2=N] [--no-model]
+//   --fma         time the fp32-FMA phase 2 in the "chunk" columns too, for devices or builds
+//                 where the tensor-core path is unwanted
+//   --phase1=N    Gdn2PrefillArgs::phase1_version of every chunked launch except the v1
+//   --phase2=N    comparison columns (default: the launcher's defaults), and phase2_version
+//   --no-model    skip the whole-model prefill
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,6 +38,15 @@ using deltaserve::cuda::Gdn2PrefillArgs;
 using deltaserve::cuda::Gdn2PrefillShape;
 
 namespace {
+
+// Phase versions of the chunked launches (command line; 0 keeps the launcher's default).
+int g_phase1_version = 0;
+int g_phase2_version = 0;
+
+void ApplyVersions(Gdn2PrefillArgs* a) {
+  if (g_phase1_version != 0) a->phase1_version = g_phase1_version;
+  if (g_phase2_version != 0) a->phase2_version = g_phase2_version;
+}
 
 constexpr int kD = 128;
 constexpr int64_t kMaxTokens = 65536;
@@ -210,6 +223,7 @@ std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
         ga.dt_bias = dt_bias;
         check(LaunchGdn2PrefillGates(ds, ga, stream));
         Gdn2PrefillArgs pa;
+        ApplyVersions(&pa);
         pa.num_seqs = 1;
         pa.cu_seqlens = d_cu;
         pa.max_seq_len = static_cast<int>(T);
@@ -265,8 +279,25 @@ std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string out_path = argc > 1 ? argv[1] : "gdn2_prefill_bench.json";
-  const bool fma_only = argc > 2 && std::string(argv[2]) == "--fma";
+  std::string out_path = "gdn2_prefill_bench.json";
+  bool fma_only = false, model = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--fma") {
+      fma_only = true;
+    } else if (arg == "--no-model") {
+      model = false;
+    } else if (arg.rfind("--phase1=", 0) == 0) {
+      g_phase1_version = std::stoi(arg.substr(9));
+    } else if (arg.rfind("--phase2=", 0) == 0) {
+      g_phase2_version = std::stoi(arg.substr(9));
+    } else if (arg.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
+      return 2;
+    } else {
+      out_path = arg;
+    }
+  }
   const DeviceInfo dev = GetDeviceInfo();
   std::printf("device: %s, %d SMs, L2 %.0f MB\n", dev.name.c_str(), dev.sms, dev.l2_bytes / 1e6);
 
@@ -345,6 +376,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < cfg.lens.size(); ++i) cu[i + 1] = cu[i] + cfg.lens[i];
     BENCH_CUDA(cudaMemcpy(d_cu, cu.data(), cu.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     Gdn2PrefillArgs a;
+    ApplyVersions(&a);
     a.num_seqs = static_cast<int>(cfg.lens.size());
     a.cu_seqlens = d_cu;
     a.max_seq_len = *std::max_element(cfg.lens.begin(), cfg.lens.end());
@@ -464,7 +496,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  const std::vector<ModelRow> model_rows = ModelPrefill(stream);
+  const std::vector<ModelRow> model_rows = model ? ModelPrefill(stream) : std::vector<ModelRow>{};
 
   std::FILE* f = std::fopen(out_path.c_str(), "w");
   if (f == nullptr) {
