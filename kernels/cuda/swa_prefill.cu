@@ -1,11 +1,13 @@
 // Sliding-window attention prefill kernels; see swa_prefill.h for the contract. Three launches:
-// RoPE of the new queries and keys into scratch, attention (one warp per token and head, online
-// softmax), then the ring update (after every read of the old ring).
+// RoPE of the new queries and keys into scratch, attention (tiles of 64 queries on the tensor
+// cores, or one warp per token and head with fp32 FMA; both with online softmax), then the ring
+// update (after every read of the old ring).
 #include "kernels/cuda/swa_prefill.h"
 
 #include <cuda_runtime.h>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/mma_tf32.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda {
@@ -135,6 +137,193 @@ __global__ void __launch_bounds__(kWarps * 32) SwaAttnKernel(const Params p, int
   }
 }
 
+// Tensor-core attention: one block of 4 warps per (tile of kQTile queries of one sequence,
+// query head); warp w owns query rows 16w..16w+15 of the tile. Keys of the window are visited in
+// tiles of kKTile: S = Q K^T and O += P V as 3xTF32 mma.sync (fp32-level products), online
+// softmax in fp32 with the exact expf. Tile b of sequence s is block s + cu[s] / kQTile + b
+// (distinct over the batch; fewer than num_seqs + total_tokens / kQTile + 1 blocks).
+constexpr int kQTile = 64;
+constexpr int kKTile = 32;
+constexpr int kMmaThreads = 128;
+
+template <int HS>
+constexpr int AttnMmaSmemFloats() {
+  return kQTile * (HS + 4) + kKTile * (HS + 4) + kKTile * (HS + 8) + 4 * 16 * (kKTile + 4);
+}
+
+template <int HS>
+__global__ void __launch_bounds__(kMmaThreads) SwaAttnMmaKernel(const Params p, int num_seqs) {
+  constexpr int kQP = HS + 4, kKP = HS + 4, kVP = HS + 8, kPP = kKTile + 4;
+  constexpr int kNt = HS / 8;  // n-tiles of O
+  extern __shared__ float smem[];
+  float* qs = smem;
+  float* ks = qs + kQTile * kQP;
+  float* vs = ks + kKTile * kKP;
+  float* ps = vs + kKTile * kVP;
+
+  // Which sequence and tile: the largest s with s + cu[s] / kQTile <= blockIdx.x.
+  const int bx = blockIdx.x;
+  int lo = 0, hi = num_seqs - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (mid + p.cu[mid] / kQTile <= bx) lo = mid; else hi = mid - 1;
+  }
+  const int s = lo;
+  const int64_t start = p.cu[s], len = p.cu[s + 1] - start;
+  const int64_t q0 = static_cast<int64_t>(bx - (s + p.cu[s] / kQTile)) * kQTile;
+  if (q0 >= len) return;
+  const int nq = static_cast<int>(min(static_cast<int64_t>(kQTile), len - q0));
+  const int h = blockIdx.y, qpg = p.nh / p.G, g_kv = h / qpg;
+  const int64_t P = SlotPosition(p, s);
+  const char* base = p.pool + static_cast<int64_t>(p.slots[s]) * p.stride;
+  const float* kring = reinterpret_cast<const float*>(base + p.k_off);
+  const float* vring = reinterpret_cast<const float*>(base + p.v_off);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+
+  for (int i = tid; i < kQTile * (HS / 4); i += kMmaThreads) {
+    const int r = i / (HS / 4), c4 = (i % (HS / 4)) * 4;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < nq)
+      x = *reinterpret_cast<const float4*>(p.qrot + ((start + q0 + r) * p.nh + h) * HS + c4);
+    *reinterpret_cast<float4*>(qs + r * kQP + c4) = x;
+  }
+
+  const float scale = rsqrtf(static_cast<float>(HS));
+  const int64_t pos0 = P + q0;  // position of query row 0
+  const int64_t jlo = max(int64_t{0}, pos0 - p.window + 1), jhi = pos0 + nq - 1;
+  const int r0 = warp * 16 + g;  // this thread's rows r0 and r0 + 8
+  float o[kNt][4];
+#pragma unroll
+  for (int n = 0; n < kNt; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float* pw = ps + warp * 16 * kPP;
+  const bool warp_active = warp * 16 < nq;
+
+  for (int64_t j0 = jlo; j0 <= jhi; j0 += kKTile) {
+    __syncthreads();  // previous tile's K/V reads are done (and Q is stored, first time)
+    for (int i = tid; i < kKTile * (HS / 4); i += kMmaThreads) {
+      const int r = i / (HS / 4), c4 = (i % (HS / 4)) * 4;
+      const int64_t j = j0 + r;
+      float4 kx = make_float4(0.f, 0.f, 0.f, 0.f), vx = kx;
+      if (j <= jhi) {
+        const float *kr, *vr;
+        if (j < P) {
+          const int64_t off = ((j % p.window) * p.G + g_kv) * HS;
+          kr = kring + off;
+          vr = vring + off;
+        } else {
+          const int64_t jt = start + (j - P);
+          kr = p.krot + (jt * p.G + g_kv) * HS;
+          vr = p.qkv + jt * p.qkv_st + static_cast<int64_t>(g_kv) * (qpg + 2) * HS + (qpg + 1) * HS;
+        }
+        kx = *reinterpret_cast<const float4*>(kr + c4);
+        vx = *reinterpret_cast<const float4*>(vr + c4);
+      }
+      *reinterpret_cast<float4*>(ks + r * kKP + c4) = kx;
+      *reinterpret_cast<float4*>(vs + r * kVP + c4) = vx;
+    }
+    __syncthreads();
+    if (!warp_active) continue;
+
+    // S = Q K^T for this warp's 16 rows and the tile's kKTile keys.
+    float sc[kKTile / 8][4];
+#pragma unroll
+    for (int n = 0; n < kKTile / 8; ++n) sc[n][0] = sc[n][1] = sc[n][2] = sc[n][3] = 0.f;
+#pragma unroll 4
+    for (int kk = 0; kk < HS / 8; ++kk) {
+      const float* qa = qs + (warp * 16 + g) * kQP + kk * 8 + t;
+      const float af[4] = {qa[0], qa[8 * kQP], qa[4], qa[8 * kQP + 4]};
+      const mma::SplitA a(af);
+#pragma unroll
+      for (int n = 0; n < kKTile / 8; ++n) {
+        const float* kb = ks + (n * 8 + g) * kKP + kk * 8 + t;
+        mma::Mma3xTf32(sc[n], a, kb[0], kb[4]);
+      }
+    }
+    // Mask (causal, window), online softmax; P to shared memory for the A operand of P V.
+    float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int n = 0; n < kKTile / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = r0 + (e >= 2 ? 8 : 0);
+        const int64_t j = j0 + n * 8 + 2 * t + (e & 1);
+        const int64_t pos = pos0 + row;
+        const bool ok = j <= pos && j > pos - p.window && j <= jhi;
+        sc[n][e] = ok ? sc[n][e] * scale : -INFINITY;
+        tmax[e >> 1] = fmaxf(tmax[e >> 1], sc[n][e]);
+      }
+    }
+    float corr[2], msafe[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      tmax[i] = fmaxf(tmax[i], __shfl_xor_sync(0xffffffffu, tmax[i], 1));
+      tmax[i] = fmaxf(tmax[i], __shfl_xor_sync(0xffffffffu, tmax[i], 2));
+      const float mn = fmaxf(m[i], tmax[i]);
+      msafe[i] = mn == -INFINITY ? 0.f : mn;  // a row with no key yet keeps p = 0
+      corr[i] = expf(m[i] - msafe[i]);
+      m[i] = mn;
+      l[i] *= corr[i];
+    }
+#pragma unroll
+    for (int n = 0; n < kNt; ++n) {
+      o[n][0] *= corr[0];
+      o[n][1] *= corr[0];
+      o[n][2] *= corr[1];
+      o[n][3] *= corr[1];
+    }
+#pragma unroll
+    for (int n = 0; n < kKTile / 8; ++n) {
+      const float e0 = expf(sc[n][0] - msafe[0]), e1 = expf(sc[n][1] - msafe[0]);
+      const float e2 = expf(sc[n][2] - msafe[1]), e3 = expf(sc[n][3] - msafe[1]);
+      l[0] += e0 + e1;
+      l[1] += e2 + e3;
+      *reinterpret_cast<float2*>(pw + g * kPP + n * 8 + 2 * t) = make_float2(e0, e1);
+      *reinterpret_cast<float2*>(pw + (g + 8) * kPP + n * 8 + 2 * t) = make_float2(e2, e3);
+    }
+    __syncwarp();
+    // O += P V.
+#pragma unroll
+    for (int kk = 0; kk < kKTile / 8; ++kk) {
+      const float* pa = pw + g * kPP + kk * 8 + t;
+      const float af[4] = {pa[0], pa[8 * kPP], pa[4], pa[8 * kPP + 4]};
+      const mma::SplitA a(af);
+      const float* vb = vs + (kk * 8 + t) * kVP + g;
+#pragma unroll
+      for (int n = 0; n < kNt; ++n) mma::Mma3xTf32(o[n], a, vb[n * 8], vb[4 * kVP + n * 8]);
+    }
+    __syncwarp();  // P reads done before the next tile overwrites it
+  }
+  if (!warp_active) return;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = r0 + 8 * i;
+    if (row >= nq) continue;
+    const float inv = 1.f / l[i];
+    float* yr = p.y + (start + q0 + row) * p.y_st + static_cast<int64_t>(h) * HS + 2 * t;
+#pragma unroll
+    for (int n = 0; n < kNt; ++n)
+      *reinterpret_cast<float2*>(yr + n * 8) = make_float2(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
+  }
+}
+
+template <int HS>
+absl::Status LaunchAttnMma(const Params& p, int num_seqs, int64_t total_tokens,
+                           cudaStream_t stream) {
+  const int smem = AttnMmaSmemFloats<HS>() * 4;
+  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      SwaAttnMmaKernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const int64_t blocks = num_seqs + total_tokens / kQTile + 1;
+  SwaAttnMmaKernel<HS><<<dim3(static_cast<unsigned>(blocks), p.nh), kMmaThreads, smem, stream>>>(
+      p, num_seqs);
+  return LaunchStatus("SwaAttnMmaKernel");
+}
+
 // grid (tokens, G), block hs: ring rows of the last min(len, window) new positions.
 __global__ void SwaRingWriteKernel(const Params p, int num_seqs) {
   const int64_t tok = blockIdx.x;
@@ -214,6 +403,18 @@ absl::Status LaunchSwaPrefill(const SwaDecodeShape& s, const SwaPrefillArgs& a,
   SwaRopeKernel<<<dim3(tokens, s.n_head + s.n_query_groups), s.head_size, 0, stream>>>(
       p, a.num_seqs);
   if (absl::Status st = LaunchStatus("SwaRopeKernel"); !st.ok()) return st;
+  // The tensor-core kernel reads 16-byte vectors of qkv rows.
+  const bool vec_ok = reinterpret_cast<uintptr_t>(a.qkv) % 16 == 0 && a.qkv_stride % 4 == 0 &&
+                      reinterpret_cast<uintptr_t>(a.y) % 8 == 0 && a.y_stride % 2 == 0;
+  if (a.tensor_cores && vec_ok) {
+    auto* launch = s.head_size == 32   ? LaunchAttnMma<32>
+                   : s.head_size == 64 ? LaunchAttnMma<64>
+                   : s.head_size == 96 ? LaunchAttnMma<96>
+                                       : LaunchAttnMma<128>;
+    if (absl::Status st = launch(p, a.num_seqs, a.total_tokens, stream); !st.ok()) return st;
+    SwaRingWriteKernel<<<dim3(tokens, s.n_query_groups), s.head_size, 0, stream>>>(p, a.num_seqs);
+    return LaunchStatus("SwaRingWriteKernel");
+  }
   const dim3 grid((tokens + kWarps - 1) / kWarps, s.n_head);
   switch (s.head_size) {
     case 32: SwaAttnKernel<1><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;

@@ -20,7 +20,10 @@
 //   y        f32 [total_tokens, n_head * head_size] (row stride y_stride)
 //   scratch  f32 [SwaPrefillScratchFloats(...)] (RoPE'd queries and keys of the new tokens)
 // Supported: head_size in {32, 64, 96, 128}; rope_dims even and <= head_size; window >= 1.
-// This version computes attention with fp32 FMA, one warp per (token, head).
+// Attention runs on the tensor cores (tiles of 64 queries, 3xTF32 products: fp32-level
+// accuracy) when `tensor_cores` is set and qkv rows are 16-byte aligned (qkv 16-byte aligned,
+// qkv_stride a multiple of 4; y 8-byte aligned, y_stride even); otherwise with fp32 FMA, one
+// warp per (token, head).
 //
 // Thread-safety: launches are ordered on `stream`; concurrent launches touching the same slot
 // are a caller error.
@@ -51,6 +54,7 @@ struct SwaPrefillArgs {
   int64_t y_stride = 0;
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
+  bool tensor_cores = true;  // false: the fp32-FMA attention kernel (reference, benchmarks)
 };
 
 int64_t SwaPrefillScratchFloats(const SwaDecodeShape& shape, int64_t total_tokens);

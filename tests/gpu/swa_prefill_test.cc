@@ -1,7 +1,7 @@
 // GPU tests of the sliding-window attention prefill (kernels/cuda/swa_prefill.h) against a
 // float64 host reference: packed sequences starting at slot positions 0, inside and past the
 // window (the ring wraps), grouped query heads, partial RoPE, empty sequences, untouched slots
-// and ring rows; and a prompt split into calls equals one call.
+// and ring rows, every head size, on both attention paths (tensor cores and fp32 FMA).
 #include "kernels/cuda/swa_prefill.h"
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -55,7 +56,8 @@ struct Result {
 // Runs the kernel on `pool` (host bytes as floats) and returns outputs and the new pool.
 Result RunDevice(const SwaDecodeShape& s, const Layout& lay, const std::vector<float>& pool,
                  int64_t num_slots, const std::vector<int32_t>& lens,
-                 const std::vector<int32_t>& slots, const std::vector<float>& qkv) {
+                 const std::vector<int32_t>& slots, const std::vector<float>& qkv,
+                 bool tensor_cores) {
   std::vector<int32_t> cu(lens.size() + 1, 0);
   for (size_t i = 0; i < lens.size(); ++i) cu[i + 1] = cu[i] + lens[i];
   const int64_t tokens = cu.back();
@@ -82,6 +84,7 @@ Result RunDevice(const SwaDecodeShape& s, const Layout& lay, const std::vector<f
   a.y_stride = yw;
   a.scratch = d_scratch.get<float>();
   a.scratch_floats = sf;
+  a.tensor_cores = tensor_cores;
   EXPECT_TRUE(LaunchSwaPrefill(s, a, nullptr).ok());
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   Result r;
@@ -95,20 +98,14 @@ void SetPosition(std::vector<float>& pool, const Layout& lay, int slot, int64_t 
   std::memcpy(reinterpret_cast<char*>(pool.data()) + slot * lay.stride + lay.pos_off, &pos, 8);
 }
 
-TEST(SwaPrefillTest, PackedAgainstReference) {
-  DS_SKIP_WITHOUT_GPU();
-  SwaDecodeShape s;
-  s.n_head = 4;
-  s.n_query_groups = 2;
-  s.head_size = 64;
-  s.window = 50;
-  s.rope_dims = 32;
+// Runs packed sequences of `lens` tokens starting at slot positions `starts` and checks every
+// output, every ring row and the untouched bytes against the float64 reference.
+void CheckPacked(const SwaDecodeShape& s, const std::vector<int32_t>& lens,
+                 const std::vector<int64_t>& starts, bool tensor_cores, uint32_t seed) {
   const Layout lay = MakeLayout(s);
-  const std::vector<int32_t> lens = {1, 30, 120, 0, 7, 60};
-  const std::vector<int64_t> starts = {0, 3, 70, 5, 49, 200};
   const int64_t num_slots = 2 * static_cast<int64_t>(lens.size()) + 1;
   std::vector<int32_t> slots(lens.size());
-  std::mt19937 rng(11);
+  std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> pool(num_slots * lay.stride / 4);
   for (auto& x : pool) x = nd(rng);
@@ -120,7 +117,7 @@ TEST(SwaPrefillTest, PackedAgainstReference) {
   const int64_t W = s.qkv_width(), hs = s.head_size, G = s.n_query_groups, qpg = s.n_head / G;
   std::vector<float> qkv(tokens * W);
   for (auto& x : qkv) x = nd(rng);
-  const Result r = RunDevice(s, lay, pool, num_slots, lens, slots, qkv);
+  const Result r = RunDevice(s, lay, pool, num_slots, lens, slots, qkv, tensor_cores);
 
   std::vector<float> ref_pool = pool;
   int64_t t0 = 0;
@@ -187,8 +184,42 @@ TEST(SwaPrefillTest, PackedAgainstReference) {
   }
   for (size_t i = 0; i < pool.size(); ++i)
     ASSERT_NEAR(r.pool[i], ref_pool[i], 1e-5f * (1.f + std::fabs(ref_pool[i]))) << "pool float " << i;
-  std::printf("  swa prefill max abs error %.2e\n", max_err);
+  std::printf("  swa prefill (%s, head_size %d, window %d) max abs error %.2e\n",
+              tensor_cores ? "tensor cores" : "fma", s.head_size, s.window, max_err);
 }
+
+class SwaPrefillPathTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SwaPrefillPathTest, PackedAgainstReference) {
+  DS_SKIP_WITHOUT_GPU();
+  SwaDecodeShape s;
+  s.n_head = 4;
+  s.n_query_groups = 2;
+  s.head_size = 64;
+  s.window = 50;
+  s.rope_dims = 32;
+  CheckPacked(s, {1, 30, 120, 0, 7, 60}, {0, 3, 70, 5, 49, 200}, GetParam(), 11);
+}
+
+// Every head size, windows longer than a key tile, query tiles that straddle the window start
+// and the ring / new-token boundary.
+TEST_P(SwaPrefillPathTest, HeadSizesAndLongWindows) {
+  DS_SKIP_WITHOUT_GPU();
+  for (int hs : {32, 64, 96, 128}) {
+    SwaDecodeShape s;
+    s.n_head = 3;
+    s.n_query_groups = hs == 96 ? 3 : 1;
+    s.head_size = hs;
+    s.window = 300;
+    s.rope_dims = hs / 2;
+    CheckPacked(s, {700, 65, 1, 130}, {0, 1000, 299, 250}, GetParam(), 20 + hs);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, SwaPrefillPathTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return std::string(p.param ? "TensorCores" : "Fma");
+                         });
 
 TEST(SwaPrefillTest, RejectsBadArguments) {
   SwaDecodeShape s;
