@@ -135,11 +135,12 @@ int main(int argc, char** argv) {
     for (int64_t T : lengths) {
       std::vector<int32_t> prompt(static_cast<size_t>(T));
       for (auto& t : prompt) t = static_cast<int32_t>(rng() % cfg.vocab_size);
-      for (int64_t feed_chunk : {T, chunk}) {
-        if (feed_chunk == chunk && chunk >= T) continue;  // same as whole
+      for (const bool whole : {true, false}) {
+        if (!whole && chunk >= T) continue;  // the same feed as whole
+        const int64_t feed_chunk = whole ? T : chunk;
         Row row;
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
-        row.feed = feed_chunk == T ? "whole" : "chunks";
+        row.feed = whole ? "whole" : "chunks";
         row.tokens = T;
         row.chunk = feed_chunk;
         std::vector<double> times;
