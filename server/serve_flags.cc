@@ -94,9 +94,11 @@ const std::vector<FlagSpec>& Flags() {
        }},
       {"pool-slots", "N", "exact number of state slots; 0 sizes the pool by --pool-budget (default 0)",
        IntFlag("pool-slots", &ServerConfig::pool_slots)},
-      {"token-budget", "N", "tokens one engine step may carry (default 2048)",
+      {"token-budget", "N", "tokens one engine step may carry (default 2048; 8192 with --backend=cuda)",
        EngineIntFlag("token-budget", &EngineConfig::max_step_tokens)},
-      {"prefill-chunk", "N", "largest prompt chunk per sequence per step (default 512)",
+      {"prefill-chunk", "N",
+       "largest prompt chunk per sequence per step (default 512; 4096 with --backend=cuda; never "
+       "above --token-budget when not given)",
        EngineIntFlag("prefill-chunk", &EngineConfig::prefill_chunk)},
       {"max-batch", "N", "most sequences in one step (default 256)",
        EngineIntFlag("max-batch", &EngineConfig::max_batch_sequences)},
@@ -202,7 +204,7 @@ absl::StatusOr<int64_t> ParseByteSize(const std::string& text) {
 
 absl::StatusOr<ServeFlagsResult> ParseServeFlags(const std::vector<std::string>& args) {
   ServeFlagsResult result;
-  bool default_max_new_tokens_set = false;
+  bool default_max_new_tokens_set = false, token_budget_set = false, prefill_chunk_set = false;
   for (size_t i = 0; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -236,7 +238,17 @@ absl::StatusOr<ServeFlagsResult> ParseServeFlags(const std::vector<std::string>&
     }
     if (absl::Status s = flag->set(*value, &result.config); !s.ok()) return s;
     if (name == "default-max-new-tokens") default_max_new_tokens_set = true;
+    if (name == "token-budget") token_budget_set = true;
+    if (name == "prefill-chunk") prefill_chunk_set = true;
   }
+  // A GPU step is worth more tokens: a whole 4096-token prompt in one step instead of eight
+  // 512-token steps (each re-reads every weight) is the difference in time to first token.
+  EngineConfig& engine = result.config.engine;
+  if (result.config.backend == "cuda") {
+    if (!token_budget_set) engine.max_step_tokens = kCudaTokenBudget;
+    if (!prefill_chunk_set) engine.prefill_chunk = kCudaPrefillChunk;
+  }
+  if (!prefill_chunk_set) engine.prefill_chunk = std::min(engine.prefill_chunk, engine.max_step_tokens);
   if (!default_max_new_tokens_set) {
     result.config.default_max_new_tokens = static_cast<int32_t>(std::min<int64_t>(
         result.config.default_max_new_tokens, result.config.engine.max_new_tokens_cap));

@@ -4,6 +4,7 @@
 // flags, missing values and malformed numbers are errors that name the flag.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,12 @@ struct ServeFlagsResult {
   ServerConfig config;
   bool help = false;  // --help was given: print ServeUsage() and exit 0
 };
+
+// Engine step defaults of the CUDA backend (--token-budget, --prefill-chunk when not given);
+// the CPU backend keeps EngineConfig's. A prefill chunk that is not given never exceeds the
+// token budget.
+inline constexpr int64_t kCudaTokenBudget = 8192;
+inline constexpr int64_t kCudaPrefillChunk = 4096;
 
 // `args` excludes the program name and the subcommand. The returned config is validated
 // (ServerConfig::Validate) unless help is set.

@@ -27,6 +27,32 @@ TEST(ServeFlagsTest, DefaultsNeedOnlyTheModel) {
   EXPECT_FALSE(r->help);
 }
 
+// Step sizes default per backend: the CUDA backend takes bigger steps; an explicit flag always
+// wins, and a prefill chunk that is not given never exceeds the token budget.
+TEST(ServeFlagsTest, StepDefaultsFollowTheBackend) {
+  auto cpu = Parse({"--model=m"});
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ(cpu->config.engine.max_step_tokens, EngineConfig{}.max_step_tokens);
+  EXPECT_EQ(cpu->config.engine.prefill_chunk, EngineConfig{}.prefill_chunk);
+  auto cuda = Parse({"--model=m", "--backend=cuda"});
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  EXPECT_EQ(cuda->config.engine.max_step_tokens, kCudaTokenBudget);
+  EXPECT_EQ(cuda->config.engine.prefill_chunk, kCudaPrefillChunk);
+  auto small_budget = Parse({"--model=m", "--backend=cuda", "--token-budget=1000"});
+  ASSERT_TRUE(small_budget.ok()) << small_budget.status();
+  EXPECT_EQ(small_budget->config.engine.max_step_tokens, 1000);
+  EXPECT_EQ(small_budget->config.engine.prefill_chunk, 1000);
+  auto cpu_small = Parse({"--model=m", "--token-budget=100"});
+  ASSERT_TRUE(cpu_small.ok()) << cpu_small.status();
+  EXPECT_EQ(cpu_small->config.engine.prefill_chunk, 100);
+  auto chunk_only = Parse({"--model=m", "--backend=cuda", "--prefill-chunk=256"});
+  ASSERT_TRUE(chunk_only.ok()) << chunk_only.status();
+  EXPECT_EQ(chunk_only->config.engine.max_step_tokens, kCudaTokenBudget);
+  EXPECT_EQ(chunk_only->config.engine.prefill_chunk, 256);
+  // An explicit chunk above the budget is still an error.
+  EXPECT_FALSE(Parse({"--model=m", "--backend=cuda", "--prefill-chunk=9000"}).ok());
+}
+
 TEST(ServeFlagsTest, EveryFlagIsApplied) {
   auto r = Parse({"--model=m", "--backend=cuda", "--host", "127.0.0.1", "--port=0",
                   "--metrics-port=9999", "--pool-budget=64Mi", "--token-budget=1024",
