@@ -10,16 +10,18 @@
 #                       compute-sanitizer).
 # Compressed, the bundle stays well under the size limit of what travels to the GPU machine.
 #
-# Usage: tools/pack_gpu.sh [target ...]   (default: the GPU tests, the CUDA benchmarks and the
-#        deltaserve server). BUILD_DIR (default build-gpu), JOBS (default 2) and PACK (the output
-#        folder, default pack; another name must be ignored by git too) are honoured.
+# Usage: tools/pack_gpu.sh [target ...]   (default: the GPU tests, the CUDA benchmarks, the
+#        deltaserve server and the load generator: what tools/gpu_check.sh runs). BUILD_DIR
+#        (default build-gpu), JOBS (default 2) and PACK (the output folder, default pack;
+#        another name must be ignored by git too) are honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build-gpu}
 JOBS=${JOBS:-2}
 PACK=${PACK:-pack}
-DEFAULT_TARGETS=(gpu_gdn2_decode_test gpu_decode_ops_test gpu_cuda_model_test gdn2_decode_bench
-                 decode_e2e_bench deltaserve)
+DEFAULT_TARGETS=(gpu_gdn2_decode_test gpu_decode_ops_test gpu_cuda_model_test
+                 gpu_gdn2_chunk_prefill_test gdn2_decode_bench decode_e2e_bench gdn2_prefill_bench
+                 swa_prefill_bench ttft_bench deltaserve deltaserve-loadtest)
 if [[ $# -gt 0 ]]; then TARGETS=("$@"); else TARGETS=("${DEFAULT_TARGETS[@]}"); fi
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DDELTASERVE_CUDA=ON \
