@@ -1,10 +1,386 @@
-// Phase 1 of the chunked GDN-2 prefill, version 3; see gdn2_chunk_phases.h for the contract.
+// Phase 1 of the chunked GDN-2 prefill, version 3: per (chunk of kC tokens, sequence, value
+// head) the cumulative log-decay G, T = strict-lower [sum_c b_t k_t k_j exp(G_t - G_j)],
+// Aqk = lower [sum_c q_t k_j exp(G_t - G_j)], (I + T)[Y | U'] = [exp(G) b k | w v],
+// Qg = exp(G) q, Ktail = exp(G_last - G) k and gamma = exp(G_last), written to the workspace in
+// the layout of gdn2_chunk_phases.h (the contract with phase 2).
+//
+// Structure of one block (256 threads, ~104 KB shared memory, two blocks per SM):
+//  * all of the chunk's input rows are prefetched into L2 at the start (bulk prefetch);
+//  * q, k, g, b stream through shared memory in slices of kSlice key channels (cp.async, two
+//    stages); per slice every thread scans 4 tokens of one channel (G in the log2 domain),
+//    writes Qg and Ktail, keeps E = exp(G) b k for the substitution, and stores the factored
+//    operands of T / Aqk in [channel][token] arrays;
+//  * T and Aqk accumulate in registers over the slices, by 4x4 tiles: an off-diagonal tile
+//    (rows 4R.., columns 4J.., R > J) uses
+//      exp(G_t - G_j) = exp(G_t - G_4R) * exp(G_4R - G_4J+3) * exp(G_4J+3 - G_j),
+//    three factors with exponents <= 0 (no overflow even at exp(-30) per token; an underflowed
+//    factor only hides a product smaller than itself); the diagonal tiles use the direct
+//    exponent of the difference;
+//  * the forward substitution runs one right-hand-side column per thread in registers (Y
+//    columns from E in shared memory, U' columns from w v), reading T rows as broadcasts.
+// All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
 #include "kernels/cuda/gdn2_chunk_phases.h"
+#include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda::gdn2_chunk {
+namespace {
 
-absl::Status LaunchPhase1V3(const Gdn2PrefillShape&, const Gdn2PrefillArgs&, cudaStream_t) {
-  return absl::UnimplementedError("gdn2 prefill: phase1_version 3 is not built yet");
+constexpr int kThreads = 256;
+constexpr int kSlice = 16;                   // key channels per slice
+constexpr int kSlices = kDk / kSlice;        // 8
+constexpr int kLandPitch = kSlice + 4;       // landed rows: conflict-free column reads
+constexpr int kLandArray = kC * kLandPitch;  // one landed input (g, q, k or b) of a slice
+constexpr int kLandStage = 4 * kLandArray;
+constexpr int kStages = 2;
+constexpr int kDP = kC + 4;                  // [channel][token] operand arrays
+constexpr int kDerived = kSlice * kDP;
+constexpr int kEP = kDk + 4;                 // E [token][channel]
+constexpr int kTP = kC + 4;                  // T [token][token]
+constexpr int kTiles = kC / 4;               // 16 tiles of 4 rows / columns
+constexpr int kOffDiagTiles = kTiles * (kTiles - 1) / 2;  // 120
+
+// Operand arrays of a slice, [kSlice][kDP] each.
+enum Derived { kQf = 0, kBf, kKc, kG2, kQr, kBKr, kKr, kNumDerived };
+
+// Shared memory (floats).
+constexpr int kSmLand = 0;
+constexpr int kSmDer = kSmLand + kStages * kLandStage;
+constexpr int kSmE = kSmDer + kNumDerived * kDerived;
+constexpr int kSmTot = kSmE + kC * kEP;
+constexpr int kSmemFloats = kSmTot + kTiles * kSlice;
+// T aliases the landing stages once the slice loop is done.
+static_assert(kC * kTP <= kStages * kLandStage, "T must fit the landing area");
+static_assert(kThreads == kTiles * kSlice, "precompute maps one thread per (4 tokens, channel)");
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ float Ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ void CpAsync16(float* dst, const float* src, int src_bytes) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void PrefetchL2(const float* p, int bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+
+struct Inputs {
+  const float* q;
+  const float* k;
+  const float* g;
+  const float* b;
+  const float* v;
+  const float* w;
+  int64_t q_stride, k_stride, g_stride, b_stride, v_stride, w_stride;
+};
+
+__global__ void __launch_bounds__(kThreads, 2)
+    Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs in,
+                            int num_v_heads, float* __restrict__ ws, int64_t gamma_base) {
+  extern __shared__ __align__(16) float smem[];
+  const int c = blockIdx.x, s = blockIdx.y, hv = blockIdx.z;
+  const int kh = hv / heads_per_group;
+  const int64_t start = static_cast<int64_t>(cu[s]) + static_cast<int64_t>(c) * kC;
+  const int64_t end = cu[s + 1];
+  if (start >= end) return;
+  const int len = static_cast<int>(min(static_cast<int64_t>(kC), end - start));
+  const int tid = threadIdx.x;
+  const int64_t row0 = start * num_v_heads + hv;
+  auto ws_row = [&](int t) { return ws + (row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow; };
+
+  // Every input row of the chunk into L2 (512 bytes each); the slices and w v read from there.
+  for (int i = tid; i < 6 * len; i += kThreads) {
+    const int a = i / len, t = i - a * len;
+    const int64_t tok = start + t;
+    const float* p;
+    switch (a) {
+      case 0: p = in.g + tok * in.g_stride + kh * kDk; break;
+      case 1: p = in.q + tok * in.q_stride + kh * kDk; break;
+      case 2: p = in.k + tok * in.k_stride + kh * kDk; break;
+      case 3: p = in.b + tok * in.b_stride + kh * kDk; break;
+      case 4: p = in.w + tok * in.w_stride + hv * kDv; break;
+      default: p = in.v + tok * in.v_stride + hv * kDv; break;
+    }
+    PrefetchL2(p, kDk * 4);
+  }
+
+  // One slice of g, q, k, b into landing stage sl % kStages (rows >= len zero-filled).
+  auto issue_slice = [&](int sl) {
+    float* dst = smem + kSmLand + (sl % kStages) * kLandStage;
+#pragma unroll
+    for (int r = 0; r < (4 * kC * 4) / kThreads; ++r) {
+      const int i = tid + r * kThreads;
+      const int a = i / (kC * 4), t = (i / 4) % kC, q4 = i % 4;
+      const float* base = a == 0 ? in.g : a == 1 ? in.q : a == 2 ? in.k : in.b;
+      const int64_t stride =
+          a == 0 ? in.g_stride : a == 1 ? in.q_stride : a == 2 ? in.k_stride : in.b_stride;
+      const bool ok = t < len;
+      const float* src = base + (start + (ok ? t : 0)) * stride + kh * kDk + sl * kSlice + q4 * 4;
+      CpAsync16(dst + a * kLandArray + t * kLandPitch + q4 * 4, src, ok ? 16 : 0);
+    }
+    CpAsyncCommit();
+  };
+  issue_slice(0);
+  issue_slice(1);
+
+  // Aqk above the diagonal tiles is zero (phase 2 reads whole rows).
+  for (int i = tid; i < kC * kTiles; i += kThreads) {
+    const int t = i / kTiles, j4 = i % kTiles;
+    if (t < len && j4 > t / 4)
+      *reinterpret_cast<float4*>(ws_row(t) + kOffA + 4 * j4) = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+
+  // Accumulation roles: threads 0..119 one off-diagonal tile (R, J) each, over all channels;
+  // warp 4 the 16 diagonal tiles, two lanes per tile (half of each slice's channels each).
+  int tile_r = 0, tile_j = 0;
+  if (tid < kOffDiagTiles) {
+    tile_r = 1;
+    while ((tile_r + 1) * tile_r / 2 <= tid) ++tile_r;
+    tile_j = tid - tile_r * (tile_r - 1) / 2;
+  } else if (tid >= 128 && tid < 160) {
+    tile_r = (tid - 128) % kTiles;
+  }
+  const int diag_half = (tid - 128) / kTiles;
+  float tacc[16], aacc[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) tacc[i] = aacc[i] = 0.f;
+
+  // Precompute roles: channel pc of the slice, tokens 4 ph .. 4 ph + 3.
+  const int pc = tid % kSlice, ph = tid / kSlice;
+  float* der = smem + kSmDer;
+  float* es = smem + kSmE;
+  float* tot = smem + kSmTot;
+
+  for (int sl = 0; sl < kSlices; ++sl) {
+    if (sl + 1 < kSlices) {
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();
+    // --- Precompute: local scan of 4 tokens, then the prefix over the 16 groups.
+    const float* land = smem + kSmLand + (sl % kStages) * kLandStage;
+    float gl[4], qv[4], kv[4], bk[4];
+    {
+      float run = 0.f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int o = (4 * ph + i) * kLandPitch + pc;
+        run += land[o] * kLog2e;
+        gl[i] = run;
+        qv[i] = land[kLandArray + o];
+        kv[i] = land[2 * kLandArray + o];
+        bk[i] = land[3 * kLandArray + o] * kv[i];
+      }
+      tot[ph * kSlice + pc] = run;
+    }
+    __syncthreads();
+    {
+      float pre = 0.f, all = 0.f;
+#pragma unroll
+      for (int h = 0; h < kTiles; ++h) {
+        const float x = tot[h * kSlice + pc];
+        pre += h < ph ? x : 0.f;
+        all += x;
+      }
+      float G[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) G[i] = pre + gl[i];
+      const float g0 = G[0], g3 = G[3];
+      float qf[4], bf[4], kc[4];
+      const int ch = sl * kSlice + pc;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int t = 4 * ph + i;
+        const float rf = Ex2(fminf(G[i] - g0, 0.f));
+        const float cf = Ex2(fminf(g3 - G[i], 0.f));
+        qf[i] = qv[i] * rf;
+        bf[i] = bk[i] * rf;
+        kc[i] = kv[i] * cf;
+        const float eg = Ex2(G[i]);
+        es[t * kEP + ch] = bk[i] * eg;
+        if (t < len) {
+          float* row = ws_row(t);
+          row[kOffQg + ch] = qv[i] * eg;
+          row[kOffKt + ch] = kv[i] * Ex2(all - G[i]);
+        }
+      }
+      float* d = der + pc * kDP + 4 * ph;
+      *reinterpret_cast<float4*>(d + kQf * kDerived) = make_float4(qf[0], qf[1], qf[2], qf[3]);
+      *reinterpret_cast<float4*>(d + kBf * kDerived) = make_float4(bf[0], bf[1], bf[2], bf[3]);
+      *reinterpret_cast<float4*>(d + kKc * kDerived) = make_float4(kc[0], kc[1], kc[2], kc[3]);
+      *reinterpret_cast<float4*>(d + kG2 * kDerived) = make_float4(G[0], G[1], G[2], G[3]);
+      *reinterpret_cast<float4*>(d + kQr * kDerived) = make_float4(qv[0], qv[1], qv[2], qv[3]);
+      *reinterpret_cast<float4*>(d + kBKr * kDerived) = make_float4(bk[0], bk[1], bk[2], bk[3]);
+      *reinterpret_cast<float4*>(d + kKr * kDerived) = make_float4(kv[0], kv[1], kv[2], kv[3]);
+      if (ph == 0) {
+        ws[gamma_base + (ChunkSlot(cu, s, c) * num_v_heads + hv) * kDk + ch] = Ex2(all);
+      }
+    }
+    __syncthreads();
+    if (sl + kStages < kSlices) issue_slice(sl + kStages);
+
+    // --- Accumulate T and Aqk over this slice's channels.
+    if (tid < kOffDiagTiles) {
+      const float* qf_p = der + kQf * kDerived + 4 * tile_r;
+      const float* bf_p = der + kBf * kDerived + 4 * tile_r;
+      const float* kc_p = der + kKc * kDerived + 4 * tile_j;
+      const float* gr_p = der + kG2 * kDerived + 4 * tile_r;
+      const float* gj_p = der + kG2 * kDerived + 4 * tile_j + 3;
+#pragma unroll 4
+      for (int cc = 0; cc < kSlice; ++cc) {
+        const float4 qf = *reinterpret_cast<const float4*>(qf_p + cc * kDP);
+        const float4 bf = *reinterpret_cast<const float4*>(bf_p + cc * kDP);
+        const float4 kc = *reinterpret_cast<const float4*>(kc_p + cc * kDP);
+        const float dm = Ex2(fminf(gr_p[cc * kDP] - gj_p[cc * kDP], 0.f));
+        const float rq[4] = {qf.x, qf.y, qf.z, qf.w};
+        const float rb[4] = {bf.x, bf.y, bf.z, bf.w};
+        const float ck[4] = {kc.x * dm, kc.y * dm, kc.z * dm, kc.w * dm};
+#pragma unroll
+        for (int a = 0; a < 4; ++a)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            tacc[a * 4 + e] = fmaf(rb[a], ck[e], tacc[a * 4 + e]);
+            aacc[a * 4 + e] = fmaf(rq[a], ck[e], aacc[a * 4 + e]);
+          }
+      }
+    } else if (tid >= 128 && tid < 160) {
+      const int o = 4 * tile_r;
+#pragma unroll 2
+      for (int cc = diag_half * (kSlice / 2); cc < (diag_half + 1) * (kSlice / 2); ++cc) {
+        const float4 g4 = *reinterpret_cast<const float4*>(der + kG2 * kDerived + cc * kDP + o);
+        const float4 q4 = *reinterpret_cast<const float4*>(der + kQr * kDerived + cc * kDP + o);
+        const float4 b4 = *reinterpret_cast<const float4*>(der + kBKr * kDerived + cc * kDP + o);
+        const float4 k4 = *reinterpret_cast<const float4*>(der + kKr * kDerived + cc * kDP + o);
+        const float gg[4] = {g4.x, g4.y, g4.z, g4.w};
+        const float rq[4] = {q4.x, q4.y, q4.z, q4.w};
+        const float rb[4] = {b4.x, b4.y, b4.z, b4.w};
+        const float rk[4] = {k4.x, k4.y, k4.z, k4.w};
+#pragma unroll
+        for (int a = 0; a < 4; ++a) {
+#pragma unroll
+          for (int e = 0; e < a; ++e) {
+            const float x = rk[e] * Ex2(fminf(gg[a] - gg[e], 0.f));
+            tacc[a * 4 + e] = fmaf(rb[a], x, tacc[a * 4 + e]);
+            aacc[a * 4 + e] = fmaf(rq[a], x, aacc[a * 4 + e]);
+          }
+          aacc[a * 5] = fmaf(rq[a], rk[a], aacc[a * 5]);
+        }
+      }
+    }
+  }
+
+  // T into shared memory (over the landing stages, free now), Aqk rows to the workspace.
+  float* ts = smem + kSmLand;
+  if (tid < kOffDiagTiles) {
+#pragma unroll
+    for (int a = 0; a < 4; ++a) {
+      const int t = 4 * tile_r + a;
+      *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_j) =
+          make_float4(tacc[a * 4], tacc[a * 4 + 1], tacc[a * 4 + 2], tacc[a * 4 + 3]);
+      if (t < len)
+        *reinterpret_cast<float4*>(ws_row(t) + kOffA + 4 * tile_j) =
+            make_float4(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
+    }
+  } else if (tid >= 128 && tid < 160) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      tacc[i] += __shfl_xor_sync(0xffffffffu, tacc[i], kTiles);
+      aacc[i] += __shfl_xor_sync(0xffffffffu, aacc[i], kTiles);
+    }
+    if (diag_half == 0) {
+#pragma unroll
+      for (int a = 0; a < 4; ++a) {
+        const int t = 4 * tile_r + a;
+        float tr[4], ar[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          tr[e] = e < a ? tacc[a * 4 + e] : 0.f;
+          ar[e] = e <= a ? aacc[a * 4 + e] : 0.f;
+        }
+        *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_r) =
+            make_float4(tr[0], tr[1], tr[2], tr[3]);
+        if (t < len)
+          *reinterpret_cast<float4*>(ws_row(t) + kOffA + 4 * tile_r) =
+              make_float4(ar[0], ar[1], ar[2], ar[3]);
+      }
+    }
+  }
+
+  // Right-hand side: column tid of E, or column tid - dk of Z = w v.
+  float x[kC];
+  if (tid < kDk) {
+#pragma unroll
+    for (int t = 0; t < kC; ++t) x[t] = es[t * kEP + tid];
+  } else {
+    const int n = hv * kDv + (tid - kDk);
+    const float* wp = in.w + start * in.w_stride + n;
+    const float* vp = in.v + start * in.v_stride + n;
+#pragma unroll
+    for (int t = 0; t < kC; ++t) x[t] = t < len ? __ldg(wp + t * in.w_stride) : 0.f;
+#pragma unroll
+    for (int t = 0; t < kC; ++t) x[t] *= t < len ? __ldg(vp + t * in.v_stride) : 0.f;
+  }
+  __syncthreads();
+
+  // Forward substitution (I + T) X = RHS; T rows are read as broadcasts.
+#pragma unroll
+  for (int t = 1; t < kC; ++t) {
+    const float* tr = ts + t * kTP;
+    float a0 = x[t], a1 = 0.f, a2 = 0.f, a3 = 0.f;
+#pragma unroll
+    for (int j = 0; j + 4 <= t; j += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(tr + j);
+      a0 = fmaf(-v.x, x[j], a0);
+      a1 = fmaf(-v.y, x[j + 1], a1);
+      a2 = fmaf(-v.z, x[j + 2], a2);
+      a3 = fmaf(-v.w, x[j + 3], a3);
+    }
+#pragma unroll
+    for (int j = t & ~3; j < t; ++j) a0 = fmaf(-tr[j], x[j], a0);
+    x[t] = (a0 + a1) + (a2 + a3);
+  }
+  const int col = tid < kDk ? kOffY + tid : kOffU + (tid - kDk);
+#pragma unroll
+  for (int t = 0; t < kC; ++t)
+    if (t < len) ws_row(t)[col] = x[t];
+}
+
+}  // namespace
+
+absl::Status LaunchPhase1V3(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+                            cudaStream_t stream) {
+  const int max_chunks = (a.max_seq_len + kC - 1) / kC;
+  constexpr int kSmemBytes = kSmemFloats * 4;
+  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      Gdn2ChunkPhase1V3Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(Gdn2ChunkPhase1V3Kernel,
+                                               cudaFuncAttributePreferredSharedMemoryCarveout,
+                                               cudaSharedmemCarveoutMaxShared));
+  const Inputs in{a.q,        a.k,        a.g,        a.b,        a.v,        a.w,
+                  a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride};
+  Gdn2ChunkPhase1V3Kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads,
+                            kSmemBytes, stream>>>(shape.num_v_heads / shape.num_heads,
+                                                  a.cu_seqlens, in, shape.num_v_heads,
+                                                  a.workspace, GammaBase(a.total_tokens, shape.num_v_heads));
+  return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk
