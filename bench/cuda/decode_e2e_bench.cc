@@ -4,12 +4,20 @@
 // reads a full ring), and the ratio to the roofline = (weight bytes + state bytes a step must
 // move) / copy bandwidth measured in the same run.
 //
-// Usage: decode_e2e_bench [out.json] [--quick] [--batches-1-256]
-// (--quick: fewer timed passes; --batches-1-256: batch 1 and 256 only)
+// Usage: decode_e2e_bench [out.json] [--quick] [--batches-1-256] [--batches=1,4,...]
+//                         [--variants=0,1,...] [--gemv-kernels] [--no-compare]
+// (--quick: fewer timed passes; --batches-1-256: batch 1 and 256 only; --batches: the batch
+// sizes; --variants: which of the state / GDN-2 kernel variants below to run; rows at batch
+// <= 8 run twice, with the cuBLASLt arrangement (path "cublas", gemv_max_rows = 0) and the
+// small-batch GEMV kernels (path "gemv", gemv_max_rows = 8), unless --no-compare;
+// --gemv-kernels: also time each projection shape of gdn2_1.3B alone, GEMV vs cuBLASLt, cycling
+// over weight copies larger than L2)
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <numeric>
 #include <random>
 #include <string>
@@ -20,6 +28,8 @@
 #include "engine/cuda/device_weights.h"
 #include "engine/model_config.h"
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemv.h"
 
 using namespace deltaserve;
 using namespace deltaserve::bench;
@@ -38,7 +48,7 @@ ModelConfig Config(bool hybrid) {
 }
 
 struct Row {
-  std::string model, state, note, kernel = "auto";
+  std::string model, state, note, kernel = "auto", path = "default";
   int batch = 0;
   double step_ms = 0, tokens_per_s = 0, weight_bytes = 0, state_bytes = 0, roofline_ms = 0,
          ratio = 0;
@@ -55,16 +65,167 @@ double StateBytes(const ModelConfig& c, const StateLayout& L, int batch) {
   return batch * (c.NumGdn2Layers() * gdn + c.NumSwaLayers() * (ring_read + ring_write));
 }
 
+struct KernelRow {
+  std::string name;
+  int rows = 0;
+  double gemv_us = 0, gemv_pdl_us = 0, cublas_us = 0, bytes = 0;
+};
+
+// Each projection shape of gdn2_1.3B alone: GEMV (plain and programmatic launches) vs the
+// cuBLASLt GEMM (plus, where the GEMV fuses one, the separate norm / SwiGLU kernel), per launch,
+// cycling over weight copies (> 256 MB in all) so that no launch finds its weights in L2.
+std::vector<KernelRow> TimeKernels(double copy_bw) {
+  std::vector<KernelRow> out;
+  const ModelConfig c = Config(false);
+  const int64_t d = c.n_embd, I = c.intermediate_size, V = c.padded_vocab_size;
+  const int64_t kd = c.gdn2.key_dim(), vd = c.gdn2.value_dim(), dv = c.gdn2.head_v_dim;
+  const int64_t in_rows = 3 * kd + 2 * vd + 2 * dv;
+  using In = cuda::GemvInput;
+  using Out = cuda::GemvOutput;
+  struct Shape {
+    const char* name;
+    int64_t n, k;
+    In in;
+    Out out;
+  };
+  const Shape shapes[] = {{"in_proj+norm", in_rows, d, In::kF32RmsNorm, Out::kF32},
+                          {"f1|g1 (2 problems)", kd, dv, In::kF32, Out::kF32},
+                          {"o_proj+residual", d, vd, In::kBf16, Out::kF32Accumulate},
+                          {"w12+norm+swiglu", I, d, In::kF32RmsNorm, Out::kSwiGluBf16},
+                          {"w3+residual", d, I, In::kBf16, Out::kF32Accumulate},
+                          {"lm_head+norm", V, d, In::kF32RmsNorm, Out::kF32}};
+  auto gemm = cuda::Gemm::Create();
+  if (!gemm.ok()) return out;
+  cudaStream_t st;
+  BENCH_CUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  float *x = nullptr, *gamma = nullptr, *o = nullptr;
+  void *xb = nullptr, *ob = nullptr;
+  BENCH_CUDA(cudaMalloc(&x, 8 * 8192 * 4));
+  BENCH_CUDA(cudaMalloc(&xb, 8 * 8192 * 2));
+  BENCH_CUDA(cudaMalloc(&gamma, 8192 * 4));
+  BENCH_CUDA(cudaMalloc(&o, 8 * 2 * 32768 * 4));
+  BENCH_CUDA(cudaMalloc(&ob, 8 * 2 * 32768 * 4));
+  (void)cuda::LaunchFillRandom(x, cuda::DType::kF32, 8 * 8192, 1, 1.0f, 0.0f, st);
+  (void)cuda::LaunchFillRandom(xb, cuda::DType::kBF16, 8 * 8192, 2, 1.0f, 0.0f, st);
+  (void)cuda::LaunchFillRandom(gamma, cuda::DType::kF32, 8192, 3, 0.1f, 1.0f, st);
+  (void)cuda::LaunchFillRandom(o, cuda::DType::kF32, 8 * 2 * 32768, 4, 0.1f, 0.0f, st);
+  for (int rows : {1, 2, 4, 8}) {
+    for (const Shape& sh : shapes) {
+      const bool swiglu = sh.out == Out::kSwiGluBf16;
+      const bool two = sh.k == dv;
+      const int64_t wbytes = (swiglu || two ? 2 : 1) * sh.n * sh.k * 2;
+      const int copies = static_cast<int>(std::max<int64_t>(4, (int64_t{256} << 20) / wbytes + 1));
+      void* w = nullptr;
+      BENCH_CUDA(cudaMalloc(&w, static_cast<size_t>(wbytes) * copies));
+      (void)cuda::LaunchFillRandom(w, cuda::DType::kBF16, wbytes / 2 * copies, 5, 0.02f, 0.0f, st);
+      auto wp = [&](int i) { return static_cast<char*>(w) + static_cast<int64_t>(i) * wbytes; };
+      auto gemv_args = [&](int i, bool programmatic) {
+        cuda::GemvArgs a;
+        a.rows = rows;
+        a.k = sh.k;
+        a.input = sh.in;
+        a.output = sh.out;
+        a.gamma = gamma;
+        const void* xin = sh.in == In::kBf16 ? xb : static_cast<const void*>(x);
+        if (two) {
+          a.problems[0] = cuda::GemvProblem{xin, sh.k, wp(i), sh.k, sh.n, o, sh.n};
+          a.problems[1] = cuda::GemvProblem{xin, sh.k, wp(i) + sh.n * sh.k * 2, sh.k, sh.n,
+                                            o + rows * sh.n, sh.n};
+          a.num_problems = 2;
+        } else {
+          a.problems[0] = cuda::GemvProblem{xin, sh.k, wp(i), sh.k, sh.n, swiglu ? ob : o, sh.n};
+        }
+        a.programmatic = programmatic;
+        return a;
+      };
+      KernelRow kr;
+      kr.name = sh.name;
+      kr.rows = rows;
+      kr.bytes = static_cast<double>(cuda::GemvBytes(gemv_args(0, false)));
+      BENCH_CUDA(cudaStreamSynchronize(st));
+      for (int pdl = 0; pdl < 2; ++pdl) {
+        const double t = TimeGraph(
+            st,
+            [&] {
+              for (int i = 0; i < copies; ++i) (void)cuda::LaunchGemv(gemv_args(i, pdl), st);
+            },
+            copies);
+        (pdl ? kr.gemv_pdl_us : kr.gemv_us) = t * 1e6;
+      }
+      const auto F32 = cuda::DType::kF32;
+      (void)(*gemm)->Run(rows, swiglu ? 2 * sh.n : sh.n, sh.k, xb, sh.k, wp(0), sh.k, o,
+                         swiglu ? 2 * sh.n : sh.n, F32, 0.0f, st);  // plan outside the capture
+      BENCH_CUDA(cudaStreamSynchronize(st));
+      kr.cublas_us = 1e6 * TimeGraph(
+                               st,
+                               [&] {
+                                 for (int i = 0; i < copies; ++i) {
+                                   if (sh.in == In::kF32RmsNorm)
+                                     (void)cuda::LaunchRmsNormToBf16(x, sh.k, rows, sh.k, gamma,
+                                                                     1e-5f, xb, sh.k, st);
+                                   const int64_t n = swiglu ? 2 * sh.n : sh.n;
+                                   (void)(*gemm)->Run(rows, n, sh.k, xb, sh.k, wp(i), sh.k, o, n,
+                                                      F32, sh.out == Out::kF32Accumulate ? 1.0f : 0.0f,
+                                                      st);
+                                   if (two)
+                                     (void)(*gemm)->Run(rows, sh.n, sh.k, xb, sh.k,
+                                                        wp(i) + sh.n * sh.k * 2, sh.k, o, sh.n, F32,
+                                                        0.0f, st);
+                                   if (swiglu)
+                                     (void)cuda::LaunchSwiGlu(o, 2 * sh.n, rows, sh.n, ob, sh.n, st);
+                                 }
+                               },
+                               copies);
+      BENCH_CUDA(cudaFree(w));
+      std::printf("kernel %-20s rows %d: %7.2f MB  gemv %7.2f us, programmatic %7.2f us (%.2f of "
+                  "copy), cublas(+row ops) %7.2f us\n",
+                  kr.name.c_str(), rows, kr.bytes / 1e6, kr.gemv_us, kr.gemv_pdl_us,
+                  kr.bytes / copy_bw / (kr.gemv_pdl_us * 1e-6), kr.cublas_us);
+      std::fflush(stdout);
+      out.push_back(kr);
+    }
+  }
+  cudaFree(x);
+  cudaFree(xb);
+  cudaFree(gamma);
+  cudaFree(o);
+  cudaFree(ob);
+  cudaStreamDestroy(st);
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string out_path = "decode_e2e_bench.json";
-  bool quick = false, two_batches = false;
+  bool quick = false, kernels = false, compare = true;
+  std::vector<int> batches = {1, 16, 64, 256}, variants = {0, 1, 2, 3, 4};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
     } else if (std::strcmp(argv[i], "--batches-1-256") == 0) {
-      two_batches = true;
+      batches = {1, 256};
+    } else if (std::strncmp(argv[i], "--batches=", 10) == 0) {
+      batches.clear();
+      for (const char* p = argv[i] + 10; *p != 0;) {
+        char* end = nullptr;
+        const long b = std::strtol(p, &end, 10);
+        if (end == p || b < 1 || b > 256) {
+          std::fprintf(stderr, "bad --batches list\n");
+          return 1;
+        }
+        batches.push_back(static_cast<int>(b));
+        p = *end == ',' ? end + 1 : end;
+      }
+    } else if (std::strncmp(argv[i], "--variants=", 11) == 0) {
+      variants.clear();
+      for (const char* p = argv[i] + 11; *p != 0; ++p) {
+        if (*p >= '0' && *p <= '4') variants.push_back(*p - '0');
+      }
+    } else if (std::strcmp(argv[i], "--gemv-kernels") == 0) {
+      kernels = true;
+    } else if (std::strcmp(argv[i], "--no-compare") == 0) {
+      compare = false;
     } else {
       out_path = argv[i];
     }
@@ -73,20 +234,26 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs, %.1f GB\n", dev.name.c_str(), dev.sms, dev.mem_bytes / 1e9);
   const double copy_bw = CopyBandwidth(size_t{1} << 30);
   std::printf("device-to-device copy: %.3f TB/s\n", copy_bw / 1e12);
+  std::vector<KernelRow> krows;
+  if (kernels) krows = TimeKernels(copy_bw);
 
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
     const ModelConfig cfg = Config(hybrid);
     for (int variant = 0; variant < 5; ++variant) {
+      if (std::find(variants.begin(), variants.end(), variant) == variants.end()) continue;
       // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only, fp32
       // state: 2: fused kernel, plain launch; 3: prepared kernels; 4: streamed kernels.
       if (variant >= 2 && hybrid) continue;
       const StateDtype sd = variant == 1 ? StateDtype::kBF16 : StateDtype::kF32;
-      for (int batch : {1, 16, 64, 256}) {
-        if (two_batches && batch != 1 && batch != 256) continue;
-        if (variant == 2 && batch == 256) continue;  // fused is the small-batch arrangement
-        if (variant >= 3 && batch == 1) continue;    // the two-kernel ones are large-batch
+      for (const int batch : batches) {
+       const bool small = batch <= cuda::kGemvMaxRows;
+       if (variant == 2 && batch == 256) continue;  // fused is the small-batch arrangement
+       if (variant >= 3 && small) continue;         // the two-kernel ones are large-batch
+       // Paths: 0 GEMV kernels (gemv_max_rows = 8), 1 cuBLASLt (gemv_max_rows = 0).
+       for (int path = 0; path < (small && compare && variant <= 1 ? 2 : 1); ++path) {
         Row row;
+        row.path = !small || path == 1 ? "cublas" : "gemv";
         static const char* const kNames[] = {"auto", "auto", "fused", "prepared", "streamed"};
         row.kernel = kNames[variant];
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
@@ -119,6 +286,7 @@ int main(int argc, char** argv) {
                            : variant == 4 ? CudaRunnerOptions::Gdn2Kernel::kStreamed
                                           : CudaRunnerOptions::Gdn2Kernel::kAuto;
         opts.gdn2_overlap_launch = variant != 2;
+        opts.gemv_max_rows = path == 1 ? 0 : cuda::kGemvMaxRows;
         auto r = CudaModelRunner::Create(*std::move(w), opts);
         if (!r.ok()) {
           std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());
@@ -181,11 +349,12 @@ int main(int argc, char** argv) {
         row.state_bytes = StateBytes(cfg, layout, batch);
         row.roofline_ms = (row.weight_bytes + row.state_bytes) / copy_bw * 1e3;
         row.ratio = row.roofline_ms / row.step_ms;
-        std::printf("%s %s %s batch %d: %.3f ms/step, %.0f tok/s, roofline %.3f ms, ratio %.3f\n",
-                    row.model.c_str(), row.kernel.c_str(), row.state.c_str(), batch, row.step_ms, row.tokens_per_s,
-                    row.roofline_ms, row.ratio);
+        std::printf("%s %s %s %s batch %d: %.3f ms/step, %.0f tok/s, roofline %.3f ms, ratio %.3f\n",
+                    row.model.c_str(), row.kernel.c_str(), row.path.c_str(), row.state.c_str(),
+                    batch, row.step_ms, row.tokens_per_s, row.roofline_ms, row.ratio);
         std::fflush(stdout);
         rows.push_back(row);
+       }
       }
     }
   }
@@ -200,25 +369,34 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f,
-                 "    {\"model\": \"%s\", \"gdn2_kernel\": \"%s\", \"state\": \"%s\", \"batch\": %d, \"ms_per_step\": %.4f, "
+                 "    {\"model\": \"%s\", \"gdn2_kernel\": \"%s\", \"path\": \"%s\", \"state\": \"%s\", \"batch\": %d, \"ms_per_step\": %.4f, "
                  "\"tokens_per_s\": %.1f, \"weight_bytes\": %.0f, \"state_bytes\": %.0f, "
                  "\"roofline_ms\": %.4f, \"ratio_to_roofline\": %.4f, \"note\": \"%s\"}%s\n",
-                 r.model.c_str(), r.kernel.c_str(), r.state.c_str(), r.batch, r.step_ms, r.tokens_per_s,
+                 r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(), r.batch, r.step_ms, r.tokens_per_s,
                  r.weight_bytes, r.state_bytes, r.roofline_ms, r.ratio, r.note.c_str(),
                  i + 1 < rows.size() ? "," : "");
+  }
+  std::fprintf(f, "  ],\n  \"kernels\": [\n");
+  for (size_t i = 0; i < krows.size(); ++i) {
+    const KernelRow& k = krows[i];
+    std::fprintf(f,
+                 "    {\"shape\": \"%s\", \"rows\": %d, \"bytes\": %.0f, \"gemv_us\": %.3f, "
+                 "\"gemv_programmatic_us\": %.3f, \"cublas_us\": %.3f}%s\n",
+                 k.name.c_str(), k.rows, k.bytes, k.gemv_us, k.gemv_pdl_us, k.cublas_us,
+                 i + 1 < krows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
-  std::printf("\n%-14s %-8s %-5s %6s %10s %10s %11s %7s\n", "model", "kernel", "state", "batch", "ms/step",
+  std::printf("\n%-14s %-8s %-9s %-5s %6s %10s %10s %11s %7s\n", "model", "kernel", "path", "state", "batch", "ms/step",
               "tok/s", "roofline ms", "ratio");
   for (const Row& r : rows) {
     if (!r.note.empty()) {
-      std::printf("%-14s %-8s %-5s %6d   (%s)\n", r.model.c_str(), r.kernel.c_str(), r.state.c_str(), r.batch,
+      std::printf("%-14s %-8s %-9s %-5s %6d   (%s)\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(), r.batch,
                   r.note.c_str());
       continue;
     }
-    std::printf("%-14s %-8s %-5s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.state.c_str(),
+    std::printf("%-14s %-8s %-9s %-5s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(),
                 r.batch, r.step_ms, r.tokens_per_s, r.roofline_ms, r.ratio);
   }
   return 0;

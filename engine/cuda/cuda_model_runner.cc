@@ -17,6 +17,7 @@
 #include "kernels/cuda/gdn2_decode.h"
 #include "kernels/cuda/gdn2_prefill_ops.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemv.h"
 #include "kernels/cuda/sampling.h"
 #include "kernels/cuda/short_conv_prefill.h"
 #include "kernels/cuda/status_util.h"
@@ -167,6 +168,9 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
         absl::StrCat("max_step_tokens (", options.max_step_tokens, ") must be >= 1"));
   if (options.max_rows < 1 || options.max_rows > 65535)
     return absl::InvalidArgumentError(absl::StrCat("max_rows (", options.max_rows, ") must be in [1, 65535]"));
+  if (options.gemv_max_rows < 0 || options.gemv_max_rows > cuda::kGemvMaxRows)
+    return absl::InvalidArgumentError(absl::StrCat("gemv_max_rows (", options.gemv_max_rows,
+                                                   ") must be in [0, ", cuda::kGemvMaxRows, "]"));
   for (int b : options.graph_batch_sizes) {
     if (b < 1 || b > options.max_rows)
       return absl::InvalidArgumentError(absl::StrCat("graph batch size ", b, " not in [1, max_rows = ",
@@ -547,7 +551,173 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   return absl::OkStatus();
 }
 
+absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li) {
+  const ModelConfig& c = config();
+  Buffers& b = *buf_;
+  const Gdn2Config& gd = c.gdn2;
+  const DeviceGdn2Weights& G = weights_->layers()[li].gdn2;
+  const LayerStateRegions& reg = layout_.layer(li);
+  const int64_t kd = gd.key_dim(), vd = gd.value_dim(), P = b.proj_cols;
+  const auto B16 = cuda::DType::kBF16, F32 = cuda::DType::kF32;
+  cudaStream_t s = stream_;
+
+  const cuda::Gdn2DecodeShape shape = Gdn2ShapeOf(c);
+  cuda::Gdn2DecodeArgs a;
+  a.batch = R;
+  a.slots = b.slots;
+  a.pool = storage_->data();
+  a.num_slots = storage_->num_slots();
+  a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
+  a.recurrent_offset = static_cast<int64_t>(reg.gdn2.recurrent);
+  a.conv_q_offset = static_cast<int64_t>(reg.gdn2.conv_q);
+  a.conv_k_offset = static_cast<int64_t>(reg.gdn2.conv_k);
+  a.conv_v_offset = static_cast<int64_t>(reg.gdn2.conv_v);
+  a.state_type = layout_.state_dtype() == StateDtype::kF32 ? F32 : B16;
+  a.q_raw = b.proj + G.col_q;
+  a.k_raw = b.proj + G.col_k;
+  a.v_raw = b.proj + G.col_v;
+  a.b_raw = b.proj + G.col_b;
+  a.w_raw = b.proj + G.col_w;
+  a.q_stride = a.k_stride = a.v_stride = a.b_stride = a.w_stride = P;
+  a.f_raw = b.f;
+  a.f_stride = kd;
+  a.z_raw = b.z;
+  a.z_stride = vd;
+  a.q_conv_w = G.q_conv;
+  a.k_conv_w = G.k_conv;
+  a.v_conv_w = G.v_conv;
+  a.a_log = G.a_log;
+  a.dt_bias = G.dt_bias;
+  a.z_bias = G.g1_bias;
+  a.o_norm = G.o_norm;
+  a.y = b.y;
+  a.y_stride = b.y_cols;
+  a.y_type = B16;
+  using K = CudaRunnerOptions::Gdn2Kernel;
+  using M = cuda::Gdn2DecodeArgs::Mode;
+  switch (options_.gdn2_kernel) {
+    case K::kFused: a.mode = M::kFused; break;
+    case K::kPrepared: a.mode = M::kPrepared; break;
+    case K::kPipelined: a.mode = M::kPipelined; break;
+    case K::kStreamed: a.mode = M::kStreamed; break;
+    case K::kAuto:
+      // Measured on H200 (bench/NOTES.md, v4): the fused launch wins below ~256 (sequence,
+      // head) items; streamed from 1024 items on (fp32; bf16 from 512), about even between.
+      a.mode = int64_t{R} * gd.num_v_heads >= 256 ? M::kStreamed : M::kFused;
+      break;
+  }
+  // The kernel before this launch is the z projection (a GEMM, or the GEMV that also computes
+  // f), which writes neither the slot indices nor any state: the state loads may start before
+  // it finishes.
+  a.overlap_launch = options_.gdn2_overlap_launch && a.mode == M::kFused;
+  a.state_ready = a.overlap_launch;
+  a.prep = b.gdn2_prep;
+  a.prep_floats = b.gdn2_prep_floats;
+  DS_RETURN_IF_ERROR(cuda::LaunchGdn2Decode(shape, a, s));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
+  const ModelConfig& c = config();
+  Buffers& b = *buf_;
+  const LayerStateRegions& reg = layout_.layer(li);
+  cudaStream_t s = stream_;
+  const cuda::SwaDecodeShape shape = SwaShapeOf(c);
+  cuda::SwaDecodeArgs a;
+  a.batch = R;
+  a.slots = b.slots;
+  a.pool = storage_->data();
+  a.num_slots = storage_->num_slots();
+  a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
+  a.k_ring_offset = static_cast<int64_t>(reg.swa.k_ring);
+  a.v_ring_offset = static_cast<int64_t>(reg.swa.v_ring);
+  a.position_offset = static_cast<int64_t>(layout_.position_offset());
+  a.qkv = b.proj;
+  a.qkv_stride = b.proj_cols;
+  a.y = b.y;
+  a.y_stride = b.y_cols;
+  a.y_type = cuda::DType::kBF16;
+  a.scratch = b.swa_scratch;
+  a.scratch_floats = b.swa_scratch_floats;
+  DS_RETURN_IF_ERROR(cuda::LaunchSwaDecode(shape, a, s));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::ForwardGemv(int R) {
+  const ModelConfig& c = config();
+  const DeviceWeights& w = *weights_;
+  Buffers& b = *buf_;
+  const int64_t d = c.n_embd, I = c.intermediate_size, V = c.padded_vocab_size;
+  const float eps = static_cast<float>(c.norm_eps);
+  const Gdn2Config& gd = c.gdn2;
+  const SwaConfig& sw = c.swa;
+  const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim, P = b.proj_cols;
+  cudaStream_t s = stream_;
+  using In = cuda::GemvInput;
+  using Out = cuda::GemvOutput;
+  // One product: out = op(x) . W^T, launched as a programmatic dependent of the kernel before it.
+  auto gemv = [&](In in, const float* gamma, const void* x, int64_t ldx, int64_t k, const void* wt,
+                  int64_t n, Out out, void* o, int64_t ldo) {
+    cuda::GemvArgs g;
+    g.rows = R;
+    g.k = k;
+    g.input = in;
+    g.output = out;
+    g.gamma = gamma;
+    g.eps = eps;
+    g.problems[0] = cuda::GemvProblem{x, ldx, wt, k, n, o, ldo};
+    g.programmatic = true;
+    return cuda::LaunchGemv(g, s);
+  };
+
+  DS_RETURN_IF_ERROR(cuda::LaunchEmbedding(w.wte(), V, d, b.tokens, R, b.x, s));
+  for (int li = 0; li < c.n_layer; ++li) {
+    const DeviceLayerWeights& L = w.layers()[li];
+    if (L.is_gdn2) {
+      const DeviceGdn2Weights& G = L.gdn2;
+      // [q k v b w f0 g0] = RMSNorm_1(x) . in_proj^T
+      DS_RETURN_IF_ERROR(gemv(In::kF32RmsNorm, L.norm_1, b.x, d, d, G.in_proj, G.in_rows, Out::kF32,
+                              b.proj, P));
+      // f = F1 bf16(f0), z~ = G1 bf16(g0): one launch.
+      cuda::GemvArgs g;
+      g.rows = static_cast<int>(R);
+      g.k = dv;
+      g.input = In::kF32;
+      g.output = Out::kF32;
+      g.problems[0] = cuda::GemvProblem{b.proj + G.col_f0, P, G.f1, dv, kd, b.f, kd};
+      g.problems[1] = cuda::GemvProblem{b.proj + G.col_g0, P, G.g1, dv, vd, b.z, vd};
+      g.num_problems = 2;
+      g.programmatic = true;
+      DS_RETURN_IF_ERROR(cuda::LaunchGemv(g, s));
+      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li));
+      DS_RETURN_IF_ERROR(gemv(In::kBf16, nullptr, b.y, b.y_cols, vd, G.o_proj, d,
+                              Out::kF32Accumulate, b.x, d));
+    } else {
+      const int64_t hw = int64_t{sw.n_head} * sw.head_size;
+      DS_RETURN_IF_ERROR(gemv(In::kF32RmsNorm, L.norm_1, b.x, d, d, L.swa.attn, sw.qkv_rows(),
+                              Out::kF32, b.proj, P));
+      DS_RETURN_IF_ERROR(LaunchSwaLayer(R, li));
+      DS_RETURN_IF_ERROR(gemv(In::kBf16, nullptr, b.y, b.y_cols, hw, L.swa.proj, d,
+                              Out::kF32Accumulate, b.x, d));
+    }
+    // y = silu(n W1^T) * (n W2^T), n = RMSNorm_2(x);  x += y W3^T
+    DS_RETURN_IF_ERROR(gemv(In::kF32RmsNorm, L.norm_2, b.x, d, d, L.w12, I, Out::kSwiGluBf16, b.y,
+                            b.y_cols));
+    DS_RETURN_IF_ERROR(gemv(In::kBf16, nullptr, b.y, b.y_cols, I, L.w3, d, Out::kF32Accumulate,
+                            b.x, d));
+  }
+  DS_RETURN_IF_ERROR(gemv(In::kF32RmsNorm, w.ln_f(), b.x, d, d, w.lm_head(), V, Out::kF32,
+                          b.logits, V));
+  // Last, so that the LM head launches as a dependent of the final W3 product.
+  DS_RETURN_IF_ERROR(cuda::LaunchAdvancePositions(storage_->data(),
+                                                  static_cast<int64_t>(layout_.slot_bytes()),
+                                                  static_cast<int64_t>(layout_.position_offset()),
+                                                  b.slots, R, s));
+  return absl::OkStatus();
+}
+
 absl::Status CudaModelRunner::Forward(int R) {
+  if (R <= options_.gemv_max_rows) return ForwardGemv(R);
   const ModelConfig& c = config();
   const DeviceWeights& w = *weights_;
   Buffers& b = *buf_;
@@ -556,13 +726,12 @@ absl::Status CudaModelRunner::Forward(int R) {
   const Gdn2Config& gd = c.gdn2;
   const SwaConfig& sw = c.swa;
   const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
-  const auto B16 = cuda::DType::kBF16, F32 = cuda::DType::kF32;
+  const auto F32 = cuda::DType::kF32;
   cudaStream_t s = stream_;
 
   DS_RETURN_IF_ERROR(cuda::LaunchEmbedding(w.wte(), V, d, b.tokens, R, b.x, s));
   for (int li = 0; li < c.n_layer; ++li) {
     const DeviceLayerWeights& L = w.layers()[li];
-    const LayerStateRegions& reg = layout_.layer(li);
     DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, L.norm_1, eps, b.n, d, s));
     if (L.is_gdn2) {
       const DeviceGdn2Weights& G = L.gdn2;
@@ -572,80 +741,12 @@ absl::Status CudaModelRunner::Forward(int R) {
       DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, b.f0g0, 2 * dv, G.f1, dv, b.f, kd, F32, 0.0f, s));
       DS_RETURN_IF_ERROR(gemm_->Run(R, vd, dv, static_cast<char*>(b.f0g0) + dv * 2, 2 * dv, G.g1,
                                     dv, b.z, vd, F32, 0.0f, s));
-      const cuda::Gdn2DecodeShape shape = Gdn2ShapeOf(c);
-      cuda::Gdn2DecodeArgs a;
-      a.batch = R;
-      a.slots = b.slots;
-      a.pool = storage_->data();
-      a.num_slots = storage_->num_slots();
-      a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
-      a.recurrent_offset = static_cast<int64_t>(reg.gdn2.recurrent);
-      a.conv_q_offset = static_cast<int64_t>(reg.gdn2.conv_q);
-      a.conv_k_offset = static_cast<int64_t>(reg.gdn2.conv_k);
-      a.conv_v_offset = static_cast<int64_t>(reg.gdn2.conv_v);
-      a.state_type = layout_.state_dtype() == StateDtype::kF32 ? F32 : B16;
-      a.q_raw = b.proj + G.col_q;
-      a.k_raw = b.proj + G.col_k;
-      a.v_raw = b.proj + G.col_v;
-      a.b_raw = b.proj + G.col_b;
-      a.w_raw = b.proj + G.col_w;
-      a.q_stride = a.k_stride = a.v_stride = a.b_stride = a.w_stride = P;
-      a.f_raw = b.f;
-      a.f_stride = kd;
-      a.z_raw = b.z;
-      a.z_stride = vd;
-      a.q_conv_w = G.q_conv;
-      a.k_conv_w = G.k_conv;
-      a.v_conv_w = G.v_conv;
-      a.a_log = G.a_log;
-      a.dt_bias = G.dt_bias;
-      a.z_bias = G.g1_bias;
-      a.o_norm = G.o_norm;
-      a.y = b.y;
-      a.y_stride = b.y_cols;
-      a.y_type = B16;
-      using K = CudaRunnerOptions::Gdn2Kernel;
-      using M = cuda::Gdn2DecodeArgs::Mode;
-      switch (options_.gdn2_kernel) {
-        case K::kFused: a.mode = M::kFused; break;
-        case K::kPrepared: a.mode = M::kPrepared; break;
-        case K::kPipelined: a.mode = M::kPipelined; break;
-        case K::kStreamed: a.mode = M::kStreamed; break;
-        case K::kAuto:
-          // Measured on H200 (bench/NOTES.md, v4): the fused launch wins below ~256 (sequence,
-          // head) items; streamed from 1024 items on (fp32; bf16 from 512), about even between.
-          a.mode = int64_t{R} * gd.num_v_heads >= 256 ? M::kStreamed : M::kFused;
-          break;
-      }
-      // The kernel before this launch is the z projection GEMM, which writes neither the slot
-      // indices nor any state: the state loads may start before it finishes.
-      a.overlap_launch = options_.gdn2_overlap_launch && a.mode == M::kFused;
-      a.state_ready = a.overlap_launch;
-      a.prep = b.gdn2_prep;
-      a.prep_floats = b.gdn2_prep_floats;
-      DS_RETURN_IF_ERROR(cuda::LaunchGdn2Decode(shape, a, s));
+      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li));
       DS_RETURN_IF_ERROR(gemm_->Run(R, d, vd, b.y, b.y_cols, G.o_proj, vd, b.x, d, F32, 1.0f, s));
     } else {
       const int64_t qkv = sw.qkv_rows();
       DS_RETURN_IF_ERROR(gemm_->Run(R, qkv, d, b.n, d, L.swa.attn, d, b.proj, b.proj_cols, F32, 0.0f, s));
-      const cuda::SwaDecodeShape shape = SwaShapeOf(c);
-      cuda::SwaDecodeArgs a;
-      a.batch = R;
-      a.slots = b.slots;
-      a.pool = storage_->data();
-      a.num_slots = storage_->num_slots();
-      a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
-      a.k_ring_offset = static_cast<int64_t>(reg.swa.k_ring);
-      a.v_ring_offset = static_cast<int64_t>(reg.swa.v_ring);
-      a.position_offset = static_cast<int64_t>(layout_.position_offset());
-      a.qkv = b.proj;
-      a.qkv_stride = b.proj_cols;
-      a.y = b.y;
-      a.y_stride = b.y_cols;
-      a.y_type = B16;
-      a.scratch = b.swa_scratch;
-      a.scratch_floats = b.swa_scratch_floats;
-      DS_RETURN_IF_ERROR(cuda::LaunchSwaDecode(shape, a, s));
+      DS_RETURN_IF_ERROR(LaunchSwaLayer(R, li));
       const int64_t hw = int64_t{sw.n_head} * sw.head_size;
       DS_RETURN_IF_ERROR(gemm_->Run(R, d, hw, b.y, b.y_cols, L.swa.proj, hw, b.x, d, F32, 1.0f, s));
     }

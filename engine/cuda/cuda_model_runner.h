@@ -66,6 +66,13 @@ struct CudaRunnerOptions {
   bool chunked_prefill = true;
   // Packed rows per prefill pass (>= 1; capped by max_step_tokens and 32768).
   int64_t prefill_pass_tokens = 2048;
+  // Decode passes over at most this many rows (0..8, cuda::kGemvMaxRows) run their projections
+  // through the small-batch GEMV kernels (kernels/cuda/gemv.h): the RMSNorms, the f0/g0 cast, the
+  // SwiGLU and the residual adds fused into them, every one launched as a programmatic dependent
+  // of the kernel before it (its weight loads overlap its predecessor's tail). 0: cuBLASLt and
+  // separate row-wise kernels at every batch size (the reference arrangement).
+  // Default 2: measured faster than cuBLASLt at 1 and 2 rows, slower at 4 (bench/NOTES.md).
+  int gemv_max_rows = 2;
 };
 
 class CudaModelRunner final : public ModelRunner {
@@ -100,6 +107,12 @@ class CudaModelRunner final : public ModelRunner {
   absl::Status Init();
   // Enqueues the forward pass over `rows` rows whose slots / tokens are in the device buffers.
   absl::Status Forward(int rows);
+  // Forward through the small-batch GEMV kernels (rows <= gemv_max_rows).
+  absl::Status ForwardGemv(int rows);
+  // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj / f / z, output y).
+  absl::Status LaunchGdn2Layer(int rows, int li);
+  // The SWA decode launch of layer `li` over `rows` rows (input proj, output y).
+  absl::Status LaunchSwaLayer(int rows, int li);
   // Uploads rows (padded to the graph size) and runs the pass.
   absl::Status RunRows(std::span<const int> slots, std::span<const int32_t> tokens);
   // Whether the chunked prefill path runs for this model and options.

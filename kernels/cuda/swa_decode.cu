@@ -1,7 +1,8 @@
 // Sliding-window attention decode (see swa_decode.h). Split-K over the key window: kernel 1
 // computes, per (sequence, head, split), an online-softmax partial (max, sum, weighted values);
 // kernel 2 merges the splits and writes the output. Warps stride over keys; a lane holds
-// head_size/32 contiguous dimensions, so one key row is one coalesced warp load.
+// head_size/32 contiguous dimensions, so one key row is one coalesced warp load, and each warp
+// loads four key / value rows before using them (memory-level parallelism at small batch).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -100,35 +101,56 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
   float m = -INFINITY, l = 0.0f, acc[VPL];
 #pragma unroll
   for (int v = 0; v < VPL; ++v) acc[v] = 0.0f;
-  for (int64_t j = j0 + warp; j <= j1; j += kWarps) {
-    float kk[VPL], vv[VPL];
-    if (j == pos) {
+  // Each warp takes keys j0 + warp, j0 + warp + kWarps, ... in that order; KU of them are loaded
+  // before the first is used, so KU row loads per warp are in flight.
+  constexpr int KU = 4;
+  for (int64_t jb = j0 + warp; jb <= j1; jb += kWarps * KU) {
+    float kk[KU][VPL], vv[KU][VPL];
 #pragma unroll
-      for (int v = 0; v < VPL; ++v) {
-        kk[v] = k_s[lane * VPL + v];
-        vv[v] = v_s[lane * VPL + v];
-      }
-    } else {
-      const int64_t r = ((j % p.window) * p.G + g) * HS + lane * VPL;
+    for (int t = 0; t < KU; ++t) {
+      const int64_t j = jb + t * kWarps;
+      if (j == pos) {
 #pragma unroll
-      for (int v = 0; v < VPL; ++v) {
-        kk[v] = __ldcs(kring + r + v);
-        vv[v] = __ldcs(vring + r + v);
+        for (int v = 0; v < VPL; ++v) {
+          kk[t][v] = k_s[lane * VPL + v];
+          vv[t][v] = v_s[lane * VPL + v];
+        }
+      } else if (j <= j1) {
+        const int64_t r = ((j % p.window) * p.G + g) * HS + lane * VPL;
+        if constexpr (VPL == 4) {
+          const float4 a = __ldcs(reinterpret_cast<const float4*>(kring + r));
+          const float4 c = __ldcs(reinterpret_cast<const float4*>(vring + r));
+          kk[t][0] = a.x, kk[t][1] = a.y, kk[t][2] = a.z, kk[t][3] = a.w;
+          vv[t][0] = c.x, vv[t][1] = c.y, vv[t][2] = c.z, vv[t][3] = c.w;
+        } else {
+#pragma unroll
+          for (int v = 0; v < VPL; ++v) {
+            kk[t][v] = __ldcs(kring + r + v);
+            vv[t][v] = __ldcs(vring + r + v);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int v = 0; v < VPL; ++v) kk[t][v] = vv[t][v] = 0.0f;
       }
     }
-    float s = 0.0f;
 #pragma unroll
-    for (int v = 0; v < VPL; ++v) s += q[v] * kk[v];
+    for (int t = 0; t < KU; ++t) {
+      if (jb + t * kWarps > j1) break;
+      float s = 0.0f;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    s *= scale;
-    const float mn = fmaxf(m, s);
-    const float corr = __expf(m - mn);  // 0 when m = -inf
-    const float e = __expf(s - mn);
-    l = l * corr + e;
+      for (int v = 0; v < VPL; ++v) s += q[v] * kk[t][v];
 #pragma unroll
-    for (int v = 0; v < VPL; ++v) acc[v] = acc[v] * corr + e * vv[v];
-    m = mn;
+      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      s *= scale;
+      const float mn = fmaxf(m, s);
+      const float corr = __expf(m - mn);  // 0 when m = -inf
+      const float e = __expf(s - mn);
+      l = l * corr + e;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) acc[v] = acc[v] * corr + e * vv[t][v];
+      m = mn;
+    }
   }
   if (lane == 0) {
     wm[warp] = m;

@@ -178,7 +178,8 @@ int Argmax(const float* x, int n) {
 }
 
 void CompareModels(bool hybrid, StateDtype state_dtype,
-                   CudaRunnerOptions::Gdn2Kernel kernel = CudaRunnerOptions::Gdn2Kernel::kAuto) {
+                   CudaRunnerOptions::Gdn2Kernel kernel = CudaRunnerOptions::Gdn2Kernel::kAuto,
+                   int gemv_max_rows = CudaRunnerOptions().gemv_max_rows) {
   const ModelConfig cfg = SmallConfig(hybrid);
   const std::string dir = MakeModelDir(cfg, hybrid ? 7 : 3, hybrid ? "hybrid" : "pure");
   auto config = ModelConfig::LoadFromDir(dir);
@@ -195,6 +196,7 @@ void CompareModels(bool hybrid, StateDtype state_dtype,
   opts.max_rows = 8;
   opts.graph_batch_sizes = {1, 4};  // 3 sequences replay the size-4 graph; 5+ run eagerly
   opts.gdn2_kernel = kernel;
+  opts.gemv_max_rows = gemv_max_rows;
   auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   CudaModelRunner& g = **gpu;
@@ -414,6 +416,17 @@ TEST_F(CudaModelTest, PureF32State) { CompareModels(false, StateDtype::kF32); }
 TEST_F(CudaModelTest, PureBf16State) { CompareModels(false, StateDtype::kBF16); }
 TEST_F(CudaModelTest, HybridF32State) { CompareModels(true, StateDtype::kF32); }
 TEST_F(CudaModelTest, HybridBf16State) { CompareModels(true, StateDtype::kBF16); }
+// The cuBLASLt arrangement at every batch size (the small-batch GEMV kernels off).
+TEST_F(CudaModelTest, PureF32StateCublasDecode) {
+  CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto, 0);
+}
+TEST_F(CudaModelTest, HybridF32StateCublasDecode) {
+  CompareModels(true, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto, 0);
+}
+// GEMV kernels for 1 and 3 rows (graphs of 1 and 4), cuBLASLt for the eager passes of 5+ rows.
+TEST_F(CudaModelTest, PureF32StateGemvUpTo4Rows) {
+  CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto, 4);
+}
 TEST_F(CudaModelTest, PurePipelinedKernel) {
   CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kPipelined);
 }
