@@ -90,7 +90,7 @@ struct Gdn2PrefillArgs {
   // instead of 16; the diagonal tiles directly); 1 is the original per-element-exp version, kept
   // for comparison. Both are fp32 with every exponent <= 0. 3 is the version in
   // gdn2_chunk_intra.cu (see gdn2_chunk_phases.h).
-  int phase1_version = 2;
+  int phase1_version = 3;
   // Phase 2 variant: 1 (default) is the sequential pass above; 2 is the version in
   // gdn2_chunk_state_pass.cu (see gdn2_chunk_phases.h). `splits` and `tensor_cores` apply to 1.
   int phase2_version = 1;
