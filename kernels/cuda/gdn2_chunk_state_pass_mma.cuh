@@ -1,0 +1,95 @@
+// Device helpers of phase 2 version 2 of the chunked GDN-2 prefill (gdn2_chunk_state_pass.cu):
+// cp.async copies into shared memory, ldmatrix loads of tf32 A fragments, and mma.sync m16n8k8
+// in tf32 with the 3xTF32 split (x = hi + lo; a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b), which
+// keeps products at fp32-level accuracy with fp32 accumulation.
+//
+// Fragment layouts (PTX ISA, m16n8k8 .tf32; g = lane / 4, t = lane % 4):
+//   A (16x8, row-major): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4)
+//   B (8x8, col):        b0 (k=t, n=g), b1 (k=t+4, n=g)
+//   C (16x8):            c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1)
+#pragma once
+
+#include <cstdint>
+
+namespace deltaserve::cuda::gdn2_chunk::p2v2 {
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte asynchronous copy global -> shared. With valid == false nothing is read from `gmem`
+// (it must still be a mapped address) and the 16 bytes are zero-filled.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
+               "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// Waits until at most N of this thread's committed groups are pending; a barrier must follow
+// before other threads read the data.
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// The A fragment of the 16x8 fp32 tile at `tile` (row-major, `pitch` floats, rows 16-byte
+// aligned) in one ldmatrix.x4: an 8x4 fp32 block read as an 8x8 b16 matrix gives lane l the
+// fp32 at (l / 4, l % 4), which is the tf32 A layout.
+__device__ __forceinline__ void LdmatrixA(float (&a)[4], const float* tile, int pitch, int lane) {
+  const int j = lane >> 3, r = lane & 7;
+  const float* p = tile + ((j & 1) * 8 + r) * pitch + (j >> 1) * 4;
+  uint32_t x0, x1, x2, x3;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
+               : "r"(SmemAddr(p)));
+  a[0] = __uint_as_float(x0);
+  a[1] = __uint_as_float(x1);
+  a[2] = __uint_as_float(x2);
+  a[3] = __uint_as_float(x3);
+}
+
+// x = hi + lo: hi is x truncated to tf32 (a bit mask, full rate; cvt.rna.tf32 is a conversion at
+// a quarter of the FP32 rate), lo = x - hi exactly (|lo| < 2^-10 |x|), passed as fp32 bits of
+// which the tensor core reads the tf32 part (error below 2^-20 |x|).
+__device__ __forceinline__ void Split(float x, uint32_t& hi, uint32_t& lo) {
+  const uint32_t h = __float_as_uint(x) & 0xffffe000u;
+  hi = h;
+  lo = __float_as_uint(x - __uint_as_float(h));
+}
+
+struct FragA {
+  uint32_t hi[4], lo[4];
+  FragA() = default;
+  __device__ __forceinline__ explicit FragA(const float (&a)[4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) Split(a[i], hi[i], lo[i]);
+  }
+};
+
+struct FragB {
+  uint32_t hi[2], lo[2];
+  __device__ __forceinline__ FragB(float b0, float b1) {
+    Split(b0, hi[0], lo[0]);
+    Split(b1, hi[1], lo[1]);
+  }
+};
+
+__device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4],
+                                        const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// c += A B (3xTF32, the small terms first).
+__device__ __forceinline__ void Mma3(float (&c)[4], const FragA& a, const FragB& b) {
+  MmaTf32(c, a.lo, b.hi);
+  MmaTf32(c, a.hi, b.lo);
+  MmaTf32(c, a.hi, b.hi);
+}
+
+}  // namespace deltaserve::cuda::gdn2_chunk::p2v2
+
