@@ -93,7 +93,7 @@ struct Gdn2PrefillArgs {
   int phase1_version = 3;
   // Phase 2 variant: 1 (default) is the sequential pass above; 2 is the version in
   // gdn2_chunk_state_pass.cu (see gdn2_chunk_phases.h). `splits` and `tensor_cores` apply to 1.
-  int phase2_version = 1;
+  int phase2_version = 2;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
   // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
   int phase_mask = 3;
