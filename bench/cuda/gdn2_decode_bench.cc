@@ -1,15 +1,20 @@
 // Benchmark of the GDN-2 decode kernels alone: one layer, H = HV = 16, dk = dv = 128,
-// W = 4, fp32 and bf16 state, batch 1..1024, every arrangement (Gdn2DecodeArgs::Mode, plus the
-// fused kernel as a programmatic dependent launch) and split count. Reports per-launch time (CUDA
-// graph replays, median), the bytes a launch must move (Gdn2DecodeBytes), achieved bandwidth and
-// its ratio to the device-to-device copy bandwidth measured in the same run. Slots rotate over
-// enough disjoint sets that the state cannot sit in L2.
+// W = 4, fp32 and bf16 state, batch 1..1024, every arrangement (Gdn2DecodeArgs::Mode, current
+// and kept older versions, plain and as programmatic dependent launches) and split count.
+// Reports per-launch time (CUDA graph replays, median), the bytes a launch must move
+// (Gdn2DecodeBytes), achieved bandwidth and its ratio to the device-to-device copy bandwidth
+// measured in the same run. Slots rotate over enough disjoint sets that the state cannot sit in
+// L2. A "_pdl" mode launches each kernel as a programmatic dependent of the previous launch
+// (which touches other slots: overlap_launch + state_ready), as the runner does after the z GEMM.
 //
-// Usage: gdn2_decode_bench [out.json]
+// Usage: gdn2_decode_bench [out.json] [--modes=a,b] [--batches=1,64] [--states=f32,bf16]
+//                          [--splits=1,2]   (filters; default: everything)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <sstream>
 #include <numeric>
 #include <random>
 #include <string>
@@ -43,10 +48,68 @@ float* RandomDevice(size_t n, std::mt19937& rng, float scale) {
   return d;
 }
 
+struct ModeSpec {
+  const char* name;
+  Gdn2DecodeArgs::Mode mode;
+  bool overlap;
+  bool whole_tile;  // splits = 1 only
+};
+
+constexpr ModeSpec kModes[] = {
+    {"fused", Gdn2DecodeArgs::Mode::kFused, false, false},
+    {"fused_pdl", Gdn2DecodeArgs::Mode::kFused, true, false},
+    {"streamed", Gdn2DecodeArgs::Mode::kStreamed, false, true},
+    {"streamed_pdl", Gdn2DecodeArgs::Mode::kStreamed, true, true},
+    {"fused_v4", Gdn2DecodeArgs::Mode::kFusedV4, false, false},
+    {"fused_v4_pdl", Gdn2DecodeArgs::Mode::kFusedV4, true, false},
+    {"streamed_item", Gdn2DecodeArgs::Mode::kStreamedBlockPerItem, false, true},
+    {"streamed_item_pdl", Gdn2DecodeArgs::Mode::kStreamedBlockPerItem, true, true},
+    {"streamed_pers", Gdn2DecodeArgs::Mode::kStreamedPersistent, false, true},
+    {"streamed_pers_pdl", Gdn2DecodeArgs::Mode::kStreamedPersistent, true, true},
+    {"streamed_v4", Gdn2DecodeArgs::Mode::kStreamedV4, false, true},
+    {"prepared", Gdn2DecodeArgs::Mode::kPrepared, false, false},
+    {"pipelined", Gdn2DecodeArgs::Mode::kPipelined, false, true},
+};
+
+// Comma-separated list after `--flag=`; empty when the flag is absent (no filter).
+std::vector<std::string> ListFlag(int argc, char** argv, const char* flag) {
+  std::vector<std::string> out;
+  const size_t n = std::strlen(flag);
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], flag, n) == 0 && argv[i][n] == '=') {
+      std::stringstream ss(argv[i] + n + 1);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (!item.empty()) out.push_back(item);
+      }
+    }
+  }
+  return out;
+}
+
+bool Selected(const std::vector<std::string>& filter, const std::string& v) {
+  return filter.empty() || std::find(filter.begin(), filter.end(), v) != filter.end();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string out_path = argc > 1 ? argv[1] : "gdn2_decode_bench.json";
+  std::string out_path = "gdn2_decode_bench.json";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--", 2) != 0) out_path = argv[i];
+  }
+  const std::vector<std::string> f_modes = ListFlag(argc, argv, "--modes");
+  const std::vector<std::string> f_batches = ListFlag(argc, argv, "--batches");
+  const std::vector<std::string> f_states = ListFlag(argc, argv, "--states");
+  const std::vector<std::string> f_splits = ListFlag(argc, argv, "--splits");
+  for (const std::string& m : f_modes) {
+    bool known = false;
+    for (const ModeSpec& ms : kModes) known = known || m == ms.name;
+    if (!known) {
+      std::fprintf(stderr, "unknown mode %s\n", m.c_str());
+      return 1;
+    }
+  }
   const DeviceInfo dev = GetDeviceInfo();
   std::printf("device: %s, %d SMs, L2 %.0f MB\n", dev.name.c_str(), dev.sms, dev.l2_bytes / 1e6);
   const double copy_bw0 = CopyBandwidth(size_t{1} << 30);
@@ -77,6 +140,7 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   for (DType st : {DType::kF32, DType::kBF16}) {
+    if (!Selected(f_states, deltaserve::cuda::DTypeName(st))) continue;
     // Slot layout: state, then the three conv histories, 256-byte aligned.
     auto up = [](int64_t n) { return (n + 255) / 256 * 256; };
     const int64_t rec = 0;
@@ -106,27 +170,19 @@ int main(int argc, char** argv) {
                           cudaMemcpyHostToDevice));
 
     for (int batch : {1, 8, 32, 64, 128, 256, 512, 1024}) {
+      if (!Selected(f_batches, std::to_string(batch))) continue;
       // Rotate over sets of distinct slots: >= 256 MB of state touched per rotation.
       const int64_t per_launch = int64_t{batch} * stride;
       const int sets = static_cast<int>(std::max<int64_t>(
           2, std::min<int64_t>(num_slots / batch, (int64_t{256} << 20) / per_launch + 1)));
       const int launches = std::max(sets, 20);
-      const int auto_splits = deltaserve::cuda::Gdn2DecodeAutoSplits(shape, batch, st);
-      const int auto_splits_overlap =
-          deltaserve::cuda::Gdn2DecodeAutoSplits(shape, batch, st, /*overlap_launch=*/true);
-      // Modes: 0 fused, 1 prepared, 2 pipelined, 3 streamed, 4 fused launched as a
-      // programmatic dependent of the previous launch (which touches other slots: state_ready).
-      static const char* const kModeNames[] = {"fused", "prepared", "pipelined", "streamed",
-                                               "fused_pdl"};
-      for (int mi = 0; mi < 5; ++mi)
+      for (const ModeSpec& ms : kModes)
       for (int splits : {1, 2, 4, 8}) {
-        if ((mi == 2 || mi == 3) && splits > 1) continue;
+        if (!Selected(f_modes, ms.name) || !Selected(f_splits, std::to_string(splits))) continue;
+        if (ms.whole_tile && splits > 1) continue;
         Gdn2DecodeArgs a;
-        a.mode = mi == 1   ? Gdn2DecodeArgs::Mode::kPrepared
-                 : mi == 2 ? Gdn2DecodeArgs::Mode::kPipelined
-                 : mi == 3 ? Gdn2DecodeArgs::Mode::kStreamed
-                           : Gdn2DecodeArgs::Mode::kFused;
-        a.overlap_launch = a.state_ready = mi == 4;
+        a.mode = ms.mode;
+        a.overlap_launch = a.state_ready = ms.overlap;
         a.prep = prep;
         a.prep_floats = deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch);
         a.batch = batch;
@@ -174,8 +230,9 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaGetLastError());
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
-        rows.push_back({kModeNames[mi], deltaserve::cuda::DTypeName(st), batch, splits,
-                        splits == (mi == 4 ? auto_splits_overlap : auto_splits),
+        rows.push_back({ms.name, deltaserve::cuda::DTypeName(st), batch, splits,
+                        !ms.whole_tile && splits == deltaserve::cuda::Gdn2DecodeAutoSplits(
+                                                     shape, batch, st, ms.overlap, ms.mode),
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         bytes / t_graph / copy_bw0});
       }
@@ -212,10 +269,10 @@ int main(int argc, char** argv) {
 
   std::printf("copy bandwidth: %.3f TB/s at start, %.3f TB/s at end\n", copy_bw0 / 1e12,
               copy_bw1 / 1e12);
-  std::printf("%-10s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
+  std::printf("%-17s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
               "us single", "GB/s", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-10s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
+    std::printf("%-17s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
                 r.auto_pick ? "*" : " ", r.graph_us, r.single_us, r.gbps, r.ratio);
   }
   std::printf("(* = the launcher's automatic split choice)\n");

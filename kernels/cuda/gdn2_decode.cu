@@ -1,5 +1,9 @@
-// Fused GDN-2 decode kernel; see gdn2_decode.h for the contract.
+// GDN-2 decode: the launcher (argument checks, mode dispatch) and the kernels of versions v1-v4
+// (fused v4, prepared, pipelined, the prep kernel and the streamed recurrence); the v5 fused,
+// prep and one-launch streamed kernels are in gdn2_decode_v5.cu. See gdn2_decode.h for the
+// contract and bench/NOTES.md for each version's measurements.
 //
+// v1-v4 fused kernel (Mode::kFusedV4):
 // Work split: one thread block per (sequence, value head, split); a split owns DVS = dv/splits
 // columns of the [dk, dv] state. The blocks of one (sequence, key head) -- all value heads of its
 // group and all splits -- form one thread-block cluster, so that
@@ -18,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_decode.h"
+#include "kernels/cuda/gdn2_decode_common.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda {
@@ -25,175 +30,7 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int kMaxConv = 8;
-constexpr int kMaxCluster = 8;
-
-struct Params {
-  int H, HV, dv, W, G, S;
-  bool neg_eig, gate_sigmoid;
-  float eps;
-  int key_dim, value_dim;
-  const int32_t* slots;
-  char* pool;
-  int64_t num_slots, slot_stride, rec_off, cq_off, ck_off, cv_off;
-  const float *q_raw, *k_raw, *v_raw, *b_raw, *w_raw, *f_raw, *z_raw;
-  int64_t q_st, k_st, v_st, b_st, w_st, f_st, z_st;
-  const float *q_cw, *k_cw, *v_cw, *a_log, *dt_bias, *z_bias, *o_norm;
-  void* y;
-  int64_t y_st;
-  bool y_bf16;
-  float* prep;  // kPrepared: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
-  bool pipelined;
-  bool streamed;
-  bool overlap;      // kFused: programmatic dependent of the previous kernel
-  bool state_ready;  // with overlap: slots, state and histories may be read before the wait
-};
-
-// Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
-__host__ __device__ constexpr int64_t PrepStride(int dk) { return 4 * int64_t{dk} + 4; }
-
-__device__ __forceinline__ float Silu(float x) { return x / (1.0f + __expf(-x)); }
-__device__ __forceinline__ float Sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
-__device__ __forceinline__ float Softplus(float x) {
-  return x > 20.0f ? x : log1pf(__expf(x));
-}
-
-// 16-byte vector of state elements, converted to/from fp32.
-template <typename T>
-struct StateVec;
-
-template <>
-struct StateVec<float> {
-  static constexpr int N = 4;
-  __device__ __forceinline__ static void Load(const float* p, float* out) {
-    float4 v = __ldcs(reinterpret_cast<const float4*>(p));
-    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
-  }
-  __device__ __forceinline__ static void Store(float* p, const float* in) {
-    __stcs(reinterpret_cast<float4*>(p), make_float4(in[0], in[1], in[2], in[3]));
-  }
-};
-
-template <>
-struct StateVec<__nv_bfloat16> {
-  static constexpr int N = 8;
-  __device__ __forceinline__ static void Load(const __nv_bfloat16* p, float* out) {
-    uint4 v = __ldcs(reinterpret_cast<const uint4*>(p));
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
-  }
-  __device__ __forceinline__ static void Store(__nv_bfloat16* p, const float* in) {
-    uint4 v;
-    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
-    __stcs(reinterpret_cast<uint4*>(p), v);
-  }
-};
-
-template <typename T, int DK, int DVS>
-struct Tile {
-  static constexpr int VEC = StateVec<T>::N;
-  static constexpr int CG = DVS / VEC;             // column groups (threads along a row)
-  static constexpr int UNITS = DK * CG;            // 16-byte units in the tile
-  static constexpr int NT = UNITS < 256 ? UNITS : 256;
-  static constexpr int ROWS = UNITS / NT;          // rows per thread
-  static constexpr int RG = NT / CG;               // row groups
-  static constexpr int NW = NT / 32;
-  static_assert(CG <= 32 && 32 % CG == 0, "column groups must divide a warp");
-  static_assert(NT % 32 == 0 && UNITS % NT == 0, "tile must fill whole warps");
-};
-
-// Sums `v` over the block; `scratch` holds NW floats. Every thread gets the total.
-template <int NW>
-__device__ __forceinline__ float BlockSum(float v, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32;
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) scratch[warp] = v;
-  __syncthreads();
-  float t = 0.0f;
-#pragma unroll
-  for (int w = 0; w < NW; ++w) t += scratch[w];
-  return t;
-}
-
-// r[v] and oq[v] hold this thread's partial sums, over its rows, of S_bar^T (b*k) and S_bar^T q
-// for its VEC columns. Sums them over the row groups inside the warp (lanes that differ in bits
-// >= log2(CG)), so every lane ends with its warp's column sums.
-template <int CG, int VEC>
-__device__ __forceinline__ void WarpSumColumns(float (&r)[VEC], float (&oq)[VEC]) {
-#pragma unroll
-  for (int o = CG; o < 32; o <<= 1) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
-      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
-    }
-  }
-}
-
-// Block-wide column sums of the tile pass (warp sums, then over the NW warps through red_r /
-// red_o), then the delta-rule update of each column j:
-// u_j = (w*v)_j - r_j into u_s, o_j = (S_bar^T q)_j + (k.q) u_j into o_s. Returns this thread's
-// share of sum_j o_j^2 (the caller block-reduces it; BlockSum's barriers publish u_s and o_s).
-template <int NW, int CG, int VEC, int DVS, int NT>
-__device__ __forceinline__ float ColumnUpdate(float (&r)[VEC], float (&oq)[VEC],
-                                              float (&red_r)[NW][DVS], float (&red_o)[NW][DVS],
-                                              const float* wv_s, float kq, float* u_s,
-                                              float* o_s, int tid) {
-  WarpSumColumns<CG, VEC>(r, oq);
-  const int warp = tid / 32, lane = tid % 32;
-  if (lane < CG) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      red_r[warp][lane * VEC + v] = r[v];
-      red_o[warp][lane * VEC + v] = oq[v];
-    }
-  }
-  __syncthreads();
-  float ss = 0.0f;
-  for (int j = tid; j < DVS; j += NT) {
-    float rr = 0.0f, oo = 0.0f;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      rr += red_r[w][j];
-      oo += red_o[w][j];
-    }
-    const float u = wv_s[j] - rr;
-    const float o = oo + kq * u;
-    u_s[j] = u;
-    o_s[j] = o;
-    ss += o * o;
-  }
-  return ss;
-}
-
-// Causal depthwise conv of one channel + SiLU; optionally shifts the history in place.
-__device__ __forceinline__ float ConvChannel(float* hist, int64_t row_stride, int W,
-                                             const float* wts, float x) {
-  float acc = wts[W - 1] * x;
-#pragma unroll
-  for (int j = 0; j < kMaxConv - 1; ++j) {
-    if (j < W - 1) acc += wts[j] * hist[j * row_stride];
-  }
-  return Silu(acc);
-}
-
-__device__ __forceinline__ void ShiftHistory(float* hist, int64_t row_stride, int W, float x) {
-  if (W <= 1) return;
-#pragma unroll
-  for (int j = 0; j < kMaxConv - 2; ++j) {
-    if (j < W - 2) hist[j * row_stride] = hist[(j + 1) * row_stride];
-  }
-  hist[(W - 2) * row_stride] = x;
-}
+using namespace gdn2_detail;
 
 template <typename T, int DK, int DVS>
 __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
@@ -378,6 +215,9 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
 constexpr int kPrepThreads = 128;
 
 __global__ void __launch_bounds__(kPrepThreads) Gdn2PrepKernel(const Params p, int dk) {
+  // Overlapped launch (kStreamed with grouped heads): wait for the producer of the inputs first;
+  // the trigger comes after the wait, because the recurrence kernel reads z without waiting.
+  if (p.overlap) cudaGridDependencySynchronize();
   // Let the recurrence kernel start issuing its state loads right away.
   cudaTriggerProgrammaticLaunchCompletion();
   __shared__ float scratch[3][kPrepThreads / 32];
@@ -690,27 +530,6 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
 // re-reads it and streams S_bar + k u^T to global memory. No state array lives in registers, so
 // an SM holds as many blocks as shared memory allows (3 for fp32 128x128 tiles, 5 for bf16) and
 // their copies overlap each other's compute and stores.
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-template <typename T>
-__device__ __forceinline__ void SmemUnitToFloat(const T* src, float* out) {
-  if constexpr (sizeof(T) == 4) {
-    const float4 v = *reinterpret_cast<const float4*>(src);
-    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
-  } else {
-    const uint4 v = *reinterpret_cast<const uint4*>(src);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
-  }
-}
-
 constexpr int kBulkChunkBytes = 16384;
 
 template <typename T, int DK, int DV>
@@ -889,8 +708,24 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
         kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     attr_set = true;
   }
-  Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
-  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (p.prep_v5) {
+    absl::Status ps = gdn2_detail::LaunchPrepV5(p, DK, DV, batch, stream);
+    if (!ps.ok()) return ps;
+  } else if (p.overlap) {
+    cudaLaunchConfig_t pcfg = {};
+    pcfg.gridDim = dim3(p.H, batch, 1);
+    pcfg.blockDim = dim3(kPrepThreads, 1, 1);
+    pcfg.stream = stream;
+    cudaLaunchAttribute pattr[1];
+    pattr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pattr[0].val.programmaticStreamSerializationAllowed = 1;
+    pcfg.attrs = pattr;
+    pcfg.numAttrs = 1;
+    DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&pcfg, Gdn2PrepKernel, p, DK));
+  } else {
+    Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
+    DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(p.HV, batch, 1);
   cfg.blockDim = dim3(TL::NT, 1, 1);
@@ -1035,8 +870,12 @@ bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) %
 }  // namespace
 
 int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type,
-                         bool overlap_launch) {
-  // At least 64 blocks (32 for an overlapped launch); each split keeps >= 16 columns. Measured
+                         bool overlap_launch, Gdn2DecodeArgs::Mode mode) {
+  using Mode = Gdn2DecodeArgs::Mode;
+  // v5 fused: one block per (sequence, value head) was fastest at every batch, plain and
+  // overlapped (bench/NOTES.md v5); the whole-tile modes take 1.
+  if (mode != Mode::kFusedV4 && mode != Mode::kPrepared) return 1;
+  // v4: at least 64 blocks (32 for an overlapped launch); each split keeps >= 16 columns. Measured
   // on H200 at batch 1 (bench/NOTES.md): plain launch 4 splits, overlapped launch 2 splits.
   const int group = std::max(1, shape.num_v_heads / std::max(1, shape.num_heads));
   const int64_t blocks = static_cast<int64_t>(batch) * shape.num_v_heads;
@@ -1078,29 +917,43 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: batch ", a.batch, " not in [0, 65535]"));
   if (a.batch == 0) return absl::OkStatus();
   const int G = HV / H;
-  const bool whole_tile = a.mode == Gdn2DecodeArgs::Mode::kPipelined ||
-                          a.mode == Gdn2DecodeArgs::Mode::kStreamed;
+  using Mode = Gdn2DecodeArgs::Mode;
+  const bool v5_streamed_mode =
+      a.mode == Mode::kStreamedBlockPerItem || a.mode == Mode::kStreamedPersistent;
+  const bool whole_tile = a.mode == Mode::kPipelined || a.mode == Mode::kStreamed ||
+                          a.mode == Mode::kStreamedV4 || v5_streamed_mode;
   const int S = whole_tile
                     ? 1
                     : (a.splits > 0 ? a.splits
                                     : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type,
-                                                           a.overlap_launch));
+                                                           a.overlap_launch, a.mode));
   if (whole_tile && a.splits > 1)
     return absl::InvalidArgumentError(
         "gdn2 decode: the pipelined and streamed modes take splits = 1");
   if (dv % S != 0)
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
-  const bool pipelined = a.mode == Gdn2DecodeArgs::Mode::kPipelined;
-  const bool streamed = a.mode == Gdn2DecodeArgs::Mode::kStreamed;
-  const bool prepared = a.mode == Gdn2DecodeArgs::Mode::kPrepared || pipelined || streamed;
+  const bool pipelined = a.mode == Mode::kPipelined;
+  if (v5_streamed_mode && G != 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gdn2 decode: the one-launch streamed modes need num_v_heads == num_heads, got ", HV,
+        " and ", H));
+  // kStreamed: the v5 prep kernel, then the streamed recurrence (bench/NOTES.md v5: folding the
+  // prep work into the recurrence blocks, kStreamedBlockPerItem / kStreamedPersistent, measured
+  // slower).
+  const bool streamed_v5 = v5_streamed_mode;
+  const bool streamed = a.mode == Mode::kStreamedV4 || a.mode == Mode::kStreamed;
+  const bool fused_v5 = a.mode == Mode::kFused;
+  const bool prepared = a.mode == Mode::kPrepared || pipelined || streamed;
   if (a.state_ready && !a.overlap_launch)
     return absl::InvalidArgumentError("gdn2 decode: state_ready requires overlap_launch");
-  if (a.overlap_launch && a.mode != Gdn2DecodeArgs::Mode::kFused)
-    return absl::InvalidArgumentError("gdn2 decode: overlap_launch applies to the fused mode only");
-  if (!prepared && G * S > kMaxCluster)
+  if (a.overlap_launch && a.mode != Mode::kFused && a.mode != Mode::kFusedV4 &&
+      a.mode != Mode::kStreamed && !v5_streamed_mode)
+    return absl::InvalidArgumentError(
+        "gdn2 decode: overlap_launch applies to the fused and streamed modes only");
+  if (!prepared && !streamed_v5 && G * S > kMaxCluster)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: (num_v_heads/num_heads) * splits = ", G * S, " exceeds the cluster limit 8"));
-  if (!prepared && dk % (G * S) != 0)
+  if (!prepared && !streamed_v5 && dk % (G * S) != 0)
     return absl::InvalidArgumentError("gdn2 decode: head_k_dim must be a multiple of the cluster size");
   if (a.slots == nullptr || a.pool == nullptr)
     return absl::InvalidArgumentError("gdn2 decode: slots and pool are required");
@@ -1176,10 +1029,14 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.prep = prepared ? a.prep : nullptr;
   p.pipelined = pipelined;
   p.streamed = streamed;
+  p.persistent = a.mode == Mode::kStreamedPersistent;
+  p.prep_v5 = a.mode == Mode::kStreamed;
   p.overlap = a.overlap_launch;
   p.state_ready = a.state_ready;
 
   const int dvs = dv / S;
+  if (streamed_v5) return gdn2_detail::LaunchStreamedV5(p, dk, dv, a.state_type, a.batch, stream);
+  if (fused_v5) return gdn2_detail::LaunchFusedV5(p, dk, dvs, a.state_type, a.batch, stream);
   switch (a.state_type) {
     case DType::kF32: return DispatchDk<float>(p, dk, dvs, a.batch, stream);
     case DType::kBF16: return DispatchDk<__nv_bfloat16>(p, dk, dvs, a.batch, stream);

@@ -94,38 +94,64 @@ struct Gdn2DecodeArgs {
   // Blocks per value head, each owning dv/splits columns of the state; 0 picks by batch size.
   int splits = 0;
 
-  // Kernel arrangement. kFused: one launch does everything (conv, norms, gates, recurrence,
-  // output norm). kPrepared: a small prep kernel (conv + history shift, norms, gates: per
-  // sequence and key head) writes `prep` (Gdn2DecodePrepFloats floats), and the recurrence
-  // kernel, launched as a programmatic dependent, issues its state loads before waiting for it.
+  // Kernel arrangement (bench/NOTES.md has the measurements of each version).
+  // kFused: one launch does everything (conv, norms, gates, recurrence, output norm); the
+  //   blocks of one (sequence, key head) form a cluster. Since v5 the history and weight loads
+  //   are issued before the wait of an overlapped launch (state_ready), the norms are folded
+  //   into the reductions (one block reduction instead of four) and the cluster meets once.
+  // kFusedV4: the v4 fused kernel (four block reductions, two cluster barriers), kept for
+  //   comparison.
+  // kPrepared: a small prep kernel (conv + history shift, norms, gates: per sequence and key
+  //   head) writes `prep` (Gdn2DecodePrepFloats floats), and the recurrence kernel, launched as a
+  //   programmatic dependent, issues its state loads before waiting for it.
   // kPipelined: the prep kernel, then persistent recurrence blocks (whole tiles, splits = 1)
-  // that stream the next tile into shared memory while computing the current one.
-  // kStreamed: the prep kernel, then one recurrence block per (sequence, value head) (splits = 1)
-  // whose whole state tile arrives in shared memory by one bulk asynchronous copy (TMA); the
-  // tile is updated from shared memory and written back with 16-byte streaming stores. Few
-  // registers per thread, so several tiles are in flight per SM.
-  enum class Mode { kFused, kPrepared, kPipelined, kStreamed };
+  //   that stream the next tile into shared memory while computing the current one.
+  // kStreamed: a prep kernel (as kPrepared's, since v5 with all of a block's memory reads
+  //   issued at once), then one recurrence block per (sequence, value head) (splits = 1) whose
+  //   whole state tile arrives in shared memory by bulk asynchronous copies (TMA); the tile is
+  //   updated from shared memory and written back with 16-byte streaming stores. Few registers
+  //   per thread, so several tiles are in flight per SM.
+  // kStreamedBlockPerItem: one launch: the streamed recurrence block also does the conv,
+  //   history shift, norms and gates of its head while its tile copy is in flight (`prep`
+  //   unused); one block per (sequence, head). Needs num_v_heads == num_heads.
+  // kStreamedPersistent: as kStreamedBlockPerItem, as resident blocks that walk the (sequence,
+  //   head) items and start the next item's tile copy as soon as the current tile has been
+  //   consumed. Both one-launch modes measured slower than kStreamed (bench/NOTES.md v5).
+  // kStreamedV4: kStreamed with the v4 prep kernel. Kept for comparison.
+  enum class Mode {
+    kFused,
+    kPrepared,
+    kPipelined,
+    kStreamed,
+    kStreamedV4,
+    kFusedV4,
+    kStreamedBlockPerItem,
+    kStreamedPersistent,
+  };
   Mode mode = Mode::kFused;
   float* prep = nullptr;
   int64_t prep_floats = 0;
 
-  // kFused only. Launch as a programmatic dependent of the kernel before it on `stream`, so this
-  // launch overlaps that kernel's tail; the kernel waits for it (cudaGridDependencySynchronize)
-  // before it reads any memory, unless `state_ready` is also set.
+  // kFused, kFusedV4 and the kStreamed modes. Launch as a programmatic dependent of the kernel
+  // before it on `stream`, so this launch overlaps that kernel's tail; the kernel waits for it
+  // (cudaGridDependencySynchronize) before it reads any memory, unless `state_ready` is also set.
   bool overlap_launch = false;
   // With overlap_launch: the caller guarantees that the kernel immediately before this launch on
-  // `stream` writes neither `slots` nor the pool regions (state, conv histories) of these slots,
-  // so they may be read before that kernel finishes. Inputs are still read after it.
+  // `stream` writes neither `slots`, nor the pool regions (state, conv histories) of these slots,
+  // nor the weights (conv weights, a_log, dt_bias, z_bias, o_norm), so they may be read before
+  // that kernel finishes. The raw inputs (q_raw .. z_raw) are still read after it.
   bool state_ready = false;
 };
 
-// Scratch floats kPrepared needs for `batch` rows.
+// Scratch floats kPrepared, kPipelined, kStreamed and kStreamedV4 need for `batch` rows.
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch);
 
-// The split count the launcher picks when args.splits == 0 (`overlap_launch` as in the args:
-// an overlapped launch hides part of the per-block latency and wants fewer, larger blocks).
+// The split count the launcher picks when args.splits == 0 for `mode` (`overlap_launch` as in
+// the args). kFused (v5): 1, measured best at every batch. The v4 modes: at least 64 blocks (32
+// for an overlapped launch), each split keeping >= 16 columns. Whole-tile modes: 1.
 int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type,
-                         bool overlap_launch = false);
+                         bool overlap_launch = false,
+                         Gdn2DecodeArgs::Mode mode = Gdn2DecodeArgs::Mode::kFusedV4);
 
 absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& args,
                               cudaStream_t stream);

@@ -32,8 +32,9 @@ struct Case {
   int splits;  // 0 = auto
   Gdn2DecodeArgs::Mode mode = Gdn2DecodeArgs::Mode::kFused;
   // Launch on a stream right after a kernel that produces z_raw (over a NaN poison), as a
-  // programmatic dependent of it (overlap_launch + state_ready).
+  // programmatic dependent of it (overlap_launch, plus state_ready when set).
   bool overlap = false;
+  bool state_ready = true;
 };
 
 double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
@@ -178,7 +179,7 @@ void RunCase(const Case& c, uint32_t seed) {
                                        stream);
     ASSERT_TRUE(fs.ok()) << fs;
     a.overlap_launch = true;
-    a.state_ready = true;
+    a.state_ready = c.state_ready;
   }
   absl::Status st = LaunchGdn2Decode(s, a, stream);
   ASSERT_TRUE(st.ok()) << st;
@@ -503,6 +504,121 @@ TEST_F(Gdn2DecodeTest, FusedOverlappedLaunchWaitsForProducer) {
   RunCase(grouped, 412);
 }
 
+// kStreamed (v5 prep kernel + streamed recurrence) and the one-launch streamed modes (conv,
+// norms and gates in the recurrence block; one block per item or persistent blocks) on shapes
+// with num_v_heads == num_heads; grouped heads under kStreamed: StreamedModeAllShapes.
+class Gdn2StreamedV5Test : public Gdn2DecodeTest,
+                           public ::testing::WithParamInterface<Gdn2DecodeArgs::Mode> {};
+
+TEST_P(Gdn2StreamedV5Test, Shapes) {
+  const auto kS = GetParam();
+  const uint32_t seed = 500 + 20 * static_cast<uint32_t>(kS);
+  // More items than resident blocks: persistent blocks walk several items.
+  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kS}, seed);
+  RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, 0, kS}, seed + 1);
+  Gdn2DecodeShape n;  // H == HV, neg. eigenvalues, sigmoid gate, W = 3
+  n.num_heads = 3;
+  n.num_v_heads = 3;
+  n.head_k_dim = 64;
+  n.head_v_dim = 64;
+  n.conv_size = 3;
+  n.allow_neg_eigval = true;
+  n.gate_sigmoid = true;
+  RunCase({n, 9, DType::kF32, DType::kF32, 1, kS}, seed + 2);
+  RunCase({n, 400, DType::kBF16, DType::kBF16, 1, kS}, seed + 3);
+  Gdn2DecodeShape w;  // dk != dv, W = 1 (no history)
+  w.num_heads = 4;
+  w.num_v_heads = 4;
+  w.head_k_dim = 64;
+  w.head_v_dim = 32;
+  w.conv_size = 1;
+  RunCase({w, 7, DType::kF32, DType::kF32, 1, kS}, seed + 4);
+  Gdn2DecodeShape t;  // dk 32, dv 16, W = 8 (the largest history)
+  t.num_heads = 2;
+  t.num_v_heads = 2;
+  t.head_k_dim = 32;
+  t.head_v_dim = 16;
+  t.conv_size = 8;
+  RunCase({t, 300, DType::kBF16, DType::kF32, 1, kS}, seed + 5);
+  RunCase({t, 5, DType::kF32, DType::kBF16, 1, kS}, seed + 6);
+  Gdn2DecodeShape d;  // dk 128, dv 64 / dk 64, dv 128: several bulk-copy pieces per tile
+  d.num_heads = 2;
+  d.num_v_heads = 2;
+  d.head_k_dim = 128;
+  d.head_v_dim = 64;
+  d.conv_size = 2;
+  RunCase({d, 33, DType::kF32, DType::kF32, 1, kS}, seed + 7);
+  d.head_k_dim = 64;
+  d.head_v_dim = 128;
+  RunCase({d, 17, DType::kBF16, DType::kF32, 1, kS}, seed + 8);
+}
+
+TEST_P(Gdn2StreamedV5Test, OverlappedLaunchWaitsForProducer) {
+  const auto kS = GetParam();
+  const uint32_t seed = 600 + 20 * static_cast<uint32_t>(kS);
+  for (bool ready : {true, false}) {
+    SCOPED_TRACE(ready);
+    Case c{Ref13B(), 1, DType::kF32, DType::kF32, 1, kS};
+    c.overlap = true;
+    c.state_ready = ready;
+    RunCase(c, seed + ready);
+    Case big{Ref13B(), 70, DType::kBF16, DType::kBF16, 1, kS};
+    big.overlap = true;
+    big.state_ready = ready;
+    RunCase(big, seed + 2 + ready);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Gdn2StreamedV5Test,
+                         ::testing::Values(Gdn2DecodeArgs::Mode::kStreamed,
+                                           Gdn2DecodeArgs::Mode::kStreamedBlockPerItem,
+                                           Gdn2DecodeArgs::Mode::kStreamedPersistent));
+
+TEST_F(Gdn2DecodeTest, StreamedGroupedHeadsOverlapped) {
+  // Grouped heads under kStreamed: the overlapped v5 prep kernel waits for the producer.
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  g.conv_size = 3;
+  Case grouped{g, 9, DType::kF32, DType::kF32, 1, Gdn2DecodeArgs::Mode::kStreamed};
+  grouped.overlap = true;
+  RunCase(grouped, 605);
+}
+
+TEST_F(Gdn2DecodeTest, FusedOverlappedWithoutStateReady) {
+  Case c{Ref13B(), 1, DType::kF32, DType::kF32, 2};
+  c.overlap = true;
+  c.state_ready = false;
+  RunCase(c, 701);
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  Case grouped{g, 5, DType::kBF16, DType::kF32, 2};
+  grouped.overlap = true;
+  grouped.state_ready = false;
+  RunCase(grouped, 702);
+}
+
+// The v4 kernels kept for comparison.
+TEST_F(Gdn2DecodeTest, V4ModesStillCorrect) {
+  const auto kF4 = Gdn2DecodeArgs::Mode::kFusedV4;
+  const auto kS4 = Gdn2DecodeArgs::Mode::kStreamedV4;
+  for (int splits : {0, 1, 2, 4}) {
+    SCOPED_TRACE(splits);
+    RunCase({Ref13B(), 1, DType::kF32, DType::kF32, splits, kF4}, 801 + splits);
+  }
+  RunCase({Ref13B(), 40, DType::kBF16, DType::kBF16, 2, kF4}, 806);
+  Case ov{Ref13B(), 1, DType::kF32, DType::kF32, 2, kF4};
+  ov.overlap = true;
+  RunCase(ov, 807);
+  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kS4}, 808);
+  RunCase({Ref13B(), 3, DType::kBF16, DType::kF32, 0, kS4}, 809);
+}
+
 TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   // Runs without a GPU: validation happens before any CUDA call.
   Gdn2DecodeShape s;
@@ -549,6 +665,13 @@ TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   a.mode = Gdn2DecodeArgs::Mode::kStreamed;
   st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("splits = 1"), std::string::npos) << st;
+
+  a.splits = 1;
+  a.mode = Gdn2DecodeArgs::Mode::kStreamedPersistent;
+  Gdn2DecodeShape grouped = s;
+  grouped.num_heads = 8;
+  st = LaunchGdn2Decode(grouped, a, nullptr);
+  EXPECT_NE(st.message().find("num_v_heads == num_heads"), std::string::npos) << st;
 
   a.splits = 0;
   a.mode = Gdn2DecodeArgs::Mode::kFused;

@@ -1,0 +1,261 @@
+// Device-side pieces shared by the GDN-2 decode kernels (gdn2_decode.cu: the v1-v4 kernels and
+// the launcher; gdn2_decode_v5.cu: the v5 fused and streamed kernels): the kernel parameter
+// block, the prep-record layout, activations, 16-byte state vectors, the tile geometry, block and
+// column reductions, the causal conv of one channel, shared-memory addressing and the mbarrier /
+// bulk-copy primitives. Include only from CUDA sources of kernels/cuda.
+//
+// Thread-safety: device helpers are per-thread or per-block as documented on each.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/cuda/cuda_common.h"
+
+namespace deltaserve::cuda::gdn2_detail {
+
+constexpr int kMaxConv = 8;
+constexpr int kMaxCluster = 8;
+
+struct Params {
+  int H, HV, dv, W, G, S;
+  bool neg_eig, gate_sigmoid;
+  float eps;
+  int key_dim, value_dim;
+  const int32_t* slots;
+  char* pool;
+  int64_t num_slots, slot_stride, rec_off, cq_off, ck_off, cv_off;
+  const float *q_raw, *k_raw, *v_raw, *b_raw, *w_raw, *f_raw, *z_raw;
+  int64_t q_st, k_st, v_st, b_st, w_st, f_st, z_st;
+  const float *q_cw, *k_cw, *v_cw, *a_log, *dt_bias, *z_bias, *o_norm;
+  void* y;
+  int64_t y_st;
+  bool y_bf16;
+  float* prep;  // kPrepared: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
+  bool pipelined;
+  bool persistent;  // v5 one-launch streamed: resident blocks walk the items
+  bool prep_v5;     // kStreamed: the v5 prep kernel before the streamed recurrence
+  bool streamed;
+  bool overlap;      // kFused: programmatic dependent of the previous kernel
+  bool state_ready;  // with overlap: slots, state and histories may be read before the wait
+};
+
+// Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
+__host__ __device__ constexpr int64_t PrepStride(int dk) { return 4 * int64_t{dk} + 4; }
+
+__device__ __forceinline__ float Silu(float x) { return x / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float Sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+__device__ __forceinline__ float Softplus(float x) {
+  return x > 20.0f ? x : log1pf(__expf(x));
+}
+
+// 16-byte vector of state elements, converted to/from fp32.
+template <typename T>
+struct StateVec;
+
+template <>
+struct StateVec<float> {
+  static constexpr int N = 4;
+  __device__ __forceinline__ static void Load(const float* p, float* out) {
+    float4 v = __ldcs(reinterpret_cast<const float4*>(p));
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  }
+  __device__ __forceinline__ static void Store(float* p, const float* in) {
+    __stcs(reinterpret_cast<float4*>(p), make_float4(in[0], in[1], in[2], in[3]));
+  }
+};
+
+template <>
+struct StateVec<__nv_bfloat16> {
+  static constexpr int N = 8;
+  __device__ __forceinline__ static void Load(const __nv_bfloat16* p, float* out) {
+    uint4 v = __ldcs(reinterpret_cast<const uint4*>(p));
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float2 f = __bfloat1622float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  }
+  __device__ __forceinline__ static void Store(__nv_bfloat16* p, const float* in) {
+    uint4 v;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
+    __stcs(reinterpret_cast<uint4*>(p), v);
+  }
+};
+
+template <typename T, int DK, int DVS>
+struct Tile {
+  static constexpr int VEC = StateVec<T>::N;
+  static constexpr int CG = DVS / VEC;             // column groups (threads along a row)
+  static constexpr int UNITS = DK * CG;            // 16-byte units in the tile
+  static constexpr int NT = UNITS < 256 ? UNITS : 256;
+  static constexpr int ROWS = UNITS / NT;          // rows per thread
+  static constexpr int RG = NT / CG;               // row groups
+  static constexpr int NW = NT / 32;
+  static_assert(CG <= 32 && 32 % CG == 0, "column groups must divide a warp");
+  static_assert(NT % 32 == 0 && UNITS % NT == 0, "tile must fill whole warps");
+};
+
+// Sums `v` over the block; `scratch` holds NW floats. Every thread gets the total.
+template <int NW>
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32;
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = 0.0f;
+#pragma unroll
+  for (int w = 0; w < NW; ++w) t += scratch[w];
+  return t;
+}
+
+// r[v] and oq[v] hold this thread's partial sums, over its rows, of S_bar^T (b*k) and S_bar^T q
+// for its VEC columns. Sums them over the row groups inside the warp (lanes that differ in bits
+// >= log2(CG)), so every lane ends with its warp's column sums.
+template <int CG, int VEC>
+__device__ __forceinline__ void WarpSumColumns(float (&r)[VEC], float (&oq)[VEC]) {
+#pragma unroll
+  for (int o = CG; o < 32; o <<= 1) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      r[v] += __shfl_xor_sync(0xffffffffu, r[v], o);
+      oq[v] += __shfl_xor_sync(0xffffffffu, oq[v], o);
+    }
+  }
+}
+
+// Block-wide column sums of the tile pass (warp sums, then over the NW warps through red_r /
+// red_o), then the delta-rule update of each column j:
+// u_j = (w*v)_j - r_j into u_s, o_j = (S_bar^T q)_j + (k.q) u_j into o_s. Returns this thread's
+// share of sum_j o_j^2 (the caller block-reduces it; BlockSum's barriers publish u_s and o_s).
+template <int NW, int CG, int VEC, int DVS, int NT>
+__device__ __forceinline__ float ColumnUpdate(float (&r)[VEC], float (&oq)[VEC],
+                                              float (&red_r)[NW][DVS], float (&red_o)[NW][DVS],
+                                              const float* wv_s, float kq, float* u_s,
+                                              float* o_s, int tid) {
+  WarpSumColumns<CG, VEC>(r, oq);
+  const int warp = tid / 32, lane = tid % 32;
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      red_r[warp][lane * VEC + v] = r[v];
+      red_o[warp][lane * VEC + v] = oq[v];
+    }
+  }
+  __syncthreads();
+  float ss = 0.0f;
+  for (int j = tid; j < DVS; j += NT) {
+    float rr = 0.0f, oo = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      rr += red_r[w][j];
+      oo += red_o[w][j];
+    }
+    const float u = wv_s[j] - rr;
+    const float o = oo + kq * u;
+    u_s[j] = u;
+    o_s[j] = o;
+    ss += o * o;
+  }
+  return ss;
+}
+
+// Causal depthwise conv of one channel + SiLU; optionally shifts the history in place.
+__device__ __forceinline__ float ConvChannel(float* hist, int64_t row_stride, int W,
+                                             const float* wts, float x) {
+  float acc = wts[W - 1] * x;
+#pragma unroll
+  for (int j = 0; j < kMaxConv - 1; ++j) {
+    if (j < W - 1) acc += wts[j] * hist[j * row_stride];
+  }
+  return Silu(acc);
+}
+
+__device__ __forceinline__ void ShiftHistory(float* hist, int64_t row_stride, int W, float x) {
+  if (W <= 1) return;
+#pragma unroll
+  for (int j = 0; j < kMaxConv - 2; ++j) {
+    if (j < W - 2) hist[j * row_stride] = hist[(j + 1) * row_stride];
+  }
+  hist[(W - 2) * row_stride] = x;
+}
+
+// Shared-memory address of a generic pointer into this block's shared memory.
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+template <typename T>
+__device__ __forceinline__ void SmemUnitToFloat(const T* src, float* out) {
+  if constexpr (sizeof(T) == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(src);
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  } else {
+    const uint4 v = *reinterpret_cast<const uint4*>(src);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  }
+}
+
+// Initialises the mbarrier at `bar` (shared address) for one arriving thread and makes it
+// visible to the bulk-copy (async) proxy. One thread calls it; a block barrier must follow
+// before other threads wait on it.
+__device__ __forceinline__ void MbarInit(uint32_t bar) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Arms `bar` for `bytes` and starts one bulk copy of `bytes` (a multiple of 16, 16-byte aligned
+// ends) from global `src` into shared address `dst`, completing on `bar`.
+__device__ __forceinline__ void BulkLoad(uint32_t dst, const void* src, int bytes, uint32_t bar) {
+  asm volatile(
+      "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+      "r"(bytes)
+      : "memory");
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1], %2, [%3];\n" ::"r"(dst),
+      "l"(src), "r"(bytes), "r"(bar)
+      : "memory");
+}
+
+// Spins until phase 0 of `bar` completed (the armed bytes arrived).
+__device__ __forceinline__ void MbarWaitPhase0(uint32_t bar) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar)
+        : "memory");
+  } while (!done);
+}
+
+// v5 launchers (gdn2_decode_v5.cu). `p` is filled and validated by LaunchGdn2Decode.
+// Fused: one block per (sequence, value head, split), dvs = dv / p.S columns each.
+absl::Status LaunchFusedV5(const Params& p, int dk, int dvs, DType state_type, int batch,
+                           cudaStream_t stream);
+// The v5 prep kernel (kStreamed): writes the same prep record as the v4 prep kernel. dv = the
+// whole head_v_dim.
+absl::Status LaunchPrepV5(const Params& p, int dk, int dv, int batch, cudaStream_t stream);
+// Streamed, p.G == 1 only: one block per (sequence, head), the whole dv-wide tile.
+absl::Status LaunchStreamedV5(const Params& p, int dk, int dv, DType state_type, int batch,
+                              cudaStream_t stream);
+
+}  // namespace deltaserve::cuda::gdn2_detail

@@ -1,0 +1,941 @@
+// GDN-2 decode, v5 kernels (gdn2_decode.h): Mode::kFused, the prep kernel of Mode::kStreamed,
+// and the one-launch streamed kernels of Mode::kStreamedBlockPerItem / kStreamedPersistent.
+// They share a prologue (causal conv of q, k, v; gates) split in two halves:
+//   * Issue/Load, before the wait of an overlapped launch: histories and weights (allowed with
+//     state_ready: the preceding kernel writes neither), and
+//   * Finish, after it: the raw inputs, the current-token tap, SiLU, gates, history shift.
+// Half of the block's threads take the q/k channels (and the three norm partial sums), the other
+// half the gates and the v columns. The q/k norms are never applied to the vectors: the two
+// reductions over dk run on the unnormalised q^, k^ and are scaled afterwards
+// (r = rk * S_bar^T (b*k^), S_bar^T q = rq * S_bar^T q^), so the prologue needs one block
+// reduction (three sums at once) instead of four.
+//
+// Fused (state tile in registers, blocks of one (sequence, key head) form a cluster): each block
+// pushes its warps' output-norm partial sums into the shared memory of the blocks of its value
+// head, arrives on the cluster barrier, stores its state and waits only then; after the wait no
+// block touches another's shared memory, so one barrier orders the q/k history reads before the
+// shift (writes) and makes the partial sums visible.
+//
+// One-launch streamed (one block per (sequence, head) or persistent blocks, whole tile in shared
+// memory): thread 0 starts the tile's bulk copies in 8 KiB pieces, each completing on its own
+// mbarrier, right after the slot lookup; the prologue runs while they are in flight and the
+// first reduction pass consumes each piece as it lands. The block owns every history channel it
+// reads, so it shifts them at once.
+#include <cooperative_groups.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/gdn2_decode_common.cuh"
+#include "kernels/cuda/status_util.h"
+
+namespace deltaserve::cuda::gdn2_detail {
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int kV5ChunkBytes = 8192;
+
+// Sum over the history taps (all but the current token's) of one conv channel.
+__device__ __forceinline__ float HistoryConv(const float* hist, int64_t row_stride, int W,
+                                             const float* wts) {
+  float acc = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kMaxConv - 1; ++j) {
+    if (j < W - 1) acc += wts[j] * hist[j * row_stride];
+  }
+  return acc;
+}
+
+// Sums a, b, c over the block with one barrier (single use of `scratch`); every thread gets the
+// totals. The barrier also publishes the shared-memory writes made before the call.
+template <int NW>
+__device__ __forceinline__ void BlockSum3(float& a, float& b, float& c, float (*scratch)[NW]) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    a += __shfl_xor_sync(0xffffffffu, a, o);
+    b += __shfl_xor_sync(0xffffffffu, b, o);
+    c += __shfl_xor_sync(0xffffffffu, c, o);
+  }
+  const int warp = threadIdx.x / 32;
+  if ((threadIdx.x & 31) == 0) {
+    scratch[0][warp] = a;
+    scratch[1][warp] = b;
+    scratch[2][warp] = c;
+  }
+  __syncthreads();
+  a = b = c = 0.0f;
+#pragma unroll
+  for (int w = 0; w < NW; ++w) {
+    a += scratch[0][w];
+    b += scratch[1][w];
+    c += scratch[2][w];
+  }
+}
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Shared vectors the prologue fills: q^, k^ (conv + SiLU, not normalised), alpha, beta (DK
+// each) and w*v (the block's DVS columns).
+template <int DK, int DVS>
+struct PrologueSmem {
+  float q[DK], k[DK], a[DK], be[DK];
+  float wv[DVS];
+};
+
+// Per-thread prologue state between Load and Finish. Threads [0, NT/2) own q/k channels
+// i = tid + n*NT/2; threads [NT/2, NT) own gate channels i and v columns j = tid - NT/2 + n*NT/2.
+template <int DK, int DVS, int NT>
+struct Prologue {
+  static constexpr int HALF = NT / 2;
+  static constexpr int QK_IT = (DK + HALF - 1) / HALF;
+  static constexpr int V_IT = (DVS + HALF - 1) / HALF;
+  float pq[QK_IT], pk[QK_IT], wq[QK_IT], wk[QK_IT], dtb[QK_IT];
+  float pv[V_IT], wvl[V_IT];
+  float neg_a = 0.0f;
+
+  // Reads only histories and weights. col0 = first value column of the block (hv*dv + s*DVS).
+  __device__ __forceinline__ void Load(const Params& p, const char* base, int kh, int col0,
+                                       int tid) {
+    if (tid < HALF) {
+      const float* hq = reinterpret_cast<const float*>(base + p.cq_off);
+      const float* hk = reinterpret_cast<const float*>(base + p.ck_off);
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = tid + n * HALF;
+        if (i < DK) {
+          const int c = kh * DK + i;
+          pq[n] = HistoryConv(hq + c, p.key_dim, p.W, p.q_cw + c * p.W);
+          pk[n] = HistoryConv(hk + c, p.key_dim, p.W, p.k_cw + c * p.W);
+          wq[n] = p.q_cw[c * p.W + p.W - 1];
+          wk[n] = p.k_cw[c * p.W + p.W - 1];
+        }
+      }
+    } else {
+      const int t = tid - HALF;
+      const float* hv = reinterpret_cast<const float*>(base + p.cv_off);
+      neg_a = -__expf(p.a_log[kh]);
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = t + n * HALF;
+        if (i < DK) dtb[n] = p.dt_bias[kh * DK + i];
+      }
+#pragma unroll
+      for (int n = 0; n < V_IT; ++n) {
+        const int j = t + n * HALF;
+        if (j < DVS) {
+          const int c = col0 + j;
+          pv[n] = HistoryConv(hv + c, p.value_dim, p.W, p.v_cw + c * p.W);
+          wvl[n] = p.v_cw[c * p.W + p.W - 1];
+        }
+      }
+    }
+  }
+
+  // Reads the raw inputs of row b, fills `sm`, shifts the block's v history columns (and the
+  // q/k channels too when shift_qk: no other block reads them) and adds this thread's shares of
+  // |q^|^2, |k^|^2 and q^.k^ to sq, sk, sqk.
+  __device__ __forceinline__ void Finish(const Params& p, char* base, int b, int kh, int col0,
+                                         int tid, bool shift_qk, PrologueSmem<DK, DVS>& sm,
+                                         float& sq, float& sk, float& sqk) {
+    if (tid < HALF) {
+      float* hq = reinterpret_cast<float*>(base + p.cq_off);
+      float* hk = reinterpret_cast<float*>(base + p.ck_off);
+      const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
+      const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = tid + n * HALF;
+        if (i < DK) {
+          const int c = kh * DK + i;
+          const float xq = qr[c], xk = kr[c];
+          const float qv = Silu(pq[n] + wq[n] * xq);
+          const float kv = Silu(pk[n] + wk[n] * xk);
+          sm.q[i] = qv;
+          sm.k[i] = kv;
+          sq += qv * qv;
+          sk += kv * kv;
+          sqk += qv * kv;
+          if (shift_qk) {
+            ShiftHistory(hq + c, p.key_dim, p.W, xq);
+            ShiftHistory(hk + c, p.key_dim, p.W, xk);
+          }
+        }
+      }
+    } else {
+      const int t = tid - HALF;
+      float* hv = reinterpret_cast<float*>(base + p.cv_off);
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = t + n * HALF;
+        if (i < DK) {
+          const int c = kh * DK + i;
+          const float f = p.f_raw[static_cast<int64_t>(b) * p.f_st + c];
+          const float bb = p.b_raw[static_cast<int64_t>(b) * p.b_st + c];
+          sm.a[i] = __expf(neg_a * Softplus(f + dtb[n]));
+          sm.be[i] = Sigmoid(bb) * (p.neg_eig ? 2.0f : 1.0f);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < V_IT; ++n) {
+        const int j = t + n * HALF;
+        if (j < DVS) {
+          const int c = col0 + j;
+          const float x = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
+          const float w = p.w_raw[static_cast<int64_t>(b) * p.w_st + c];
+          const float vv = Silu(pv[n] + wvl[n] * x);
+          ShiftHistory(hv + c, p.value_dim, p.W, x);
+          sm.wv[j] = Sigmoid(w) * vv;
+        }
+      }
+    }
+  }
+};
+
+__device__ __forceinline__ void ClusterArriveRelease() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void ClusterWaitAcquire() {
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void StoreY(const Params& p, int b, int c, float yv) {
+  const int64_t yi = static_cast<int64_t>(b) * p.y_st + c;
+  if (p.y_bf16) {
+    reinterpret_cast<__nv_bfloat16*>(p.y)[yi] = __float2bfloat16_rn(yv);
+  } else {
+    reinterpret_cast<float*>(p.y)[yi] = yv;
+  }
+}
+
+template <typename T, int DK, int DVS>
+__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedV5Kernel(const Params p) {
+  using TL = Tile<T, DK, DVS>;
+  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
+                NW = TL::NW;
+  static_assert(DVS <= NT, "the epilogue gives each thread at most one column");
+  __shared__ PrologueSmem<DK, DVS> sm;
+  __shared__ float u_s[DVS];
+  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
+  __shared__ float sums[3][NW];
+  __shared__ float ss_all[kMaxCluster][NW];  // [cluster rank][warp] output-norm partials
+
+  const int cl = p.G * p.S;
+  const int b = blockIdx.y;
+  const int kh = blockIdx.x / cl;
+  const int rank = blockIdx.x % cl;
+  const int g = rank / p.S;
+  const int s = rank % p.S;
+  const int hv = kh * p.G + g;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32;
+
+  if (p.overlap) {
+    cudaTriggerProgrammaticLaunchCompletion();
+    if (!p.state_ready) cudaGridDependencySynchronize();
+  }
+  // All blocks of a cluster share b, so they skip (or not) together: the barrier stays matched.
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;
+  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+  T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv +
+             s * DVS;
+  const int cgi = tid % CG;
+  const int rg = tid / CG;
+  float st[ROWS][VEC];
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    StateVec<T>::Load(state + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC, st[m]);
+  }
+  const int col0 = hv * p.dv + s * DVS;
+  Prologue<DK, DVS, NT> pro;
+  pro.Load(p, base, kh, col0, tid);
+  float zb = 0.0f, on = 0.0f;
+  if (tid < DVS) {
+    zb = p.z_bias[col0 + tid];
+    on = p.o_norm[s * DVS + tid];
+  }
+  // The raw inputs are the previous kernel's outputs (a no-op without overlap).
+  if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
+  float act = 0.0f;
+  if (tid < DVS) {
+    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid] + zb;
+    act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+  }
+  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+  pro.Finish(p, base, b, kh, col0, tid, /*shift_qk=*/cl == 1, sm, sq, sk, sqk);
+  BlockSum3<NW>(sq, sk, sqk, sums);
+  const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
+  const float rk = 1.0f / sqrtf(sk + 1e-6f);
+  const float kq = sqk * rq * rk;
+
+  // Decay and the two reductions over dk on the unnormalised vectors.
+  float r[VEC], oq[VEC];
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    const float a = sm.a[i], bk = sm.be[i] * sm.k[i], qq = sm.q[i];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const float sv = st[m][v] * a;
+      st[m][v] = sv;
+      r[v] += sv * bk;
+      oq[v] += sv * qq;
+    }
+  }
+  WarpSumColumns<CG, VEC>(r, oq);
+  if (lane < CG) {
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      red_r[warp][lane * VEC + v] = r[v];
+      red_o[warp][lane * VEC + v] = oq[v];
+    }
+  }
+  __syncthreads();
+  float o = 0.0f, ss = 0.0f;
+  if (tid < DVS) {
+    float rr = 0.0f, oo = 0.0f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      rr += red_r[w][tid];
+      oo += red_o[w][tid];
+    }
+    const float u = sm.wv[tid] - rk * rr;
+    o = rq * oo + kq * u;
+    u_s[tid] = u;
+    ss = o * o;
+  }
+  ss = WarpSum(ss);
+  if (cl > 1) {
+    // Push this warp's partial into every block of this value head (this one included).
+    if (lane == 0) {
+      cg::cluster_group cluster = cg::this_cluster();
+      for (int r2 = g * p.S; r2 < (g + 1) * p.S; ++r2) {
+        *cluster.map_shared_rank(&ss_all[rank][warp], r2) = ss;
+      }
+    }
+    // Released: the pushes above and every read of the shared q/k histories.
+    ClusterArriveRelease();
+  } else if (lane == 0) {
+    ss_all[0][warp] = ss;
+  }
+  __syncthreads();  // u_s (and, without a cluster, ss_all) visible
+
+  // State update from the registers: S = S_bar + k u^T, k = rk * k^.
+#pragma unroll
+  for (int m = 0; m < ROWS; ++m) {
+    const int i = rg + m * RG;
+    const float kk = sm.k[i] * rk;
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
+    StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
+  }
+
+  int r_lo = 0;
+  if (cl > 1) {
+    ClusterWaitAcquire();
+    r_lo = g * p.S;
+    // This block's share of the q/k history shift: every block has read them by now.
+    const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
+    const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+    float* hq = reinterpret_cast<float*>(base + p.cq_off);
+    float* hk = reinterpret_cast<float*>(base + p.ck_off);
+    const int per = DK / cl;
+    for (int t = tid; t < 2 * per; t += NT) {
+      const int c = kh * DK + rank * per + (t % per);
+      if (t < per) {
+        ShiftHistory(hq + c, p.key_dim, p.W, qr[c]);
+      } else {
+        ShiftHistory(hk + c, p.key_dim, p.W, kr[c]);
+      }
+    }
+  }
+  if (tid < DVS) {
+    float total = 0.0f;
+    for (int r2 = r_lo; r2 < r_lo + (cl > 1 ? p.S : 1); ++r2) {
+#pragma unroll
+      for (int w = 0; w < NW; ++w) total += ss_all[r2][w];
+    }
+    const float inv = 1.0f / sqrtf(total / static_cast<float>(p.dv) + p.eps);
+    StoreY(p, b, col0 + tid, o * inv * on * act);
+  }
+}
+
+// Streamed-kernel prologue, one memory round trip for conv widths up to kRegTaps: Issue() loads
+// the histories and weights into registers without using them; Finish() loads the raw inputs,
+// completes conv and gates, and shifts the histories from the registers (the block owns every
+// channel it reads, since num_v_heads == num_heads). Wider convs read their extra taps in
+// Finish. Thread roles as in Prologue.
+constexpr int kRegTaps = 4;
+
+template <int DK, int DV, int NT>
+struct StreamPrologue {
+  static constexpr int HALF = NT / 2;
+  static constexpr int QK_IT = (DK + HALF - 1) / HALF;
+  static constexpr int V_IT = (DV + HALF - 1) / HALF;
+  static constexpr int NH = kRegTaps - 1;
+  float hq[QK_IT][NH], hk[QK_IT][NH], wq[QK_IT][kRegTaps], wk[QK_IT][kRegTaps];
+  float hvv[V_IT][NH], wv[V_IT][kRegTaps], dtb[QK_IT];
+  float alog = 0.0f;
+
+  __device__ __forceinline__ static void LoadChannel(const float* hist, int64_t row_stride,
+                                                     int W, const float* wts, float (&h)[NH],
+                                                     float (&w)[kRegTaps]) {
+#pragma unroll
+    for (int j = 0; j < NH; ++j) {
+      if (j < W - 1) h[j] = hist[j * row_stride];
+    }
+#pragma unroll
+    for (int j = 0; j < kRegTaps; ++j) {
+      if (j < W) w[j] = wts[j];
+    }
+  }
+
+  // Conv + SiLU of one channel, then the history shift by one row with x appended. Taps
+  // >= kRegTaps (W > kRegTaps) come from memory; each history row is read before it is written.
+  __device__ __forceinline__ static float ConvShift(float* hist, int64_t row_stride, int W,
+                                                    const float* wts, const float (&h)[NH],
+                                                    const float (&w)[kRegTaps], float x) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kMaxConv; ++j) {
+      if (j < W) {
+        const float wj = j < kRegTaps ? w[j < kRegTaps ? j : 0] : wts[j];
+        const float hj = j == W - 1 ? x : (j < NH ? h[j < NH ? j : 0] : hist[j * row_stride]);
+        acc += wj * hj;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kMaxConv - 1; ++j) {
+      if (j < W - 2) {
+        hist[j * row_stride] = j + 1 < NH ? h[j + 1 < NH ? j + 1 : 0] : hist[(j + 1) * row_stride];
+      } else if (j == W - 2) {
+        hist[j * row_stride] = x;
+      }
+    }
+    return Silu(acc);
+  }
+
+  // with_qk = false: the v columns only (no q/k channels, no gates).
+  __device__ __forceinline__ void Issue(const Params& p, const char* base, int kh, int col0,
+                                        int tid, bool with_qk = true) {
+    if (tid < HALF) {
+      if (!with_qk) return;
+      const float* q = reinterpret_cast<const float*>(base + p.cq_off);
+      const float* k = reinterpret_cast<const float*>(base + p.ck_off);
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = tid + n * HALF;
+        if (i < DK) {
+          const int c = kh * DK + i;
+          LoadChannel(q + c, p.key_dim, p.W, p.q_cw + c * p.W, hq[n], wq[n]);
+          LoadChannel(k + c, p.key_dim, p.W, p.k_cw + c * p.W, hk[n], wk[n]);
+        }
+      }
+    } else {
+      const int t = tid - HALF;
+      const float* v = reinterpret_cast<const float*>(base + p.cv_off);
+      alog = p.a_log[kh];
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = t + n * HALF;
+        if (with_qk && i < DK) dtb[n] = p.dt_bias[kh * DK + i];
+      }
+#pragma unroll
+      for (int n = 0; n < V_IT; ++n) {
+        const int j = t + n * HALF;
+        if (j < DV) {
+          const int c = col0 + j;
+          LoadChannel(v + c, p.value_dim, p.W, p.v_cw + c * p.W, hvv[n], wv[n]);
+        }
+      }
+    }
+  }
+
+  __device__ __forceinline__ void Finish(const Params& p, char* base, int b, int kh, int col0,
+                                         int tid, PrologueSmem<DK, DV>& sm, float& sq,
+                                         float& sk, float& sqk, bool with_qk = true) {
+    if (tid < HALF) {
+      if (!with_qk) return;
+      float* q = reinterpret_cast<float*>(base + p.cq_off);
+      float* k = reinterpret_cast<float*>(base + p.ck_off);
+      const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
+      const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+      float xq[QK_IT], xk[QK_IT];
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = tid + n * HALF;
+        if (i < DK) {
+          xq[n] = qr[kh * DK + i];
+          xk[n] = kr[kh * DK + i];
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = tid + n * HALF;
+        if (i < DK) {
+          const int c = kh * DK + i;
+          const float qv = ConvShift(q + c, p.key_dim, p.W, p.q_cw + c * p.W, hq[n], wq[n], xq[n]);
+          const float kv = ConvShift(k + c, p.key_dim, p.W, p.k_cw + c * p.W, hk[n], wk[n], xk[n]);
+          sm.q[i] = qv;
+          sm.k[i] = kv;
+          sq += qv * qv;
+          sk += kv * kv;
+          sqk += qv * kv;
+        }
+      }
+    } else {
+      const int t = tid - HALF;
+      float* v = reinterpret_cast<float*>(base + p.cv_off);
+      float f[QK_IT], bb[QK_IT], x[V_IT], w[V_IT];
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = t + n * HALF;
+        if (with_qk && i < DK) {
+          f[n] = p.f_raw[static_cast<int64_t>(b) * p.f_st + kh * DK + i];
+          bb[n] = p.b_raw[static_cast<int64_t>(b) * p.b_st + kh * DK + i];
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < V_IT; ++n) {
+        const int j = t + n * HALF;
+        if (j < DV) {
+          x[n] = p.v_raw[static_cast<int64_t>(b) * p.v_st + col0 + j];
+          w[n] = p.w_raw[static_cast<int64_t>(b) * p.w_st + col0 + j];
+        }
+      }
+      const float neg_a = -__expf(alog);
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = t + n * HALF;
+        if (with_qk && i < DK) {
+          sm.a[i] = __expf(neg_a * Softplus(f[n] + dtb[n]));
+          sm.be[i] = Sigmoid(bb[n]) * (p.neg_eig ? 2.0f : 1.0f);
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < V_IT; ++n) {
+        const int j = t + n * HALF;
+        if (j < DV) {
+          const float vv = ConvShift(v + col0 + j, p.value_dim, p.W, p.v_cw + (col0 + j) * p.W,
+                                    hvv[n], wv[n], x[n]);
+          sm.wv[j] = Sigmoid(w[n]) * vv;
+        }
+      }
+    }
+  }
+};
+
+__device__ __forceinline__ void MbarWaitParity(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// Streamed recurrence, num_v_heads == num_heads. Items are (sequence, head) pairs,
+// item = b * HV + hv. kPersistent = false: one block per item. kPersistent = true: a grid of
+// resident blocks walks the items with stride gridDim.x; a block starts the copy of its next
+// item's tile as soon as every thread has finished reading the current one (after pass 2), so
+// the next read is in flight during the current item's output and the next item's prologue.
+template <typename T, int DK, int DV, bool kPersistent>
+__global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
+    Gdn2StreamedV5Kernel(const Params p, int num_items) {
+  using TL = Tile<T, DK, DV>;
+  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
+                NW = TL::NW;
+  static_assert(DV <= NT, "one output column per thread");
+  constexpr int kRowBytes = DV * static_cast<int>(sizeof(T));
+  constexpr int kTileBytes = DK * kRowBytes;
+  constexpr int kChunk = kTileBytes < kV5ChunkBytes ? kTileBytes : kV5ChunkBytes;
+  constexpr int NCH = kTileBytes / kChunk;
+  constexpr int RPC = kChunk / kRowBytes;  // tile rows per piece
+  static_assert(kTileBytes % kChunk == 0 && kChunk % kRowBytes == 0 && kChunk % 16 == 0,
+                "pieces hold whole rows and 16-byte multiples");
+  extern __shared__ __align__(128) unsigned char v5_tile_smem[];
+  const T* tile = reinterpret_cast<const T*>(v5_tile_smem);
+  __shared__ PrologueSmem<DK, DV> sm;
+  __shared__ float u_s[DV];
+  __shared__ float red[NW][DV];
+  __shared__ float sums[3][NW];
+  __shared__ float ss_w[NW];
+  __shared__ __align__(8) uint64_t full[NCH];
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32;
+  const int cgi = tid % CG;
+  const int rg = tid / CG;
+
+  if (p.overlap) {
+    cudaTriggerProgrammaticLaunchCompletion();
+    if (!p.state_ready) cudaGridDependencySynchronize();
+  }
+  const int step = kPersistent ? static_cast<int>(gridDim.x) : num_items;
+  auto slot_of = [&](int it) {
+    if (it >= num_items) return -1;
+    const int sl = p.slots[it / p.HV];
+    return sl >= 0 && sl < p.num_slots ? sl : -1;
+  };
+  auto state_of = [&](int it, int sl) {
+    return reinterpret_cast<T*>(p.pool + static_cast<int64_t>(sl) * p.slot_stride + p.rec_off) +
+           static_cast<int64_t>(it % p.HV) * DK * DV;
+  };
+  // Thread 0 only: start the copy of item `it`'s tile (the buffer is free).
+  auto issue = [&](int it, int sl) {
+    if (sl < 0) return;
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    const uint32_t dst = SmemAddr(v5_tile_smem);
+    const char* src = reinterpret_cast<const char*>(state_of(it, sl));
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) {
+      BulkLoad(dst + c * kChunk, src + c * kChunk, kChunk, SmemAddr(&full[c]));
+    }
+  };
+
+  int item = blockIdx.x;
+  int slot = slot_of(item);
+  if (tid == 0) {
+#pragma unroll
+    for (int c = 0; c < NCH; ++c) MbarInit(SmemAddr(&full[c]));
+    issue(item, slot);
+  }
+  uint32_t parity = 0;
+  for (; item < num_items; item += step) {
+    const int next = item + step;
+    const int next_slot = kPersistent ? slot_of(next) : -1;
+    if (slot < 0) {  // uniform over the block: no barrier is skipped by part of it
+      if (tid == 0) issue(next, next_slot);
+      slot = next_slot;
+      continue;
+    }
+    const int b = item / p.HV;
+    const int hv = item % p.HV;  // == key head
+    const int col0 = hv * DV;
+    char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+    T* state = state_of(item, slot);
+    StreamPrologue<DK, DV, NT> pro;
+    pro.Issue(p, base, hv, col0, tid);
+    float zb = 0.0f, on = 0.0f;
+    if (tid < DV) {
+      zb = p.z_bias[col0 + tid];
+      on = p.o_norm[tid];
+    }
+    if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
+    float zz = 0.0f;
+    if (tid < DV) zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid];
+    float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+    pro.Finish(p, base, b, hv, col0, tid, sm, sq, sk, sqk);
+    // Also orders the mbarrier initialisation and the previous item's last reads of the shared
+    // vectors before this item's use of them.
+    BlockSum3<NW>(sq, sk, sqk, sums);
+    const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
+    const float rk = 1.0f / sqrtf(sk + 1e-6f);
+    const float kq = sqk * rq * rk;
+
+    // Pass 1: decay and the two reductions over dk, each piece as soon as it has landed.
+    float r[VEC], oq[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
+    int landed = 0;  // pieces known complete
+#pragma unroll
+    for (int m = 0; m < ROWS; ++m) {
+      const int i = rg + m * RG;
+      while (landed <= i / RPC) MbarWaitParity(SmemAddr(&full[landed++]), parity);
+      float sv[VEC];
+      SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
+      const float a = sm.a[i], bk = sm.be[i] * sm.k[i], qq = sm.q[i];
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) {
+        const float d = sv[v] * a;
+        r[v] += d * bk;
+        oq[v] += d * qq;
+      }
+    }
+    WarpSumColumns<CG, VEC>(r, oq);
+    // One reduction buffer, used twice: first r, then oq.
+    if (lane < CG) {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) red[warp][lane * VEC + v] = r[v];
+    }
+    __syncthreads();
+    float rr = 0.0f;
+    if (tid < DV) {
+#pragma unroll
+      for (int w = 0; w < NW; ++w) rr += red[w][tid];
+    }
+    __syncthreads();
+    if (lane < CG) {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) red[warp][lane * VEC + v] = oq[v];
+    }
+    __syncthreads();
+    float o = 0.0f, ss = 0.0f;
+    if (tid < DV) {
+      float oo = 0.0f;
+#pragma unroll
+      for (int w = 0; w < NW; ++w) oo += red[w][tid];
+      const float u = sm.wv[tid] - rk * rr;
+      o = rq * oo + kq * u;
+      u_s[tid] = u;
+      ss = o * o;
+    }
+    ss = WarpSum(ss);
+    if (lane == 0) ss_w[warp] = ss;
+    __syncthreads();  // u_s, ss_w visible
+
+    // Pass 2: S = S_bar + k u^T, streamed out.
+    float uu[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) uu[v] = u_s[cgi * VEC + v];
+#pragma unroll
+    for (int m = 0; m < ROWS; ++m) {
+      const int i = rg + m * RG;
+      float sv[VEC];
+      SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
+      const float a = sm.a[i], kk = sm.k[i] * rk;
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) sv[v] = sv[v] * a + kk * uu[v];
+      StateVec<T>::Store(state + static_cast<int64_t>(i) * DV + cgi * VEC, sv);
+    }
+    if constexpr (kPersistent) {
+      __syncthreads();  // the tile buffer and the shared vectors are free
+      if (tid == 0) issue(next, next_slot);
+    }
+    parity ^= 1u;
+    if (tid < DV) {
+      float total = 0.0f;
+#pragma unroll
+      for (int w = 0; w < NW; ++w) total += ss_w[w];
+      const float inv = 1.0f / sqrtf(total / static_cast<float>(DV) + p.eps);
+      const float act = p.gate_sigmoid ? Sigmoid(zz + zb) : Silu(zz + zb);
+      StoreY(p, b, col0 + tid, o * inv * on * act);
+    }
+    slot = next_slot;
+  }
+}
+
+// Prep kernel of kStreamed (v5): the v4 prep kernel's job (conv + history shift, norms, gates;
+// the same prep record, see PrepStride) with StreamPrologue's single memory round trip and
+// 256 threads. Block (kh, b, g): g == 0 does the key head's q/k channels and gates and the v
+// columns of value head kh*G; g > 0 only the v columns of value head kh*G + g.
+constexpr int kPrepV5Threads = 256;
+
+template <int DK, int DV>
+__global__ void __launch_bounds__(kPrepV5Threads) Gdn2PrepV5Kernel(const Params p) {
+  constexpr int NT = kPrepV5Threads, NW = NT / 32;
+  __shared__ PrologueSmem<DK, DV> sm;
+  __shared__ float sums[3][NW];
+  // Overlapped launch: wait for the producer of the inputs first; the trigger comes after the
+  // wait, because the recurrence kernel reads z without waiting.
+  if (p.overlap) cudaGridDependencySynchronize();
+  cudaTriggerProgrammaticLaunchCompletion();
+  const int kh = blockIdx.x, b = blockIdx.y, g = blockIdx.z, tid = threadIdx.x;
+  const int slot = p.slots[b];
+  if (slot < 0 || slot >= p.num_slots) return;
+  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
+  const int col0 = (kh * p.G + g) * DV;
+  const bool with_qk = g == 0;
+  StreamPrologue<DK, DV, NT> pro;
+  pro.Issue(p, base, kh, col0, tid, with_qk);
+  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
+  pro.Finish(p, base, b, kh, col0, tid, sm, sq, sk, sqk, with_qk);
+  BlockSum3<NW>(sq, sk, sqk, sums);  // also publishes sm
+  if (with_qk) {
+    const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
+    const float rk = 1.0f / sqrtf(sk + 1e-6f);
+    float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
+    for (int i = tid; i < DK; i += NT) {
+      const float kn = sm.k[i] * rk;
+      rec[i] = sm.q[i] * rq;
+      rec[DK + i] = kn;
+      rec[2 * DK + i] = sm.a[i];
+      rec[3 * DK + i] = sm.be[i] * kn;
+    }
+    if (tid == 0) rec[4 * DK] = sqk * rq * rk;
+  }
+  float* wv = p.prep + static_cast<int64_t>(gridDim.y) * p.H * PrepStride(DK) +
+              static_cast<int64_t>(b) * p.value_dim + col0;
+  for (int j = tid; j < DV; j += NT) wv[j] = sm.wv[j];
+}
+
+template <int DK, int DV>
+absl::Status PrepV5T(const Params& p, int batch, cudaStream_t stream);
+
+cudaLaunchAttribute PdlAttr() {
+  cudaLaunchAttribute a;
+  a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  a.val.programmaticStreamSerializationAllowed = 1;
+  return a;
+}
+
+template <typename T, int DK, int DVS>
+absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
+  const int cl = p.G * p.S;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.H * cl, batch, 1);
+  cfg.blockDim = dim3(Tile<T, DK, DVS>::NT, 1, 1);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (cl > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = cl;
+    attr[n].val.clusterDim.y = 1;
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (p.overlap) attr[n++] = PdlAttr();
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2FusedV5Kernel<T, DK, DVS>, p));
+  return LaunchStatus("Gdn2FusedV5Kernel");
+}
+
+template <typename T, int DK, int DV>
+absl::Status StreamedT(const Params& p, int batch, cudaStream_t stream) {
+  const int smem = DK * DV * static_cast<int>(sizeof(T));
+  const int items = batch * p.HV;
+  auto kernel = p.persistent ? Gdn2StreamedV5Kernel<T, DK, DV, true>
+                             : Gdn2StreamedV5Kernel<T, DK, DV, false>;
+  static bool attr_set = false;  // per instantiation; idempotent, so a benign race
+  static int per_sm = 0;
+  if (!attr_set) {
+    for (auto k : {Gdn2StreamedV5Kernel<T, DK, DV, true>, Gdn2StreamedV5Kernel<T, DK, DV, false>}) {
+      DS_CUDA_RETURN_IF_ERROR(
+          cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+          k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+    }
+    DS_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, Gdn2StreamedV5Kernel<T, DK, DV, true>, Tile<T, DK, DV>::NT, smem));
+    attr_set = true;
+  }
+  int grid = items;
+  if (p.persistent) {
+    int dev = 0, sms = 0;
+    DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+    DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    grid = std::max(1, std::min(items, std::max(1, per_sm) * sms));
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid, 1, 1);
+  cfg.blockDim = dim3(Tile<T, DK, DV>::NT, 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  int n = 0;
+  if (p.overlap) attr[n++] = PdlAttr();
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p, items));
+  return LaunchStatus("Gdn2StreamedV5Kernel");
+}
+
+// Shape dispatch: dk in {32, 64, 128}; dv (per block) in {16, 32, 64, 128}, {16, 32} at dk 32.
+template <bool kStreamed, typename T, int DK, int DV>
+absl::Status Run(const Params& p, int batch, cudaStream_t stream) {
+  if constexpr (kStreamed) {
+    return StreamedT<T, DK, DV>(p, batch, stream);
+  } else {
+    return FusedT<T, DK, DV>(p, batch, stream);
+  }
+}
+
+template <bool kStreamed, typename T>
+absl::Status DispatchShape(const Params& p, int dk, int dv, int batch, cudaStream_t stream) {
+  const char* const what = kStreamed ? "gdn2 decode (streamed): " : "gdn2 decode (fused): ";
+  if (dk == 32) {
+    switch (dv) {
+      case 16: return Run<kStreamed, T, 32, 16>(p, batch, stream);
+      case 32: return Run<kStreamed, T, 32, 32>(p, batch, stream);
+      default: break;
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "with head_k_dim 32, columns per block ", dv, " not in {16,32}"));
+  }
+  if (dk != 64 && dk != 128)
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "head_k_dim = ", dk, " not in {32,64,128}"));
+  switch (dv) {
+    case 16: return dk == 64 ? Run<kStreamed, T, 64, 16>(p, batch, stream)
+                             : Run<kStreamed, T, 128, 16>(p, batch, stream);
+    case 32: return dk == 64 ? Run<kStreamed, T, 64, 32>(p, batch, stream)
+                             : Run<kStreamed, T, 128, 32>(p, batch, stream);
+    case 64: return dk == 64 ? Run<kStreamed, T, 64, 64>(p, batch, stream)
+                             : Run<kStreamed, T, 128, 64>(p, batch, stream);
+    case 128: return dk == 64 ? Run<kStreamed, T, 64, 128>(p, batch, stream)
+                              : Run<kStreamed, T, 128, 128>(p, batch, stream);
+    default: break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, "columns per block ", dv, " not in {16,32,64,128}"));
+}
+
+template <int DK, int DV>
+absl::Status PrepV5T(const Params& p, int batch, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.H, batch, p.G);
+  cfg.blockDim = dim3(kPrepV5Threads, 1, 1);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  int n = 0;
+  if (p.overlap) attr[n++] = PdlAttr();
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2PrepV5Kernel<DK, DV>, p));
+  return LaunchStatus("Gdn2PrepV5Kernel");
+}
+
+}  // namespace
+
+absl::Status LaunchPrepV5(const Params& p, int dk, int dv, int batch, cudaStream_t stream) {
+  if (dk == 32) {
+    if (dv == 16) return PrepV5T<32, 16>(p, batch, stream);
+    if (dv == 32) return PrepV5T<32, 32>(p, batch, stream);
+  } else if (dk == 64) {
+    switch (dv) {
+      case 16: return PrepV5T<64, 16>(p, batch, stream);
+      case 32: return PrepV5T<64, 32>(p, batch, stream);
+      case 64: return PrepV5T<64, 64>(p, batch, stream);
+      case 128: return PrepV5T<64, 128>(p, batch, stream);
+      default: break;
+    }
+  } else if (dk == 128) {
+    switch (dv) {
+      case 16: return PrepV5T<128, 16>(p, batch, stream);
+      case 32: return PrepV5T<128, 32>(p, batch, stream);
+      case 64: return PrepV5T<128, 64>(p, batch, stream);
+      case 128: return PrepV5T<128, 128>(p, batch, stream);
+      default: break;
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("gdn2 decode (prep): head_k_dim ", dk,
+                                                 ", head_v_dim ", dv, " not supported"));
+}
+
+absl::Status LaunchFusedV5(const Params& p, int dk, int dvs, DType state_type, int batch,
+                           cudaStream_t stream) {
+  if (state_type == DType::kF32) return DispatchShape<false, float>(p, dk, dvs, batch, stream);
+  return DispatchShape<false, __nv_bfloat16>(p, dk, dvs, batch, stream);
+}
+
+absl::Status LaunchStreamedV5(const Params& p, int dk, int dv, DType state_type, int batch,
+                              cudaStream_t stream) {
+  if (state_type == DType::kF32) return DispatchShape<true, float>(p, dk, dv, batch, stream);
+  return DispatchShape<true, __nv_bfloat16>(p, dk, dv, batch, stream);
+}
+
+}  // namespace deltaserve::cuda::gdn2_detail
