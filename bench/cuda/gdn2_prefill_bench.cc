@@ -473,6 +473,7 @@ int main(int argc, char** argv) {
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap1, stream); }, reps);
     Gdn2PrefillArgs af = ac;
     af.tensor_cores = false;
+    af.phase2_version = 1;  // the FMA variant exists for phase 2 version 1 only
     const double fma_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, af, stream); }, reps);
     const double serial_s = TimeSingle(

@@ -329,20 +329,21 @@ TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
 }
 
 // A prompt split into several calls (chunks not aligned to 64) continues exactly where the
-// previous call stopped: same outputs and final state as one call.
+// previous call stopped: same outputs and final state as one call (default phase versions and
+// phase 1 v2 + phase 2 v1).
 TEST(Gdn2ChunkPrefillTest, ContinuationAcrossCalls) {
   DS_SKIP_WITHOUT_GPU();
   const Gdn2PrefillShape sh = Shape(2, 2);
   std::mt19937 rng(600);
   const std::vector<int32_t> pieces = {100, 37, 500, 1};
   const int64_t tokens = std::accumulate(pieces.begin(), pieces.end(), int64_t{0});
+  for (Path path : {Path::kChunkV3V2, Path::kChunkMma})  // the defaults, then v2 + v1
   for (Regime regime : {Regime::kTrained, Regime::kExtreme}) {
     Inputs all = MakeInputs(sh, tokens, regime, rng);
     Pool pool = MakePool(sh, 3, rng);
     RunResult whole;
-    ASSERT_TRUE(RunPrefill(sh, all, {static_cast<int32_t>(tokens)}, {1}, pool, Path::kChunkMma, 0,
-                           &whole)
-                    .ok());
+    ASSERT_TRUE(
+        RunPrefill(sh, all, {static_cast<int32_t>(tokens)}, {1}, pool, path, 0, &whole).ok());
     Pool cur = pool;
     std::vector<float> o;
     int64_t t0 = 0;
@@ -359,7 +360,7 @@ TEST(Gdn2ChunkPrefillTest, ContinuationAcrossCalls) {
       part.v = slice(all.v, sh.value_dim());
       part.w = slice(all.w, sh.value_dim());
       RunResult r;
-      ASSERT_TRUE(RunPrefill(sh, part, {len}, {1}, cur, Path::kChunkMma, 0, &r).ok());
+      ASSERT_TRUE(RunPrefill(sh, part, {len}, {1}, cur, path, 0, &r).ok());
       cur.host = r.pool;
       o.insert(o.end(), r.o.begin(), r.o.end());
       t0 += len;
