@@ -601,9 +601,11 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li) {
     case K::kPipelined: a.mode = M::kPipelined; break;
     case K::kStreamed: a.mode = M::kStreamed; break;
     case K::kAuto:
-      // Measured on H200 (bench/NOTES.md, v4): the fused launch wins below ~256 (sequence,
-      // head) items; streamed from 1024 items on (fp32; bf16 from 512), about even between.
-      a.mode = int64_t{R} * gd.num_v_heads >= 256 ? M::kStreamed : M::kFused;
+      // Measured on H200 (bench/NOTES.md, v5): with fp32 state the fused launch wins below
+      // 1024 (sequence, head) items (25.2 vs 26.2 us at 512; 48.1 vs 47.5 at 1024); with bf16
+      // state streamed wins from 256 items.
+      a.mode = int64_t{R} * gd.num_v_heads >= (a.state_type == B16 ? 256 : 1024) ? M::kStreamed
+                                                                                 : M::kFused;
       break;
   }
   // The kernel before this launch is the z projection (a GEMM, or the GEMV that also computes

@@ -54,7 +54,8 @@ struct CudaRunnerOptions {
   std::vector<int> graph_batch_sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256};  // each <= max_rows
   int device = 0;
   // GDN-2 decode arrangement (gdn2_decode.h); all compute the same function. kAuto: the fused
-  // single launch for small batches, the streamed pair once batch * value heads >= 256.
+  // single launch for small batches, the streamed pair once batch * value heads >= 1024 (fp32
+  // state) or >= 256 (bf16 state).
   enum class Gdn2Kernel { kAuto, kFused, kPrepared, kPipelined, kStreamed };
   Gdn2Kernel gdn2_kernel = Gdn2Kernel::kAuto;
   // Fused GDN-2 decode launched as a programmatic dependent of the projection GEMM before it
@@ -64,8 +65,10 @@ struct CudaRunnerOptions {
   // off: token-serial through the decode kernels (the reference path). Unsupported model shapes
   // fall back to token-serial.
   bool chunked_prefill = true;
-  // Packed rows per prefill pass (>= 1; capped by max_step_tokens and 32768).
-  int64_t prefill_pass_tokens = 2048;
+  // Packed rows per prefill pass (>= 1; capped by max_step_tokens and 32768). Every pass reads
+  // all weights once, so larger passes prefill faster (H200, gdn2_1.3B, 4096-token prompt:
+  // 51.2 ms in passes of 2048, 47.5 in one pass) at ~0.2 MB of device buffers per row.
+  int64_t prefill_pass_tokens = 8192;
   // Decode passes over at most this many rows (0..8, cuda::kGemvMaxRows) run their projections
   // through the small-batch GEMV kernels (kernels/cuda/gemv.h): the RMSNorms, the f0/g0 cast, the
   // SwiGLU and the residual adds fused into them, every one launched as a programmatic dependent
