@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/cuda/reference_models.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/model_config.h"
@@ -35,17 +36,6 @@ using namespace deltaserve;
 using namespace deltaserve::bench;
 
 namespace {
-
-ModelConfig Config(bool hybrid) {
-  ModelConfig c;  // defaults: gdn2_1.3B
-  c.vocab_size = 32000;
-  c.padded_vocab_size = 32000;
-  if (hybrid) {
-    c.gdn2_per_layer = 2;
-    c.intermediate_size = 6784;
-  }
-  return c;
-}
 
 struct Row {
   std::string model, state, note, kernel = "auto", path = "default";
@@ -76,7 +66,7 @@ struct KernelRow {
 // cycling over weight copies (> 256 MB in all) so that no launch finds its weights in L2.
 std::vector<KernelRow> TimeKernels(double copy_bw) {
   std::vector<KernelRow> out;
-  const ModelConfig c = Config(false);
+  const ModelConfig c = ReferenceConfig(false);
   const int64_t d = c.n_embd, I = c.intermediate_size, V = c.padded_vocab_size;
   const int64_t kd = c.gdn2.key_dim(), vd = c.gdn2.value_dim(), dv = c.gdn2.head_v_dim;
   const int64_t in_rows = 3 * kd + 2 * vd + 2 * dv;
@@ -239,7 +229,7 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
-    const ModelConfig cfg = Config(hybrid);
+    const ModelConfig cfg = ReferenceConfig(hybrid);
     for (int variant = 0; variant < 5; ++variant) {
       if (std::find(variants.begin(), variants.end(), variant) == variants.end()) continue;
       // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only, fp32

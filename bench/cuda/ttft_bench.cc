@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/cuda/reference_models.h"
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/model_config.h"
@@ -29,17 +30,6 @@ using namespace deltaserve;
 using namespace deltaserve::bench;
 
 namespace {
-
-ModelConfig Config(bool hybrid) {
-  ModelConfig c;  // defaults: gdn2_1.3B
-  c.vocab_size = 32000;
-  c.padded_vocab_size = 32000;
-  if (hybrid) {
-    c.gdn2_per_layer = 2;
-    c.intermediate_size = 6784;
-  }
-  return c;
-}
 
 struct Row {
   std::string model, feed;
@@ -114,7 +104,7 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
     if (hybrid && pure_only) continue;
-    const ModelConfig cfg = Config(hybrid);
+    const ModelConfig cfg = ReferenceConfig(hybrid);
     auto w = DeviceWeights::Random(cfg, 42);
     if (!w.ok()) {
       std::fprintf(stderr, "weights: %s\n", std::string(w.status().message()).c_str());
