@@ -84,14 +84,6 @@ __device__ double SumD(Smem& sm, double v) {
   return sm.d_bcast;
 }
 
-__device__ int SumI(Smem& sm, int v) {
-  __syncthreads();
-  const int t = ReduceI(sm.t.ri).Sum(v);
-  if (threadIdx.x == 0) sm.i_bcast[0] = t;
-  __syncthreads();
-  return sm.i_bcast[0];
-}
-
 // Candidate test "w > thr, or w == thr and id <= cut".
 struct Cut {
   float thr;
