@@ -8,8 +8,10 @@
 //                         [--variants=0,1,...] [--gemv-kernels] [--no-compare]
 // (--quick: fewer timed passes; --batches-1-256: batch 1 and 256 only; --batches: the batch
 // sizes; --variants: which of the state / GDN-2 kernel variants below to run; rows at batch
-// <= 8 run twice, with the cuBLASLt arrangement (path "cublas", gemv_max_rows = 0) and the
-// small-batch GEMV kernels (path "gemv", gemv_max_rows = 8), unless --no-compare;
+// <= 8 run four times, with the small-batch GEMV kernels (path "gemv", gemv_max_rows = 8), the
+// same with the gate up-projections always inside the GDN-2 launch (path "gemv-folded",
+// fold_gates_from_rows = 1) and never (path "gemv-unfolded", 0), and the cuBLASLt arrangement
+// (path "cublas", gemv_max_rows = 0), unless --no-compare;
 // --gemv-kernels: also time each projection shape of gdn2_1.3B alone, GEMV vs cuBLASLt, cycling
 // over weight copies larger than L2)
 #include <cuda_runtime.h>
@@ -240,10 +242,12 @@ int main(int argc, char** argv) {
        const bool small = batch <= cuda::kGemvMaxRows;
        if (variant == 2 && batch == 256) continue;  // fused is the small-batch arrangement
        if (variant >= 3 && small) continue;         // the two-kernel ones are large-batch
-       // Paths: 0 GEMV kernels (gemv_max_rows = 8), 1 cuBLASLt (gemv_max_rows = 0).
-       for (int path = 0; path < (small && compare && variant <= 1 ? 2 : 1); ++path) {
+       // Paths: 0 GEMV kernels (gemv_max_rows = 8), 1 cuBLASLt (gemv_max_rows = 0), 2 / 3 GEMV
+       // kernels with the gate up-projections never / always folded into the GDN-2 launch.
+       for (int path = 0; path < (small && compare && variant <= 1 ? 4 : 1); ++path) {
         Row row;
-        row.path = !small || path == 1 ? "cublas" : "gemv";
+        static const char* const kPaths[] = {"gemv", "cublas", "gemv-unfolded", "gemv-folded"};
+        row.path = small ? kPaths[path] : "cublas";
         static const char* const kNames[] = {"auto", "auto", "fused", "prepared", "streamed"};
         row.kernel = kNames[variant];
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
@@ -277,6 +281,7 @@ int main(int argc, char** argv) {
                                           : CudaRunnerOptions::Gdn2Kernel::kAuto;
         opts.gdn2_overlap_launch = variant != 2;
         opts.gemv_max_rows = path == 1 ? 0 : cuda::kGemvMaxRows;
+        if (path >= 2) opts.fold_gates_from_rows = path == 2 ? 0 : 1;
         auto r = CudaModelRunner::Create(*std::move(w), opts);
         if (!r.ok()) {
           std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());
@@ -378,15 +383,15 @@ int main(int argc, char** argv) {
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
-  std::printf("\n%-14s %-8s %-9s %-5s %6s %10s %10s %11s %7s\n", "model", "kernel", "path", "state", "batch", "ms/step",
+  std::printf("\n%-14s %-8s %-16s %-5s %6s %10s %10s %11s %7s\n", "model", "kernel", "path", "state", "batch", "ms/step",
               "tok/s", "roofline ms", "ratio");
   for (const Row& r : rows) {
     if (!r.note.empty()) {
-      std::printf("%-14s %-8s %-9s %-5s %6d   (%s)\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(), r.batch,
+      std::printf("%-14s %-8s %-16s %-5s %6d   (%s)\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(), r.batch,
                   r.note.c_str());
       continue;
     }
-    std::printf("%-14s %-8s %-9s %-5s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(),
+    std::printf("%-14s %-8s %-16s %-5s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(),
                 r.batch, r.step_ms, r.tokens_per_s, r.roofline_ms, r.ratio);
   }
   return 0;

@@ -171,6 +171,9 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   if (options.gemv_max_rows < 0 || options.gemv_max_rows > cuda::kGemvMaxRows)
     return absl::InvalidArgumentError(absl::StrCat("gemv_max_rows (", options.gemv_max_rows,
                                                    ") must be in [0, ", cuda::kGemvMaxRows, "]"));
+  if (options.fold_gates_from_rows < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fold_gates_from_rows (", options.fold_gates_from_rows, ") must be >= 0"));
   for (int b : options.graph_batch_sizes) {
     if (b < 1 || b > options.max_rows)
       return absl::InvalidArgumentError(absl::StrCat("graph batch size ", b, " not in [1, max_rows = ",
@@ -551,7 +554,32 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li) {
+cuda::Gdn2DecodeArgs::Mode CudaModelRunner::Gdn2Mode(int R) const {
+  using K = CudaRunnerOptions::Gdn2Kernel;
+  using M = cuda::Gdn2DecodeArgs::Mode;
+  switch (options_.gdn2_kernel) {
+    case K::kFused: return M::kFused;
+    case K::kPrepared: return M::kPrepared;
+    case K::kPipelined: return M::kPipelined;
+    case K::kStreamed: return M::kStreamed;
+    case K::kAuto: break;
+  }
+  // Measured on H200 (bench/NOTES.md, v5): with fp32 state the fused launch wins below 1024
+  // (sequence, head) items (25.2 vs 26.2 us at 512; 48.1 vs 47.5 at 1024); with bf16 state
+  // streamed wins from 256 items.
+  const bool bf16 = layout_.state_dtype() == StateDtype::kBF16;
+  return int64_t{R} * config().gdn2.num_v_heads >= (bf16 ? 256 : 1024) ? M::kStreamed
+                                                                        : M::kFused;
+}
+
+bool CudaModelRunner::FoldsGateProjections(int R) const {
+  const int rank = config().gdn2.head_v_dim;
+  const int from = options_.fold_gates_from_rows;
+  return from > 0 && R >= from && R <= options_.gemv_max_rows &&
+         Gdn2Mode(R) == cuda::Gdn2DecodeArgs::Mode::kFused && rank % 8 == 0 && rank <= 128;
+}
+
+absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, bool fold_gates) {
   const ModelConfig& c = config();
   Buffers& b = *buf_;
   const Gdn2Config& gd = c.gdn2;
@@ -593,24 +621,20 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li) {
   a.y = b.y;
   a.y_stride = b.y_cols;
   a.y_type = B16;
-  using K = CudaRunnerOptions::Gdn2Kernel;
   using M = cuda::Gdn2DecodeArgs::Mode;
-  switch (options_.gdn2_kernel) {
-    case K::kFused: a.mode = M::kFused; break;
-    case K::kPrepared: a.mode = M::kPrepared; break;
-    case K::kPipelined: a.mode = M::kPipelined; break;
-    case K::kStreamed: a.mode = M::kStreamed; break;
-    case K::kAuto:
-      // Measured on H200 (bench/NOTES.md, v5): with fp32 state the fused launch wins below
-      // 1024 (sequence, head) items (25.2 vs 26.2 us at 512; 48.1 vs 47.5 at 1024); with bf16
-      // state streamed wins from 256 items.
-      a.mode = int64_t{R} * gd.num_v_heads >= (a.state_type == B16 ? 256 : 1024) ? M::kStreamed
-                                                                                 : M::kFused;
-      break;
+  a.mode = Gdn2Mode(R);
+  if (fold_gates) {
+    // f = F1 bf16(f0), z~ = G1 bf16(g0) inside the launch.
+    a.gate_rank = gd.head_v_dim;
+    a.f_raw = b.proj + G.col_f0;
+    a.z_raw = b.proj + G.col_g0;
+    a.f_stride = a.z_stride = P;
+    a.f_up = G.f1;
+    a.z_up = G.g1;
   }
   // The kernel before this launch is the z projection (a GEMM, or the GEMV that also computes
-  // f), which writes neither the slot indices nor any state: the state loads may start before
-  // it finishes.
+  // f) or, with fold_gates, the input projection; neither writes the slot indices nor any
+  // state: the state loads may start before it finishes.
   a.overlap_launch = options_.gdn2_overlap_launch && a.mode == M::kFused;
   a.state_ready = a.overlap_launch;
   a.prep = b.gdn2_prep;
@@ -680,18 +704,21 @@ absl::Status CudaModelRunner::ForwardGemv(int R) {
       // [q k v b w f0 g0] = RMSNorm_1(x) . in_proj^T
       DS_RETURN_IF_ERROR(gemv(In::kF32RmsNorm, L.norm_1, b.x, d, d, G.in_proj, G.in_rows, Out::kF32,
                               b.proj, P));
-      // f = F1 bf16(f0), z~ = G1 bf16(g0): one launch.
-      cuda::GemvArgs g;
-      g.rows = static_cast<int>(R);
-      g.k = dv;
-      g.input = In::kF32;
-      g.output = Out::kF32;
-      g.problems[0] = cuda::GemvProblem{b.proj + G.col_f0, P, G.f1, dv, kd, b.f, kd};
-      g.problems[1] = cuda::GemvProblem{b.proj + G.col_g0, P, G.g1, dv, vd, b.z, vd};
-      g.num_problems = 2;
-      g.programmatic = true;
-      DS_RETURN_IF_ERROR(cuda::LaunchGemv(g, s));
-      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li));
+      const bool fold = FoldsGateProjections(R);
+      if (!fold) {
+        // f = F1 bf16(f0), z~ = G1 bf16(g0): one launch.
+        cuda::GemvArgs g;
+        g.rows = static_cast<int>(R);
+        g.k = dv;
+        g.input = In::kF32;
+        g.output = Out::kF32;
+        g.problems[0] = cuda::GemvProblem{b.proj + G.col_f0, P, G.f1, dv, kd, b.f, kd};
+        g.problems[1] = cuda::GemvProblem{b.proj + G.col_g0, P, G.g1, dv, vd, b.z, vd};
+        g.num_problems = 2;
+        g.programmatic = true;
+        DS_RETURN_IF_ERROR(cuda::LaunchGemv(g, s));
+      }
+      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li, fold));
       DS_RETURN_IF_ERROR(gemv(In::kBf16, nullptr, b.y, b.y_cols, vd, G.o_proj, d,
                               Out::kF32Accumulate, b.x, d));
     } else {

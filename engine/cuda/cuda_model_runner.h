@@ -38,6 +38,7 @@
 #include "engine/model_runner.h"
 #include "engine/state_layout.h"
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/gdn2_decode.h"
 
 namespace deltaserve {
 
@@ -76,6 +77,12 @@ struct CudaRunnerOptions {
   // separate row-wise kernels at every batch size (the reference arrangement).
   // Default 2: measured faster than cuBLASLt at 1 and 2 rows, slower at 4 (bench/NOTES.md).
   int gemv_max_rows = 2;
+  // GEMV passes of at least this many rows compute the f / z~ up-projections (rank head_v_dim)
+  // inside the fused GDN-2 decode launch (Gdn2DecodeArgs::gate_rank) instead of by a GEMV launch
+  // of their own (0: never). Applies when the fused arrangement runs. Default 2: measured faster
+  // at 2 rows and slower at 1 (H200, gdn2_1.3B: -24 and +12 us per step; each block then also
+  // reads its heads' 64 KB of up-projection rows; bench/NOTES.md).
+  int fold_gates_from_rows = 2;
 };
 
 class CudaModelRunner final : public ModelRunner {
@@ -112,8 +119,13 @@ class CudaModelRunner final : public ModelRunner {
   absl::Status Forward(int rows);
   // Forward through the small-batch GEMV kernels (rows <= gemv_max_rows).
   absl::Status ForwardGemv(int rows);
-  // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj / f / z, output y).
-  absl::Status LaunchGdn2Layer(int rows, int li);
+  // The GDN-2 decode arrangement for a pass of `rows` rows (options.gdn2_kernel resolved).
+  cuda::Gdn2DecodeArgs::Mode Gdn2Mode(int rows) const;
+  // Whether the GEMV pass of `rows` rows leaves the f / z~ up-projections to the GDN-2 launch.
+  bool FoldsGateProjections(int rows) const;
+  // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj and f / z, or with
+  // fold_gates proj alone; output y).
+  absl::Status LaunchGdn2Layer(int rows, int li, bool fold_gates = false);
   // The SWA decode launch of layer `li` over `rows` rows (input proj, output y).
   absl::Status LaunchSwaLayer(int rows, int li);
   // Uploads rows (padded to the graph size) and runs the pass.

@@ -64,8 +64,12 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
   }
 
   // All blocks of a cluster share b, so they skip (or not) together: the barriers stay matched.
+  // A skipping block still waits, so that the grid never completes before its predecessor.
   const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;
+  if (slot < 0 || slot >= p.num_slots) {
+    if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
+    return;
+  }
   char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
 
   // 1. Issue the state loads.
@@ -380,12 +384,6 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
 // item's tile streams into shared memory (cp.async), so the device always has reads in flight.
 // Each thread copies and later reads back exactly the 16-byte units it owns, so its own
 // cp.async.wait_group makes the data visible to it without a block barrier.
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::); }
 
 template <typename T, int DK, int DVS>
 __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
@@ -431,7 +429,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
     const int kh = hv / p.G;
     const int slot = p.slots[b];
     const bool live = slot >= 0 && slot < p.num_slots;
-    CpAsyncWaitAll();
+    CpAsyncWait<0>();
     float st[ROWS][VEC];
 #pragma unroll
     for (int m = 0; m < ROWS; ++m) {
@@ -519,7 +517,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
       }
     }
   }
-  CpAsyncWaitAll();
+  CpAsyncWait<0>();
   (void)batch;
 }
 
@@ -569,24 +567,15 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
   char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
   T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * DV;
 
-  const uint32_t bar = SmemAddr(&full);
+  const uint32_t bar = SharedAddr(&full);
   if (tid == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    asm volatile(
-        "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
-        "r"(kTileBytes)
-        : "memory");
-    const uint32_t dst = SmemAddr(streamed_smem);
+    MbarInit(bar);
+    MbarArriveExpectTx(bar, kTileBytes);
+    const uint32_t dst = SharedAddr(streamed_smem);
 #pragma unroll
     for (int off = 0; off < kTileBytes; off += kBulkChunkBytes) {
       const int n = kTileBytes - off < kBulkChunkBytes ? kTileBytes - off : kBulkChunkBytes;
-      asm volatile(
-          "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
-          "[%3];\n" ::"r"(dst + off),
-          "l"(reinterpret_cast<const char*>(state) + off), "r"(n), "r"(bar)
-          : "memory");
+      BulkCopy(dst + off, reinterpret_cast<const char*>(state) + off, n, bar);
     }
   }
 
@@ -606,17 +595,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
   }
   if (tid == 0) kq_s = rec[4 * DK];
   __syncthreads();  // mbarrier initialised; prep vectors in shared memory
-  {
-    uint32_t done = 0;
-    do {
-      asm volatile(
-          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
-          " selp.u32 %0, 1, 0, p;\n}\n"
-          : "=r"(done)
-          : "r"(bar)
-          : "memory");
-    } while (!done);
-  }
+  MbarWaitParity(bar, 0);
 
   // Pass 1: decay and the two reductions over dk, r = S_bar^T (b*k) and oq = S_bar^T q.
   const int cgi = tid % CG;
@@ -963,6 +942,18 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   for (const void* ptr : required) {
     if (ptr == nullptr) return absl::InvalidArgumentError("gdn2 decode: a required tensor is null");
   }
+  const bool fold = a.gate_rank != 0;
+  if (fold) {
+    if (a.mode != Mode::kFused)
+      return absl::InvalidArgumentError("gdn2 decode: gate_rank applies to the fused mode only");
+    if (a.gate_rank < 8 || a.gate_rank > 128 || a.gate_rank % 8 != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gdn2 decode: gate_rank ", a.gate_rank, " must be a multiple of 8 in [8, 128]"));
+    if (a.f_up == nullptr || a.z_up == nullptr)
+      return absl::InvalidArgumentError("gdn2 decode: gate_rank > 0 needs f_up and z_up");
+    if (!Aligned(a.f_up, 16) || !Aligned(a.z_up, 16))
+      return absl::InvalidArgumentError("gdn2 decode: f_up and z_up must be 16-byte aligned");
+  }
   // Strides at the boundary: each region must fit inside the slot, and rows must not overlap.
   const int64_t kd = shape.key_dim(), vd = shape.value_dim();
   const int64_t state_bytes = static_cast<int64_t>(HV) * dk * dv * DTypeBytes(a.state_type);
@@ -985,8 +976,10 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   struct Stride { const char* name; int64_t stride, width; };
   const Stride strides[] = {{"q_stride", a.q_stride, kd}, {"k_stride", a.k_stride, kd},
                             {"v_stride", a.v_stride, vd}, {"b_stride", a.b_stride, kd},
-                            {"w_stride", a.w_stride, vd}, {"f_stride", a.f_stride, kd},
-                            {"z_stride", a.z_stride, vd}, {"y_stride", a.y_stride, vd}};
+                            {"w_stride", a.w_stride, vd},
+                            {"f_stride", a.f_stride, fold ? a.gate_rank : kd},
+                            {"z_stride", a.z_stride, fold ? a.gate_rank : vd},
+                            {"y_stride", a.y_stride, vd}};
   for (const Stride& st : strides) {
     if (a.batch > 1 && st.stride < st.width)
       return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: ", st.name, " = ", st.stride,
@@ -1033,6 +1026,9 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.prep_v5 = a.mode == Mode::kStreamed;
   p.overlap = a.overlap_launch;
   p.state_ready = a.state_ready;
+  p.gate_rank = a.gate_rank;
+  p.f_up = static_cast<const uint16_t*>(a.f_up);
+  p.z_up = static_cast<const uint16_t*>(a.z_up);
 
   const int dvs = dv / S;
   if (streamed_v5) return gdn2_detail::LaunchStreamedV5(p, dk, dv, a.state_type, a.batch, stream);

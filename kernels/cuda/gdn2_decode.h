@@ -21,6 +21,7 @@
 //     conv_v      f32 [W-1, value_dim]
 //   q_raw, k_raw, b_raw, f_raw    f32 [batch, key_dim]   (own row strides)
 //   v_raw, w_raw, z_raw           f32 [batch, value_dim] (own row strides)
+//                                 (f_raw, z_raw: [batch, gate_rank] when gate_rank > 0)
 //   q_conv_w, k_conv_w  f32 [key_dim, W];  v_conv_w  f32 [value_dim, W]  (tap W-1 = current token)
 //   a_log f32 [H];  dt_bias f32 [key_dim];  z_bias f32 [value_dim];  o_norm f32 [dv]
 //   y           y_type [batch, value_dim] (row stride y_stride), head-major (hv*dv + j)
@@ -138,9 +139,21 @@ struct Gdn2DecodeArgs {
   bool overlap_launch = false;
   // With overlap_launch: the caller guarantees that the kernel immediately before this launch on
   // `stream` writes neither `slots`, nor the pool regions (state, conv histories) of these slots,
-  // nor the weights (conv weights, a_log, dt_bias, z_bias, o_norm), so they may be read before
-  // that kernel finishes. The raw inputs (q_raw .. z_raw) are still read after it.
+  // nor the weights (conv weights, a_log, dt_bias, z_bias, o_norm, f_up, z_up), so they may be
+  // read before that kernel finishes. The raw inputs (q_raw .. z_raw) are still read after it.
   bool state_ready = false;
+
+  // Low-rank gate projections inside the launch (Mode::kFused only; MODEL_SPEC's f_proj.1 and
+  // g_proj.1). With gate_rank > 0, f_raw and z_raw hold the rank-r inputs f0, g0
+  // (f32 [batch, gate_rank], rows f_stride / z_stride apart) and the kernel forms
+  //   f = bf16(f0) . f_up^T,  z~ = bf16(g0) . z_up^T   (fp32 sums)
+  // with f_up bf16 [key_dim, gate_rank] and z_up bf16 [value_dim, gate_rank], row-major and
+  // 16-byte aligned; gate_rank is a multiple of 8, at most 128. This saves the separate product
+  // launch at small batch; every block reads its heads' rows of f_up / z_up (before the wait of
+  // an overlapped launch), so large batches keep the separate product.
+  int gate_rank = 0;
+  const void* f_up = nullptr;
+  const void* z_up = nullptr;
 };
 
 // Scratch floats kPrepared, kPipelined, kStreamed and kStreamedV4 need for `batch` rows.

@@ -1,8 +1,8 @@
 // Device-side pieces shared by the GDN-2 decode kernels (gdn2_decode.cu: the v1-v4 kernels and
 // the launcher; gdn2_decode_v5.cu: the v5 fused and streamed kernels): the kernel parameter
 // block, the prep-record layout, activations, 16-byte state vectors, the tile geometry, block and
-// column reductions, the causal conv of one channel, shared-memory addressing and the mbarrier /
-// bulk-copy primitives. Include only from CUDA sources of kernels/cuda.
+// column reductions and the causal conv of one channel (asynchronous copies and mbarriers come
+// from async_copy.cuh). Include only from CUDA sources of kernels/cuda.
 //
 // Thread-safety: device helpers are per-thread or per-block as documented on each.
 #pragma once
@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/cuda_common.h"
 
 namespace deltaserve::cuda::gdn2_detail {
@@ -41,6 +42,10 @@ struct Params {
   bool streamed;
   bool overlap;      // kFused: programmatic dependent of the previous kernel
   bool state_ready;  // with overlap: slots, state and histories may be read before the wait
+  // v5 fused with gate_rank > 0: f_raw / z_raw are the rank-r inputs, f_up / z_up the bf16
+  // up-projections (gdn2_decode.h).
+  int gate_rank;
+  const uint16_t *f_up, *z_up;
 };
 
 // Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
@@ -189,11 +194,6 @@ __device__ __forceinline__ void ShiftHistory(float* hist, int64_t row_stride, in
   hist[(W - 2) * row_stride] = x;
 }
 
-// Shared-memory address of a generic pointer into this block's shared memory.
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
 template <typename T>
 __device__ __forceinline__ void SmemUnitToFloat(const T* src, float* out) {
   if constexpr (sizeof(T) == 4) {
@@ -209,42 +209,6 @@ __device__ __forceinline__ void SmemUnitToFloat(const T* src, float* out) {
       out[2 * i + 1] = f.y;
     }
   }
-}
-
-// Initialises the mbarrier at `bar` (shared address) for one arriving thread and makes it
-// visible to the bulk-copy (async) proxy. One thread calls it; a block barrier must follow
-// before other threads wait on it.
-__device__ __forceinline__ void MbarInit(uint32_t bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-// Arms `bar` for `bytes` and starts one bulk copy of `bytes` (a multiple of 16, 16-byte aligned
-// ends) from global `src` into shared address `dst`, completing on `bar`.
-__device__ __forceinline__ void BulkLoad(uint32_t dst, const void* src, int bytes, uint32_t bar) {
-  asm volatile(
-      "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
-      "r"(bytes)
-      : "memory");
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
-      " [%0], [%1], %2, [%3];\n" ::"r"(dst),
-      "l"(src), "r"(bytes), "r"(bar)
-      : "memory");
-}
-
-// Spins until phase 0 of `bar` completed (the armed bytes arrived).
-__device__ __forceinline__ void MbarWaitPhase0(uint32_t bar) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n"
-        " selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar)
-        : "memory");
-  } while (!done);
 }
 
 // v5 launchers (gdn2_decode_v5.cu). `p` is filled and validated by LaunchGdn2Decode.

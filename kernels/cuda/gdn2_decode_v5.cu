@@ -81,6 +81,80 @@ __device__ __forceinline__ float WarpSum(float v) {
   return v;
 }
 
+// Gate fold (Params::gate_rank > 0): the block's rows of the up-projections in dynamic shared
+// memory, f_up rows kh*DK.. (DK rows) then z_up rows col0.. (DVS rows), gate_rank / 8 16-byte
+// chunks per row; chunk j of row r sits at j ^ (r & 7) when a row has a multiple of 8 chunks, so
+// reads of one row per thread are free of bank conflicts. After them, the inputs f0 | g0
+// (gate_rank floats each, rounded to bf16 as the separate product would round them).
+struct GateFold {
+  const uint4* w = nullptr;  // nullptr: no fold, f and z~ come from f_raw / z_raw
+  const float* u = nullptr;
+  int nc = 0;  // chunks per row
+
+  __host__ __device__ static constexpr int Swizzle(int row, int nc) {
+    return nc % 8 == 0 ? (row & 7) : 0;
+  }
+  static constexpr int SmemBytes(int dk, int dvs, int rank) {
+    return (dk + dvs) * rank * 2 + 2 * rank * 4;
+  }
+  // Staged row `row` (f_up rows first) times input `which` (0: f0, 1: g0), fp32 sums.
+  __device__ __forceinline__ float Dot(int row, int which) const {
+    const uint4* wr = w + row * nc;
+    const float4* x = reinterpret_cast<const float4*>(u + which * nc * 8);
+    const int m = Swizzle(row, nc);
+    float a0 = 0.0f, a1 = 0.0f;
+    for (int j = 0; j < nc; ++j) {
+      const uint4 q = wr[j ^ m];
+      const float4 x0 = x[2 * j], x1 = x[2 * j + 1];
+      a0 = fmaf(__uint_as_float(q.x << 16), x0.x, a0);
+      a1 = fmaf(__uint_as_float(q.x & 0xffff0000u), x0.y, a1);
+      a0 = fmaf(__uint_as_float(q.y << 16), x0.z, a0);
+      a1 = fmaf(__uint_as_float(q.y & 0xffff0000u), x0.w, a1);
+      a0 = fmaf(__uint_as_float(q.z << 16), x1.x, a0);
+      a1 = fmaf(__uint_as_float(q.z & 0xffff0000u), x1.y, a1);
+      a0 = fmaf(__uint_as_float(q.w << 16), x1.z, a0);
+      a1 = fmaf(__uint_as_float(q.w & 0xffff0000u), x1.w, a1);
+    }
+    return a0 + a1;
+  }
+};
+
+// Starts the copies of the block's up-projection rows into `smem` (constant weights: before any
+// wait) and points `fold` at them; a no-op without a fold.
+template <int DK, int DVS, int NT>
+__device__ __forceinline__ void IssueGateFold(const Params& p, int kh, int col0, uint4* smem,
+                                              int tid, GateFold& fold) {
+  if (p.gate_rank <= 0) return;
+  const int nc = p.gate_rank / 8;
+  for (int i = tid; i < (DK + DVS) * nc; i += NT) {
+    const int row = i / nc, j = i - row * nc;
+    const uint16_t* src = row < DK ? p.f_up + static_cast<int64_t>(kh * DK + row) * p.gate_rank
+                                   : p.z_up + static_cast<int64_t>(col0 + row - DK) * p.gate_rank;
+    CpAsync16(smem + row * nc + (j ^ GateFold::Swizzle(row, nc)), src + 8 * j);
+  }
+  CpAsyncCommit();
+  fold.w = smem;
+  fold.u = reinterpret_cast<const float*>(smem + (DK + DVS) * nc);
+  fold.nc = nc;
+}
+
+// After the wait: stages row b's inputs f0 | g0 behind the weights and waits for the weight
+// copies; ends with a block barrier. A no-op without a fold.
+template <int NT>
+__device__ __forceinline__ void FinishGateFold(const Params& p, int b, int tid,
+                                               const GateFold& fold) {
+  if (fold.w == nullptr) return;
+  float* u = const_cast<float*>(fold.u);
+  const int r = p.gate_rank;
+  for (int i = tid; i < 2 * r; i += NT) {
+    const float x = i < r ? p.f_raw[static_cast<int64_t>(b) * p.f_st + i]
+                          : p.z_raw[static_cast<int64_t>(b) * p.z_st + i - r];
+    u[i] = __bfloat162float(__float2bfloat16_rn(x));
+  }
+  CpAsyncWait<0>();
+  __syncthreads();
+}
+
 // Shared vectors the prologue fills: q^, k^ (conv + SiLU, not normalised), alpha, beta (DK
 // each) and w*v (the block's DVS columns).
 template <int DK, int DVS>
@@ -142,8 +216,9 @@ struct Prologue {
   // q/k channels too when shift_qk: no other block reads them) and adds this thread's shares of
   // |q^|^2, |k^|^2 and q^.k^ to sq, sk, sqk.
   __device__ __forceinline__ void Finish(const Params& p, char* base, int b, int kh, int col0,
-                                         int tid, bool shift_qk, PrologueSmem<DK, DVS>& sm,
-                                         float& sq, float& sk, float& sqk) {
+                                         int tid, bool shift_qk, const GateFold& fold,
+                                         PrologueSmem<DK, DVS>& sm, float& sq, float& sk,
+                                         float& sqk) {
     if (tid < HALF) {
       float* hq = reinterpret_cast<float*>(base + p.cq_off);
       float* hk = reinterpret_cast<float*>(base + p.ck_off);
@@ -176,7 +251,8 @@ struct Prologue {
         const int i = t + n * HALF;
         if (i < DK) {
           const int c = kh * DK + i;
-          const float f = p.f_raw[static_cast<int64_t>(b) * p.f_st + c];
+          const float f = fold.w != nullptr ? fold.Dot(i, 0)
+                                            : p.f_raw[static_cast<int64_t>(b) * p.f_st + c];
           const float bb = p.b_raw[static_cast<int64_t>(b) * p.b_st + c];
           sm.a[i] = __expf(neg_a * Softplus(f + dtb[n]));
           sm.be[i] = Sigmoid(bb) * (p.neg_eig ? 2.0f : 1.0f);
@@ -225,6 +301,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedV5Kernel(const 
   __shared__ float red_r[NW][DVS], red_o[NW][DVS];
   __shared__ float sums[3][NW];
   __shared__ float ss_all[kMaxCluster][NW];  // [cluster rank][warp] output-norm partials
+  extern __shared__ uint4 fold_smem[];        // GateFold, with gate_rank > 0
 
   const int cl = p.G * p.S;
   const int b = blockIdx.y;
@@ -241,8 +318,12 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedV5Kernel(const 
     if (!p.state_ready) cudaGridDependencySynchronize();
   }
   // All blocks of a cluster share b, so they skip (or not) together: the barrier stays matched.
+  // A skipping block still waits, so that the grid never completes before its predecessor.
   const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;
+  if (slot < 0 || slot >= p.num_slots) {
+    if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
+    return;
+  }
   char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
   T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv +
              s * DVS;
@@ -256,6 +337,8 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedV5Kernel(const 
   const int col0 = hv * p.dv + s * DVS;
   Prologue<DK, DVS, NT> pro;
   pro.Load(p, base, kh, col0, tid);
+  GateFold fold;
+  IssueGateFold<DK, DVS, NT>(p, kh, col0, fold_smem, tid, fold);
   float zb = 0.0f, on = 0.0f;
   if (tid < DVS) {
     zb = p.z_bias[col0 + tid];
@@ -263,13 +346,16 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedV5Kernel(const 
   }
   // The raw inputs are the previous kernel's outputs (a no-op without overlap).
   if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
+  FinishGateFold<NT>(p, b, tid, fold);
   float act = 0.0f;
   if (tid < DVS) {
-    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid] + zb;
+    const float zz = (fold.w != nullptr ? fold.Dot(DK + tid, 1)
+                                        : p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid]) +
+                     zb;
     act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
   }
   float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
-  pro.Finish(p, base, b, kh, col0, tid, /*shift_qk=*/cl == 1, sm, sq, sk, sqk);
+  pro.Finish(p, base, b, kh, col0, tid, /*shift_qk=*/cl == 1, fold, sm, sq, sk, sqk);
   BlockSum3<NW>(sq, sk, sqk, sums);
   const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
   const float rk = 1.0f / sqrtf(sk + 1e-6f);
@@ -534,18 +620,6 @@ struct StreamPrologue {
   }
 };
 
-__device__ __forceinline__ void MbarWaitParity(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        " selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-
 // Streamed recurrence, num_v_heads == num_heads. Items are (sequence, head) pairs,
 // item = b * HV + hv. kPersistent = false: one block per item. kPersistent = true: a grid of
 // resident blocks walks the items with stride gridDim.x; a block starts the copy of its next
@@ -597,11 +671,11 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
   auto issue = [&](int it, int sl) {
     if (sl < 0) return;
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    const uint32_t dst = SmemAddr(v5_tile_smem);
+    const uint32_t dst = SharedAddr(v5_tile_smem);
     const char* src = reinterpret_cast<const char*>(state_of(it, sl));
 #pragma unroll
     for (int c = 0; c < NCH; ++c) {
-      BulkLoad(dst + c * kChunk, src + c * kChunk, kChunk, SmemAddr(&full[c]));
+      BulkLoad(dst + c * kChunk, src + c * kChunk, kChunk, SharedAddr(&full[c]));
     }
   };
 
@@ -609,7 +683,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
   int slot = slot_of(item);
   if (tid == 0) {
 #pragma unroll
-    for (int c = 0; c < NCH; ++c) MbarInit(SmemAddr(&full[c]));
+    for (int c = 0; c < NCH; ++c) MbarInit(SharedAddr(&full[c]));
     issue(item, slot);
   }
   uint32_t parity = 0;
@@ -653,7 +727,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
 #pragma unroll
     for (int m = 0; m < ROWS; ++m) {
       const int i = rg + m * RG;
-      while (landed <= i / RPC) MbarWaitParity(SmemAddr(&full[landed++]), parity);
+      while (landed <= i / RPC) MbarWaitParity(SharedAddr(&full[landed++]), parity);
       float sv[VEC];
       SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
       const float a = sm.a[i], bk = sm.be[i] * sm.k[i], qq = sm.q[i];
@@ -725,6 +799,9 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
     }
     slot = next_slot;
   }
+  // A block whose items were all padding has not waited yet: the grid must not complete before
+  // its predecessor (a repeated wait returns at once).
+  if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
 }
 
 // Prep kernel of kStreamed (v5): the v4 prep kernel's job (conv + history shift, norms, gates;
@@ -800,7 +877,16 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
   if (p.overlap) attr[n++] = PdlAttr();
   cfg.attrs = attr;
   cfg.numAttrs = n;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2FusedV5Kernel<T, DK, DVS>, p));
+  auto kernel = Gdn2FusedV5Kernel<T, DK, DVS>;
+  const int smem = p.gate_rank > 0 ? GateFold::SmemBytes(DK, DVS, p.gate_rank) : 0;
+  static int smem_set = 48 << 10;  // per instantiation; idempotent, so a benign race
+  if (smem > smem_set) {
+    DS_CUDA_RETURN_IF_ERROR(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    smem_set = smem;
+  }
+  cfg.dynamicSmemBytes = smem;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));
   return LaunchStatus("Gdn2FusedV5Kernel");
 }
 

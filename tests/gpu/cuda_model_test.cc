@@ -179,7 +179,8 @@ int Argmax(const float* x, int n) {
 
 void CompareModels(bool hybrid, StateDtype state_dtype,
                    CudaRunnerOptions::Gdn2Kernel kernel = CudaRunnerOptions::Gdn2Kernel::kAuto,
-                   int gemv_max_rows = CudaRunnerOptions().gemv_max_rows) {
+                   int gemv_max_rows = CudaRunnerOptions().gemv_max_rows,
+                   int fold_gates_from_rows = CudaRunnerOptions().fold_gates_from_rows) {
   const ModelConfig cfg = SmallConfig(hybrid);
   const std::string dir = MakeModelDir(cfg, hybrid ? 7 : 3, hybrid ? "hybrid" : "pure");
   auto config = ModelConfig::LoadFromDir(dir);
@@ -197,6 +198,7 @@ void CompareModels(bool hybrid, StateDtype state_dtype,
   opts.graph_batch_sizes = {1, 4};  // 3 sequences replay the size-4 graph; 5+ run eagerly
   opts.gdn2_kernel = kernel;
   opts.gemv_max_rows = gemv_max_rows;
+  opts.fold_gates_from_rows = fold_gates_from_rows;
   auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   CudaModelRunner& g = **gpu;
@@ -426,6 +428,14 @@ TEST_F(CudaModelTest, HybridF32StateCublasDecode) {
 // GEMV kernels for 1 and 3 rows (graphs of 1 and 4), cuBLASLt for the eager passes of 5+ rows.
 TEST_F(CudaModelTest, PureF32StateGemvUpTo4Rows) {
   CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto, 4);
+}
+// The GEMV passes with the f / z~ up-projections inside the GDN-2 launch at every row count, and
+// never (a GEMV launch of their own).
+TEST_F(CudaModelTest, PureF32StateGemvGatesFoldedFromOneRow) {
+  CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto, 4, 1);
+}
+TEST_F(CudaModelTest, HybridBf16StateGemvGatesNeverFolded) {
+  CompareModels(true, StateDtype::kBF16, CudaRunnerOptions::Gdn2Kernel::kAuto, 4, 0);
 }
 TEST_F(CudaModelTest, PurePipelinedKernel) {
   CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kPipelined);

@@ -35,6 +35,9 @@ struct Case {
   // programmatic dependent of it (overlap_launch, plus state_ready when set).
   bool overlap = false;
   bool state_ready = true;
+  // > 0: the gate up-projections run inside the launch (Gdn2DecodeArgs::gate_rank); f_raw /
+  // z_raw then carry rank-r inputs, and the producer of an overlapped launch writes g0.
+  int gate_rank = 0;
 };
 
 double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
@@ -116,6 +119,34 @@ void RunCase(const Case& c, uint32_t seed) {
                      b_raw = rand_rows(kd, 1.0f), f_raw = rand_rows(kd, 1.0f),
                      v_raw = rand_rows(vd, 1.0f), w_raw = rand_rows(vd, 1.0f),
                      z_raw = rand_rows(vd, 1.0f);
+  // Gate fold: rank-r inputs f0, g0 and bf16 up-projections; f_raw / z_raw become the products
+  // bf16(f0) . f_up^T and bf16(g0) . z_up^T (the reference's inputs).
+  const int R = c.gate_rank;
+  std::vector<float> f0, g0;
+  std::vector<uint16_t> f_up, z_up;
+  auto up_project = [&](const std::vector<float>& x, const std::vector<uint16_t>& wts, int n,
+                        std::vector<float>& out) {
+    for (int bi = 0; bi < B; ++bi) {
+      for (int j = 0; j < n; ++j) {
+        double acc = 0;
+        for (int t = 0; t < R; ++t) {
+          acc += double{Bf16ToFloat(FloatToBf16(x[bi * (R + pad) + t]))} *
+                 Bf16ToFloat(wts[static_cast<size_t>(j) * R + t]);
+        }
+        out[bi * (n + pad) + j] = static_cast<float>(acc);
+      }
+    }
+  };
+  if (R > 0) {
+    f0 = rand_rows(R, 1.0f);
+    g0 = rand_rows(R, 1.0f);
+    for (auto [wts, n] : {std::pair{&f_up, kd}, std::pair{&z_up, vd}}) {
+      wts->resize(static_cast<size_t>(n) * R);
+      for (auto& x : *wts) x = FloatToBf16(nd(rng) / std::sqrt(static_cast<float>(R)));
+    }
+    up_project(f0, f_up, kd, f_raw);
+    up_project(g0, z_up, vd, z_raw);
+  }
   std::vector<float> q_cw(static_cast<size_t>(kd) * W), k_cw(q_cw.size()),
       v_cw(static_cast<size_t>(vd) * W), a_log(H), dt_bias(kd), z_bias(vd), o_norm(dv);
   for (auto* v : {&q_cw, &k_cw, &v_cw}) for (auto& x : *v) x = 0.5f * ud(rng);
@@ -127,9 +158,11 @@ void RunCase(const Case& c, uint32_t seed) {
   DeviceBuffer d_pool = DeviceBuffer::From(pool);
   DeviceBuffer d_slots = DeviceBuffer::From(slots);
   DeviceBuffer d_q = DeviceBuffer::From(q_raw), d_k = DeviceBuffer::From(k_raw),
-               d_b = DeviceBuffer::From(b_raw), d_f = DeviceBuffer::From(f_raw),
+               d_b = DeviceBuffer::From(b_raw), d_f = DeviceBuffer::From(R > 0 ? f0 : f_raw),
                d_v = DeviceBuffer::From(v_raw), d_w = DeviceBuffer::From(w_raw),
-               d_z = DeviceBuffer::From(z_raw);
+               d_z = DeviceBuffer::From(R > 0 ? g0 : z_raw);
+  DeviceBuffer d_fup = DeviceBuffer::From(R > 0 ? f_up : std::vector<uint16_t>(8)),
+               d_zup = DeviceBuffer::From(R > 0 ? z_up : std::vector<uint16_t>(8));
   DeviceBuffer d_qcw = DeviceBuffer::From(q_cw), d_kcw = DeviceBuffer::From(k_cw),
                d_vcw = DeviceBuffer::From(v_cw), d_alog = DeviceBuffer::From(a_log),
                d_dtb = DeviceBuffer::From(dt_bias), d_zb = DeviceBuffer::From(z_bias),
@@ -155,6 +188,12 @@ void RunCase(const Case& c, uint32_t seed) {
   a.z_raw = d_z.get<float>();
   a.q_stride = a.k_stride = a.b_stride = a.f_stride = kd + pad;
   a.v_stride = a.w_stride = a.z_stride = vd + pad;
+  if (R > 0) {
+    a.gate_rank = R;
+    a.f_stride = a.z_stride = R + pad;
+    a.f_up = d_fup.get();
+    a.z_up = d_zup.get();
+  }
   a.q_conv_w = d_qcw.get<float>(); a.k_conv_w = d_kcw.get<float>(); a.v_conv_w = d_vcw.get<float>();
   a.a_log = d_alog.get<float>(); a.dt_bias = d_dtb.get<float>(); a.z_bias = d_zb.get<float>();
   a.o_norm = d_on.get<float>();
@@ -186,7 +225,12 @@ void RunCase(const Case& c, uint32_t seed) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   if (stream != nullptr) {
     ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
-    z_raw = d_z.To<float>();  // the values the producer wrote are the reference's input
+    // The values the producer wrote are the reference's input.
+    if (R > 0) {
+      up_project(d_z.To<float>(), z_up, vd, z_raw);
+    } else {
+      z_raw = d_z.To<float>();
+    }
   }
 
   std::vector<uint8_t> pool_after = d_pool.To<uint8_t>();
@@ -336,6 +380,20 @@ void RunCase(const Case& c, uint32_t seed) {
 
 Gdn2DecodeShape Ref13B() { return Gdn2DecodeShape{}; }
 
+// Two key heads of two value heads each, 64 x 64 state per head; optionally negative
+// eigenvalues with the sigmoid output gate.
+Gdn2DecodeShape Grouped(bool neg_eig_sigmoid_gate = false, int conv_size = 3) {
+  Gdn2DecodeShape g;
+  g.num_heads = 2;
+  g.num_v_heads = 4;
+  g.head_k_dim = 64;
+  g.head_v_dim = 64;
+  g.conv_size = conv_size;
+  g.allow_neg_eigval = neg_eig_sigmoid_gate;
+  g.gate_sigmoid = neg_eig_sigmoid_gate;
+  return g;
+}
+
 class Gdn2DecodeTest : public ::testing::Test {
  protected:
   void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
@@ -412,14 +470,7 @@ TEST_F(Gdn2DecodeTest, PreparedModeAllShapes) {
   }
   RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0, kP}, 121);
   RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 1, kP}, 122);
-  Gdn2DecodeShape g;
-  g.num_heads = 2;
-  g.num_v_heads = 4;
-  g.head_k_dim = 64;
-  g.head_v_dim = 64;
-  g.conv_size = 3;
-  g.allow_neg_eigval = true;
-  g.gate_sigmoid = true;
+  const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
   for (int splits : {1, 4}) RunCase({g, 9, DType::kF32, DType::kF32, splits, kP}, 131 + splits);
   Gdn2DecodeShape t;
   t.num_heads = 2;
@@ -438,14 +489,7 @@ TEST_F(Gdn2DecodeTest, PipelinedModeAllShapes) {
   // More items than resident blocks: every block walks several items.
   RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kQ}, 203);
   RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 0, kQ}, 204);
-  Gdn2DecodeShape g;
-  g.num_heads = 2;
-  g.num_v_heads = 4;
-  g.head_k_dim = 64;
-  g.head_v_dim = 64;
-  g.conv_size = 3;
-  g.allow_neg_eigval = true;
-  g.gate_sigmoid = true;
+  const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
   RunCase({g, 9, DType::kF32, DType::kF32, 1, kQ}, 205);
   Gdn2DecodeShape t;
   t.num_heads = 2;
@@ -462,14 +506,7 @@ TEST_F(Gdn2DecodeTest, StreamedModeAllShapes) {
   // More blocks than resident ones, several waves.
   RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0, kS}, 303);
   RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 1, kS}, 304);
-  Gdn2DecodeShape g;
-  g.num_heads = 2;
-  g.num_v_heads = 4;
-  g.head_k_dim = 64;
-  g.head_v_dim = 64;
-  g.conv_size = 3;
-  g.allow_neg_eigval = true;
-  g.gate_sigmoid = true;
+  const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
   RunCase({g, 9, DType::kF32, DType::kF32, 1, kS}, 305);
   RunCase({g, 40, DType::kBF16, DType::kBF16, 1, kS}, 306);
   Gdn2DecodeShape t;
@@ -493,12 +530,7 @@ TEST_F(Gdn2DecodeTest, FusedOverlappedLaunchWaitsForProducer) {
   Case big{Ref13B(), 64, DType::kBF16, DType::kBF16, 0};
   big.overlap = true;
   RunCase(big, 411);
-  Gdn2DecodeShape g;
-  g.num_heads = 2;
-  g.num_v_heads = 4;
-  g.head_k_dim = 64;
-  g.head_v_dim = 64;
-  g.conv_size = 3;
+  const Gdn2DecodeShape g = Grouped();
   Case grouped{g, 9, DType::kF32, DType::kF32, 2};
   grouped.overlap = true;
   RunCase(grouped, 412);
@@ -576,12 +608,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, Gdn2StreamedV5Test,
 
 TEST_F(Gdn2DecodeTest, StreamedGroupedHeadsOverlapped) {
   // Grouped heads under kStreamed: the overlapped v5 prep kernel waits for the producer.
-  Gdn2DecodeShape g;
-  g.num_heads = 2;
-  g.num_v_heads = 4;
-  g.head_k_dim = 64;
-  g.head_v_dim = 64;
-  g.conv_size = 3;
+  const Gdn2DecodeShape g = Grouped();
   Case grouped{g, 9, DType::kF32, DType::kF32, 1, Gdn2DecodeArgs::Mode::kStreamed};
   grouped.overlap = true;
   RunCase(grouped, 605);
@@ -592,15 +619,45 @@ TEST_F(Gdn2DecodeTest, FusedOverlappedWithoutStateReady) {
   c.overlap = true;
   c.state_ready = false;
   RunCase(c, 701);
-  Gdn2DecodeShape g;
-  g.num_heads = 2;
-  g.num_v_heads = 4;
-  g.head_k_dim = 64;
-  g.head_v_dim = 64;
+  const Gdn2DecodeShape g = Grouped(false, /*conv_size=*/4);
   Case grouped{g, 5, DType::kBF16, DType::kF32, 2};
   grouped.overlap = true;
   grouped.state_ready = false;
   RunCase(grouped, 702);
+}
+
+// Gate up-projections inside the fused launch: batch 1 and larger, fp32 and bf16 state, one
+// block per head and clusters of splits, grouped heads, overlapped launches whose producer
+// writes g0, and ranks whose rows are not a multiple of 8 chunks (no swizzle).
+TEST_F(Gdn2DecodeTest, FusedFoldedGateProjections) {
+  const int r = Ref13B().head_v_dim;
+  for (int splits : {0, 2, 4}) {
+    SCOPED_TRACE(splits);
+    Case c{Ref13B(), 1, DType::kF32, DType::kF32, splits};
+    c.gate_rank = r;
+    RunCase(c, 901 + splits);
+  }
+  Case two{Ref13B(), 2, DType::kBF16, DType::kBF16, 0};
+  two.gate_rank = r;
+  RunCase(two, 906);
+  Case ov{Ref13B(), 1, DType::kF32, DType::kF32, 0};
+  ov.gate_rank = r;
+  ov.overlap = true;
+  RunCase(ov, 907);
+  Case ov_wait{Ref13B(), 3, DType::kF32, DType::kF32, 2};
+  ov_wait.gate_rank = r;
+  ov_wait.overlap = true;
+  ov_wait.state_ready = false;
+  RunCase(ov_wait, 908);
+  Gdn2DecodeShape g = Grouped();
+  g.gate_sigmoid = true;
+  for (int rank : {64, 24, 8}) {
+    SCOPED_TRACE(rank);
+    Case grouped{g, 5, DType::kF32, DType::kF32, 2};
+    grouped.gate_rank = rank;
+    grouped.overlap = rank == 24;
+    RunCase(grouped, 910 + rank);
+  }
 }
 
 // The v4 kernels kept for comparison.
@@ -683,6 +740,31 @@ TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   a.mode = Gdn2DecodeArgs::Mode::kPrepared;
   st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("overlap_launch"), std::string::npos) << st;
+
+  a.overlap_launch = false;
+  a.gate_rank = 128;
+  alignas(16) static uint16_t fake_up[8];
+  a.f_up = a.z_up = fake_up;
+  st = LaunchGdn2Decode(s, a, nullptr);  // still kPrepared
+  EXPECT_NE(st.message().find("fused mode only"), std::string::npos) << st;
+  a.mode = Gdn2DecodeArgs::Mode::kFused;
+  a.gate_rank = 12;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("gate_rank 12"), std::string::npos) << st;
+  a.gate_rank = 136;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("gate_rank 136"), std::string::npos) << st;
+  a.gate_rank = 128;
+  a.z_up = nullptr;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("f_up and z_up"), std::string::npos) << st;
+  a.z_up = fake_up + 1;
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("16-byte aligned"), std::string::npos) << st;
+  a.z_up = fake_up;
+  a.f_stride = 100;  // >= gate_rank would do; 100 < 128
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("f_stride"), std::string::npos) << st;
 }
 
 }  // namespace
