@@ -3,9 +3,9 @@
 // One warp owns R weight rows (SwiGLU: row j of w1 and row j of w2) over the whole k range; lane
 // l reads 16-byte chunks l, l + 32, ... of each row, 8 chunks per lane in flight (R * U = 8, two
 // register batches: the next batch is issued before the current one is consumed). The block's
-// input rows are staged in shared memory as bf16 (the values the GEMM path would see), so the
-// inner product is 8 bf16 pairs per chunk and input row. Warp sums by shuffles; no atomics, so
-// results are deterministic.
+// input rows are staged in shared memory as bf16 (for RMSNorm input x * gamma, the 1/rms factor
+// applied to the sums), so the inner product is 8 bf16 pairs per chunk and input row. Warp sums
+// by shuffles; no atomics, so results are deterministic.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -72,9 +72,12 @@ __device__ __forceinline__ uint16_t ToBf16Bits(float v) {
 
 // Stages input rows [0, MT) of x (row stride ldx) into xs as bf16 bits; rows >= p.rows are
 // zero. Vector loads (all of a thread's loads in flight before its stores) where x allows them.
+// RMSNorm input: xs holds x * gamma, and red[warp][m] this warp's share of sum(x^2) of row m
+// (NormScale turns them into the 1/rms factor of the sums), so staging takes one pass over x
+// and no barrier of its own.
 template <int MT, GemvInput IN>
 __device__ __forceinline__ void StageInput(const Params& p, const Prob& pr, uint16_t* xs,
-                                           float (*red)[MT], float* inv_s) {
+                                           float (*red)[MT]) {
   const int k = p.k, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   constexpr int NT = kThreads, B = 8;
   if constexpr (IN == GemvInput::kBf16) {
@@ -103,55 +106,9 @@ __device__ __forceinline__ void StageInput(const Params& p, const Prob& pr, uint
   } else {
     const float* x = static_cast<const float*>(pr.x);
     constexpr bool kNorm = IN == GemvInput::kF32RmsNorm;
-    float inv[MT];
+    float ss[MT];
 #pragma unroll
-    for (int m = 0; m < MT; ++m) inv[m] = 1.0f;
-    if constexpr (kNorm) {
-      float ss[MT];
-#pragma unroll
-      for (int m = 0; m < MT; ++m) ss[m] = 0.0f;
-      if (p.x_vec) {
-        const int k4 = k / 4, total = MT * k4;
-        for (int i0 = 0; i0 < total; i0 += NT * B) {
-          float4 v[B];
-#pragma unroll
-          for (int j = 0; j < B; ++j) {
-            const int i = i0 + j * NT + tid, m = i / k4, c = i - m * k4;
-            v[j] = i < total && m < p.rows
-                       ? __ldg(reinterpret_cast<const float4*>(x + m * pr.ldx) + c)
-                       : make_float4(0.f, 0.f, 0.f, 0.f);
-          }
-#pragma unroll
-          for (int j = 0; j < B; ++j) {
-            const int i = i0 + j * NT + tid, m = i / k4;
-            const float t = v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
-#pragma unroll
-            for (int mm = 0; mm < MT; ++mm) ss[mm] += mm == m ? t : 0.0f;
-          }
-        }
-      } else {
-#pragma unroll
-        for (int m = 0; m < MT; ++m) {
-          if (m < p.rows)
-            for (int i = tid; i < k; i += NT) ss[m] = fmaf(x[m * pr.ldx + i], x[m * pr.ldx + i], ss[m]);
-        }
-      }
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss[m] += __shfl_xor_sync(0xffffffffu, ss[m], o);
-        if (lane == 0) red[warp][m] = ss[m];
-      }
-      __syncthreads();
-      if (tid < MT) {
-        float t = 0.0f;
-        for (int w = 0; w < kWarps; ++w) t += red[w][tid];
-        inv_s[tid] = 1.0f / sqrtf(t / static_cast<float>(k) + p.eps);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int m = 0; m < MT; ++m) inv[m] = inv_s[m];
-    }
+    for (int m = 0; m < MT; ++m) ss[m] = 0.0f;
     if (p.x_vec) {
       const int k4 = k / 4, total = MT * k4;
       for (int i0 = 0; i0 < total; i0 += NT * B) {
@@ -171,13 +128,12 @@ __device__ __forceinline__ void StageInput(const Params& p, const Prob& pr, uint
         for (int j = 0; j < B; ++j) {
           const int i = i0 + j * NT + tid, m = i / k4;
           if (i >= total) continue;
-          float iv = 1.0f;
-#pragma unroll
-          for (int mm = 0; mm < MT; ++mm) iv = mm == m ? inv[mm] : iv;
           float4 o = v[j];
           if constexpr (kNorm) {
-            o = make_float4(o.x * iv * g[j].x, o.y * iv * g[j].y, o.z * iv * g[j].z,
-                            o.w * iv * g[j].w);
+            const float t = o.x * o.x + o.y * o.y + o.z * o.z + o.w * o.w;
+#pragma unroll
+            for (int mm = 0; mm < MT; ++mm) ss[mm] += mm == m ? t : 0.0f;
+            o = make_float4(o.x * g[j].x, o.y * g[j].y, o.z * g[j].z, o.w * g[j].w);
           }
           uint2 bits;
           bits.x = uint32_t{ToBf16Bits(o.x)} | (uint32_t{ToBf16Bits(o.y)} << 16);
@@ -192,11 +148,39 @@ __device__ __forceinline__ void StageInput(const Params& p, const Prob& pr, uint
           float v = 0.0f;
           if (m < p.rows) {
             v = x[m * pr.ldx + i];
-            if constexpr (kNorm) v = v * inv[m] * p.gamma[i];
+            if constexpr (kNorm) {
+              ss[m] = fmaf(v, v, ss[m]);
+              v *= p.gamma[i];
+            }
           }
-          xs[m * k + i] = m < p.rows ? ToBf16Bits(v) : 0;
+          xs[m * k + i] = ToBf16Bits(v);
         }
       }
+    }
+    if constexpr (kNorm) {
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss[m] += __shfl_xor_sync(0xffffffffu, ss[m], o);
+        if (lane == 0) red[warp][m] = ss[m];
+      }
+    }
+  }
+}
+
+// The factor every sum of row m is scaled by: 1/rms(x_m) for RMSNorm input (from StageInput's
+// partial sums, after the barrier that follows it), else 1.
+template <int MT, GemvInput IN>
+__device__ __forceinline__ void NormScale(const Params& p, const float (*red)[MT],
+                                          float (&scale)[MT]) {
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    scale[m] = 1.0f;
+    if constexpr (IN == GemvInput::kF32RmsNorm) {
+      float t = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) t += red[w][m];
+      scale[m] = 1.0f / sqrtf(t / static_cast<float>(p.k) + p.eps);
     }
   }
 }
@@ -205,7 +189,6 @@ template <int MT, int R, GemvInput IN, GemvOutput OUT>
 __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
   extern __shared__ __align__(16) uint16_t xs[];  // [MT][k] bf16 bits
   __shared__ float red[kWarps][MT];
-  __shared__ float inv_s[MT];
   constexpr bool kSwiGlu = OUT == GemvOutput::kSwiGluBf16;
   constexpr int U = 8 / R;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -245,8 +228,10 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
   if (un < nunits) load(un, 0);
   cudaTriggerProgrammaticLaunchCompletion();
   cudaGridDependencySynchronize();
-  StageInput<MT, IN>(p, pr, xs, red, inv_s);
+  StageInput<MT, IN>(p, pr, xs, red);
   __syncthreads();
+  float scale[MT];
+  NormScale<MT, IN>(p, red, scale);
 
   float acc[MT][R];
 #pragma unroll
@@ -297,9 +282,9 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
         if (m < p.rows) {
           if constexpr (kSwiGlu) {
             if (lane == m) {
-              const float a = acc[m][0];
+              const float a = acc[m][0] * scale[m];
               static_cast<__nv_bfloat16*>(pr.out)[m * pr.ldo + un] =
-                  __float2bfloat16_rn(a / (1.0f + __expf(-a)) * acc[m][1]);
+                  __float2bfloat16_rn(a / (1.0f + __expf(-a)) * (acc[m][1] * scale[m]));
             }
           } else {
 #pragma unroll
@@ -307,9 +292,9 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
               if (lane == m * R + r && un * R + r < pr.n) {
                 float* o = static_cast<float*>(pr.out) + m * pr.ldo + un * R + r;
                 if constexpr (OUT == GemvOutput::kF32Accumulate) {
-                  *o += acc[m][r];
+                  *o += acc[m][r] * scale[m];
                 } else {
-                  *o = acc[m][r];
+                  *o = acc[m][r] * scale[m];
                 }
               }
             }

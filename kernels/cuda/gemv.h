@@ -2,17 +2,20 @@
 // stream the weights once at close to copy bandwidth, with the neighbouring row-wise operations
 // of a decode step fused in:
 //
-//   out[m, j] = sum_i xin[m, i] * W[j, i]   for m < rows, j < n, fp32 accumulation, where
-//     xin = x                                         (GemvInput::kBf16)
-//     xin = bf16(x)                                   (GemvInput::kF32: rounded on load)
-//     xin = bf16(x / sqrt(mean_i(x^2) + eps) * gamma)  (GemvInput::kF32RmsNorm: RMSNorm over k)
+//   out[m, j] = s_m * sum_i xin[m, i] * W[j, i]   for m < rows, j < n, fp32 accumulation, where
+//     xin = x,         s = 1                        (GemvInput::kBf16)
+//     xin = bf16(x),   s = 1                        (GemvInput::kF32: rounded on load)
+//     xin = bf16(x * gamma), s = 1 / sqrt(mean_i(x^2) + eps)
+//                                                   (GemvInput::kF32RmsNorm: RMSNorm over k,
+//                                                    its scale applied to the sums)
 //   and the output is
 //     out  = acc                                      (GemvOutput::kF32)
 //     out += acc                                      (GemvOutput::kF32Accumulate: residual add)
 //     out  = bf16(silu(acc1) * acc2)                  (GemvOutput::kSwiGluBf16: W holds 2n rows,
 //            w1 = rows [0, n), w2 = rows [n, 2n); acc1 / acc2 use row j of each)
-//   (xin and the output rounding are those of the separate RMSNorm / cast / SwiGLU kernels of
-//   elementwise.h followed by a Gemm, so both paths compute the same function.)
+//   (Up to where the bf16 rounding falls, the function of the separate RMSNorm / cast / SwiGLU
+//   kernels of elementwise.h followed by a Gemm: RMSNorm input rounds x * gamma instead of the
+//   normalised value, the same relative error, so staging takes one pass and no barrier.)
 //
 // Tensors (device memory; strides in elements):
 //   x      bf16 or f32 [rows, k], row stride ldx >= k (any element alignment)

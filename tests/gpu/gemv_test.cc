@@ -50,8 +50,9 @@ std::vector<double> Staged(const Case& c, const std::vector<float>& xf,
     double ss = 0;
     for (int64_t i = 0; i < c.k; ++i) ss += double{xf[m * ldx + i]} * xf[m * ldx + i];
     const double inv = 1.0 / std::sqrt(ss / c.k + 1e-5);
+    // gemv.h: bf16(x * gamma), the 1/rms factor applied to the sums.
     for (int64_t i = 0; i < c.k; ++i)
-      v[i] = RoundBf16(static_cast<float>(xf[m * ldx + i] * inv * gamma[i]));
+      v[i] = RoundBf16(xf[m * ldx + i] * gamma[i]) * inv;
   }
   return v;
 }
