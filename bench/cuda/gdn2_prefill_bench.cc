@@ -11,11 +11,13 @@
 // and 32768 tokens (see ModelPrefill).
 //
 // Usage: gdn2_prefill_bench [out.json] [--fma] [--phase1=N] [--phase2=N] [--no-model]
+//                           [--single=T]
 //   --fma         time the fp32-FMA phase 2 in the "chunk" columns too, for devices or builds
 //                 where the tensor-core path is unwanted
 //   --phase1=N    Gdn2PrefillArgs::phase1_version of every chunked launch except the v1
 //   --phase2=N    comparison columns (default: the launcher's defaults), and phase2_version
 //   --no-model    skip the whole-model prefill
+//   --single=T    only one sequence of T tokens (e.g. under a profiler)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -281,12 +283,15 @@ std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
 int main(int argc, char** argv) {
   std::string out_path = "gdn2_prefill_bench.json";
   bool fma_only = false, model = true;
+  int64_t only_single = 0;  // > 0: only the one-sequence config of this many tokens
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--fma") {
       fma_only = true;
     } else if (arg == "--no-model") {
       model = false;
+    } else if (arg.rfind("--single=", 0) == 0) {
+      only_single = std::stoll(arg.substr(9));
     } else if (arg.rfind("--phase1=", 0) == 0) {
       g_phase1_version = std::stoi(arg.substr(9));
     } else if (arg.rfind("--phase2=", 0) == 0) {
@@ -369,6 +374,7 @@ int main(int argc, char** argv) {
     }
     configs.push_back({"mixed", mixed});
   }
+  if (only_single > 0) configs = {{"single", {static_cast<int32_t>(only_single)}}};
 
   std::vector<Row> rows;
   for (const Config& cfg : configs) {

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/status_util.h"
 
@@ -64,19 +65,6 @@ __device__ __forceinline__ float Ex2(float x) {
   return y;
 }
 
-__device__ __forceinline__ void CpAsync16(float* dst, const float* src, int src_bytes) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 __device__ __forceinline__ void PrefetchL2(const float* p, int bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 }
@@ -133,7 +121,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           a == 0 ? in.g_stride : a == 1 ? in.q_stride : a == 2 ? in.k_stride : in.b_stride;
       const bool ok = t < len;
       const float* src = base + (start + (ok ? t : 0)) * stride + kh * kDk + sl * kSlice + q4 * 4;
-      CpAsync16(dst + a * kLandArray + t * kLandPitch + q4 * 4, src, ok ? 16 : 0);
+      CpAsync16(dst + a * kLandArray + t * kLandPitch + q4 * 4, src, ok);
     }
     CpAsyncCommit();
   };

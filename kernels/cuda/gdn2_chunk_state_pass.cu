@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/gdn2_chunk_state_pass_mma.cuh"
 #include "kernels/cuda/status_util.h"
@@ -36,13 +37,11 @@
 namespace deltaserve::cuda::gdn2_chunk {
 namespace {
 
-using p2v2::CpAsync16;
-using p2v2::CpAsyncCommit;
-using p2v2::CpAsyncWait;
 using p2v2::FragA;
 using p2v2::FragB;
 using p2v2::LdmatrixA;
 using p2v2::Mma3;
+using p2v2::StoreSplit2;
 
 constexpr int kThreads = 256;
 constexpr int kYP = kDk + 4;  // pitch of Y / Ktail / Qg tiles (16-byte rows, conflict-free)
@@ -50,18 +49,44 @@ constexpr int kAP = kC + 4;   // pitch of Aqk tiles
 constexpr int kStateFloats = kDk * kDv;
 
 // State-pass shared memory (floats): two stages of {Y [C][kYP], Ktail [C][kYP], U' [C][kSP],
-// gamma [dk]}, then -S [dk][kSP] (the B operand of U = U' + Y (-S)). Offsets are multiples of 4.
+// gamma [dk]}, then -S [dk][kSP] (the B operand of U = U' + Y (-S)). Up to 32 columns (kPre)
+// the B operands -S and U are kept split (x = hi + lo, StoreSplit2) as they are written: S's hi
+// parts in the -S array and its lo parts after it, U's hi parts over U' and its lo parts last,
+// so the products, which read each of them from 4 or 8 warps, load them without converting.
+// (At 64 columns the lo arrays would not fit.) Offsets are multiples of 4.
 template <int DVB>
 struct StateSmem {
   static constexpr int kSP = DVB + 8;  // conflict-free B-fragment reads and C-fragment writes
+  static constexpr bool kPre = DVB <= 32;
   static constexpr int kY = 0;
   static constexpr int kKt = kC * kYP;
   static constexpr int kU = 2 * kC * kYP;
   static constexpr int kGam = kU + kC * kSP;
   static constexpr int kStage = kGam + kDk;
   static constexpr int kS = 2 * kStage;
-  static constexpr int kFloats = kS + kDk * kSP;
+  static constexpr int kSlo = kS + kDk * kSP;
+  static constexpr int kUlo = kSlo + kDk * kSP;
+  static constexpr int kFloats = kPre ? kUlo + kC * kSP : kSlo;
 };
+
+// B fragment {b0 at i0, b1 at i1} of an operand stored whole (hi) or split (hi, lo).
+template <bool kPre>
+__device__ __forceinline__ FragB LoadB(const float* hi, const float* lo, int i0, int i1) {
+  if constexpr (kPre) {
+    return FragB::Presplit(hi[i0], hi[i1], lo[i0], lo[i1]);
+  } else {
+    return FragB(hi[i0], hi[i1]);
+  }
+}
+// Stores x0, x1 at i, i + 1 of such an operand.
+template <bool kPre>
+__device__ __forceinline__ void StoreB2(float* hi, float* lo, int i, float x0, float x1) {
+  if constexpr (kPre) {
+    StoreSplit2(hi + i, lo + i, x0, x1);
+  } else {
+    *reinterpret_cast<float2*>(hi + i) = make_float2(x0, x1);
+  }
+}
 
 // Copies of one chunk's tiles into a stage (rows >= len zero-filled, nothing read for them).
 // Thread tid copies 16-byte piece tid % 32 of Y / Ktail rows tid / 32 + 8j, and a fixed piece of
@@ -132,14 +157,16 @@ __device__ __forceinline__ void LoadAqkFrag(float (&a)[4], const float* as, int 
 }
 
 // Step a of the state pass for one chunk: U = U' + Y (-S) for this warp's tiles (token tile mt,
-// column tiles (warp >> 2) + 2i), written in place over the staged U' and to the workspace
-// (rows < len). With kWithO also O = Qg S (into oacc, negated: Qg (-S)).
+// column tiles (warp >> 2) + 2i), written in place over the staged U' (split: hi there, lo in
+// ulo) and whole to the workspace (rows < len). With kWithO also O = Qg S (into oacc, negated:
+// Qg (-S)). sslo / ulo: the lo parts (kPre only).
 template <int DVB, bool kWithO>
-__device__ __forceinline__ void StepU(const float* ys, float* us, const float* ss,
-                                      const float* qgs, float (&oacc)[DVB / 16][4],
-                                      float* __restrict__ ws_u, int64_t tok_stride, int len,
-                                      int warp, int lane) {
+__device__ __forceinline__ void StepU(const float* ys, float* us, float* ulo, const float* ss,
+                                      const float* sslo, const float* qgs,
+                                      float (&oacc)[DVB / 16][4], float* __restrict__ ws_u,
+                                      int64_t tok_stride, int len, int warp, int lane) {
   constexpr int kSP = StateSmem<DVB>::kSP;
+  constexpr bool kPre = StateSmem<DVB>::kPre;
   constexpr int kNA = DVB / 16;
   constexpr int kSets = kNA >= 4 ? 1 : 4 / kNA;  // independent accumulator chains
   const int g = lane / 4, t4 = lane % 4, mt = warp & 3;
@@ -172,7 +199,8 @@ __device__ __forceinline__ void StepU(const float* ys, float* us, const float* s
 #pragma unroll
     for (int i = 0; i < kNA; ++i) {
       const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
-      const FragB b(ss[(8 * ks + t4) * kSP + ncol], ss[(8 * ks + t4 + 4) * kSP + ncol]);
+      const FragB b =
+          LoadB<kPre>(ss, sslo, (8 * ks + t4) * kSP + ncol, (8 * ks + t4 + 4) * kSP + ncol);
       Mma3(acc[ks % kSets][i], fy, b);
       if constexpr (kWithO) Mma3(oacc[i], fq, b);
     }
@@ -185,10 +213,10 @@ __device__ __forceinline__ void StepU(const float* ys, float* us, const float* s
       for (int e = 0; e < 4; ++e) acc[0][i][e] += acc[s][i][e];
     const int col = 8 * ((warp >> 2) + 2 * i) + 2 * t4;
     // Rows >= len are zero.
-    *reinterpret_cast<float2*>(us + row0 * kSP + col) =
-        row0 < len ? make_float2(acc[0][i][0], acc[0][i][1]) : make_float2(0.f, 0.f);
-    *reinterpret_cast<float2*>(us + (row0 + 8) * kSP + col) =
-        row0 + 8 < len ? make_float2(acc[0][i][2], acc[0][i][3]) : make_float2(0.f, 0.f);
+    const bool in0 = row0 < len, in1 = row0 + 8 < len;
+    StoreB2<kPre>(us, ulo, row0 * kSP + col, in0 ? acc[0][i][0] : 0.f, in0 ? acc[0][i][1] : 0.f);
+    StoreB2<kPre>(us, ulo, (row0 + 8) * kSP + col, in1 ? acc[0][i][2] : 0.f,
+                  in1 ? acc[0][i][3] : 0.f);
     if (row0 < len)
       *reinterpret_cast<float2*>(ws_u + row0 * tok_stride + col) =
           make_float2(acc[0][i][0], acc[0][i][1]);
@@ -206,6 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     float* __restrict__ o, int64_t o_stride) {
   using L = StateSmem<DVB>;
   constexpr int kSP = L::kSP;
+  constexpr bool kPre = L::kPre;
   constexpr int kNA = DVB / 16;
   constexpr int kNS = DVB / 8;                      // state column tiles per warp
   constexpr int kSets = kNS >= 4 ? 1 : 4 / kNS;     // independent accumulator chains in step c
@@ -214,6 +243,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
   float* st0 = smem;
   float* st1 = smem + L::kStage;
   float* ss = smem + L::kS;
+  float* sslo = kPre ? smem + L::kSlo : nullptr;
+  float* ulo = kPre ? smem + L::kUlo : nullptr;
 
   const int cb = blockIdx.x, hv = blockIdx.y, s = blockIdx.z;
   const int n0 = cb * DVB;
@@ -258,8 +289,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     sacc[nt][1] = v0.y;
     sacc[nt][2] = v1.x;
     sacc[nt][3] = v1.y;
-    *reinterpret_cast<float2*>(ss + sr0 * kSP + col) = make_float2(-v0.x, -v0.y);
-    *reinterpret_cast<float2*>(ss + (sr0 + 8) * kSP + col) = make_float2(-v1.x, -v1.y);
+    StoreB2<kPre>(ss, sslo, sr0 * kSP + col, -v0.x, -v0.y);
+    StoreB2<kPre>(ss, sslo, (sr0 + 8) * kSP + col, -v1.x, -v1.y);
   }
 
   const int mt = warp & 3;
@@ -281,7 +312,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     float* us = st + L::kU;
     if (c == 0) {
       float oacc[kNA][4];
-      StepU<DVB, true>(st + L::kY, us, ss, st1 + L::kY, oacc, ws_u, tok_stride, len, warp, lane);
+      StepU<DVB, true>(st + L::kY, us, ulo, ss, sslo, st1 + L::kY, oacc, ws_u, tok_stride, len,
+                       warp, lane);
       __syncthreads();  // U of the chunk complete in shared memory
       // O = Qg S + Aqk U (oacc holds Qg (-S)); Aqk k-steps past the diagonal tile are zero.
       const float* as = st1 + L::kKt;
@@ -298,7 +330,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
 #pragma unroll
         for (int i = 0; i < kNA; ++i) {
           const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
-          Mma3(oacc[i], fa, FragB(us[(8 * ks + t4) * kSP + ncol], us[(8 * ks + t4 + 4) * kSP + ncol]));
+          Mma3(oacc[i], fa,
+               LoadB<kPre>(us, ulo, (8 * ks + t4) * kSP + ncol, (8 * ks + t4 + 4) * kSP + ncol));
         }
       }
 #pragma unroll
@@ -321,7 +354,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
       }
     } else {
       float unused[kNA][4];
-      StepU<DVB, false>(st + L::kY, us, ss, nullptr, unused, ws_u, tok_stride, len, warp, lane);
+      StepU<DVB, false>(st + L::kY, us, ulo, ss, sslo, nullptr, unused, ws_u, tok_stride, len,
+                        warp, lane);
       __syncthreads();  // U of the chunk complete in shared memory; -S reads done
     }
 
@@ -353,8 +387,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
         const FragA fk(a);
 #pragma unroll
         for (int nt = 0; nt < kNS; ++nt) {
-          const FragB b(us[(8 * ks + t4) * kSP + 8 * nt + g],
-                        us[(8 * ks + t4 + 4) * kSP + 8 * nt + g]);
+          const FragB b = LoadB<kPre>(us, ulo, (8 * ks + t4) * kSP + 8 * nt + g,
+                                      (8 * ks + t4 + 4) * kSP + 8 * nt + g);
           if (ks % kSets == 0)
             Mma3(sacc[nt], fk, b);
           else
@@ -375,9 +409,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
 #pragma unroll
       for (int nt = 0; nt < kNS; ++nt) {
         const int col = 8 * nt + 2 * t4;
-        *reinterpret_cast<float2*>(ss + sr0 * kSP + col) = make_float2(-sacc[nt][0], -sacc[nt][1]);
-        *reinterpret_cast<float2*>(ss + (sr0 + 8) * kSP + col) =
-            make_float2(-sacc[nt][2], -sacc[nt][3]);
+        StoreB2<kPre>(ss, sslo, sr0 * kSP + col, -sacc[nt][0], -sacc[nt][1]);
+        StoreB2<kPre>(ss, sslo, (sr0 + 8) * kSP + col, -sacc[nt][2], -sacc[nt][3]);
         if (snext != nullptr) {
           *reinterpret_cast<float2*>(snext + sr0 * kDv + n0 + col) =
               make_float2(sacc[nt][0], sacc[nt][1]);

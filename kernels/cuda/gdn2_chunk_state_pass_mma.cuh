@@ -1,5 +1,5 @@
 // Device helpers of phase 2 version 2 of the chunked GDN-2 prefill (gdn2_chunk_state_pass.cu):
-// cp.async copies into shared memory, ldmatrix loads of tf32 A fragments, and mma.sync m16n8k8
+// ldmatrix loads of tf32 A fragments, and mma.sync m16n8k8
 // in tf32 with the 3xTF32 split (x = hi + lo; a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b), which
 // keeps products at fp32-level accuracy with fp32 accumulation.
 //
@@ -11,27 +11,9 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/async_copy.cuh"
+
 namespace deltaserve::cuda::gdn2_chunk::p2v2 {
-
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte asynchronous copy global -> shared. With valid == false nothing is read from `gmem`
-// (it must still be a mapped address) and the 16 bytes are zero-filled.
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)),
-               "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-// Waits until at most N of this thread's committed groups are pending; a barrier must follow
-// before other threads read the data.
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // The A fragment of the 16x8 fp32 tile at `tile` (row-major, `pitch` floats, rows 16-byte
 // aligned) in one ldmatrix.x4: an 8x4 fp32 block read as an 8x8 b16 matrix gives lane l the
@@ -42,7 +24,7 @@ __device__ __forceinline__ void LdmatrixA(float (&a)[4], const float* tile, int 
   uint32_t x0, x1, x2, x3;
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(x0), "=r"(x1), "=r"(x2), "=r"(x3)
-               : "r"(SmemAddr(p)));
+               : "r"(SharedAddr(p)));
   a[0] = __uint_as_float(x0);
   a[1] = __uint_as_float(x1);
   a[2] = __uint_as_float(x2);
@@ -69,11 +51,30 @@ struct FragA {
 
 struct FragB {
   uint32_t hi[2], lo[2];
+  FragB() = default;
   __device__ __forceinline__ FragB(float b0, float b1) {
     Split(b0, hi[0], lo[0]);
     Split(b1, hi[1], lo[1]);
   }
+  // From parts split when they were stored (StoreSplit): no conversion on the mma's path.
+  __device__ __forceinline__ static FragB Presplit(float h0, float h1, float l0, float l1) {
+    FragB f;
+    f.hi[0] = __float_as_uint(h0);
+    f.hi[1] = __float_as_uint(h1);
+    f.lo[0] = __float_as_uint(l0);
+    f.lo[1] = __float_as_uint(l1);
+    return f;
+  }
 };
+
+// Stores x = hi + lo as two fp32 words (hi: tf32 bits), for FragB::Presplit readers.
+__device__ __forceinline__ void StoreSplit2(float* hi_dst, float* lo_dst, float x0, float x1) {
+  uint32_t h0, l0, h1, l1;
+  Split(x0, h0, l0);
+  Split(x1, h1, l1);
+  *reinterpret_cast<float2*>(hi_dst) = make_float2(__uint_as_float(h0), __uint_as_float(h1));
+  *reinterpret_cast<float2*>(lo_dst) = make_float2(__uint_as_float(l0), __uint_as_float(l1));
+}
 
 __device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4],
                                         const uint32_t (&b)[2]) {
