@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds deltaserve with CUDA on a machine without a GPU and packs what a GPU machine needs to run
 # the GPU tests and benchmarks into pack/ (ignored by git):
-#   pack/bundle.tar.gz  bin/ (the binaries, stripped) and lib/ (every shared library they load,
+#   pack/bundle.tar.xz  bin/ (the binaries, stripped) and lib/ (every shared library they load,
 #                       per ldd, except the C runtime, the CUDA driver and the CUDA toolkit's
 #                       cuBLAS / cuBLASLt, which are hundreds of MB and present on the GPU machine)
 #   pack/run.sh         unpacks the bundle once (into pack/unpacked/) and runs a packed binary
@@ -63,7 +63,8 @@ if [[ -f "$plugin" ]]; then
 fi
 strip "$STAGE"/bin/* 2>/dev/null || true
 strip --strip-unneeded "$STAGE"/lib/* 2>/dev/null || true
-tar -C "$STAGE" -czf "$PACK/bundle.tar.gz" bin lib
+rm -f "$PACK/bundle.tar.gz"
+XZ_OPT="-6 -T${JOBS}" tar -C "$STAGE" -cJf "$PACK/bundle.tar.xz" bin lib
 # The binaries were built against this toolkit's libstdc++ ABI; the GPU machine's libstdc++ is
 # at least as new (Ubuntu 24.04), so it is not packed.
 cat > "$PACK/run.sh" <<'RUN'
@@ -71,7 +72,10 @@ cat > "$PACK/run.sh" <<'RUN'
 # Runs a packed binary: pack/run.sh <binary-name> [args...]
 here="$(cd "$(dirname "$0")" && pwd)"
 if [[ ! -d "$here/unpacked" ]]; then
-  mkdir -p "$here/unpacked.tmp" && tar -C "$here/unpacked.tmp" -xzf "$here/bundle.tar.gz" &&
+  mkdir -p "$here/unpacked.tmp" &&
+    { tar -C "$here/unpacked.tmp" -xJf "$here/bundle.tar.xz" 2>/dev/null ||
+      python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+        "$here/bundle.tar.xz" "$here/unpacked.tmp"; } &&
     mv "$here/unpacked.tmp" "$here/unpacked" || exit 1
 fi
 cuda_lib=""
