@@ -191,7 +191,7 @@ std::vector<KernelRow> TimeKernels(double copy_bw) {
 int main(int argc, char** argv) {
   std::string out_path = "decode_e2e_bench.json";
   bool quick = false, kernels = false, compare = true;
-  std::vector<int> batches = {1, 16, 64, 256}, variants = {0, 1, 2, 3, 4};
+  std::vector<int> batches = {1, 16, 64, 256}, variants = {0, 1, 2, 3};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
     } else if (std::strncmp(argv[i], "--variants=", 11) == 0) {
       variants.clear();
       for (const char* p = argv[i] + 11; *p != 0; ++p) {
-        if (*p >= '0' && *p <= '4') variants.push_back(*p - '0');
+        if (*p >= '0' && *p <= '3') variants.push_back(*p - '0');
       }
     } else if (std::strcmp(argv[i], "--gemv-kernels") == 0) {
       kernels = true;
@@ -232,23 +232,23 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
     const ModelConfig cfg = ReferenceConfig(hybrid);
-    for (int variant = 0; variant < 5; ++variant) {
+    for (int variant = 0; variant < 4; ++variant) {
       if (std::find(variants.begin(), variants.end(), variant) == variants.end()) continue;
       // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only, fp32
-      // state: 2: fused kernel, plain launch; 3: prepared kernels; 4: streamed kernels.
+      // state: 2: fused kernel, plain launch; 3: streamed kernels.
       if (variant >= 2 && hybrid) continue;
       const StateDtype sd = variant == 1 ? StateDtype::kBF16 : StateDtype::kF32;
       for (const int batch : batches) {
        const bool small = batch <= cuda::kGemvMaxRows;
        if (variant == 2 && batch == 256) continue;  // fused is the small-batch arrangement
-       if (variant >= 3 && small) continue;         // the two-kernel ones are large-batch
+       if (variant == 3 && small) continue;         // streamed is the large-batch one
        // Paths: 0 GEMV kernels (gemv_max_rows = 8), 1 cuBLASLt (gemv_max_rows = 0), 2 / 3 GEMV
        // kernels with the gate up-projections never / always folded into the GDN-2 launch.
        for (int path = 0; path < (small && compare && variant <= 1 ? 4 : 1); ++path) {
         Row row;
         static const char* const kPaths[] = {"gemv", "cublas", "gemv-unfolded", "gemv-folded"};
         row.path = small ? kPaths[path] : "cublas";
-        static const char* const kNames[] = {"auto", "auto", "fused", "prepared", "streamed"};
+        static const char* const kNames[] = {"auto", "auto", "fused", "streamed"};
         row.kernel = kNames[variant];
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
         row.state = sd == StateDtype::kF32 ? "f32" : "bf16";
@@ -276,8 +276,7 @@ int main(int argc, char** argv) {
         opts.max_rows = 256;
         opts.graph_batch_sizes = {batch};
         opts.gdn2_kernel = variant == 2   ? CudaRunnerOptions::Gdn2Kernel::kFused
-                           : variant == 3 ? CudaRunnerOptions::Gdn2Kernel::kPrepared
-                           : variant == 4 ? CudaRunnerOptions::Gdn2Kernel::kStreamed
+                           : variant == 3 ? CudaRunnerOptions::Gdn2Kernel::kStreamed
                                           : CudaRunnerOptions::Gdn2Kernel::kAuto;
         opts.gdn2_overlap_launch = variant != 2;
         opts.gemv_max_rows = path == 1 ? 0 : cuda::kGemvMaxRows;

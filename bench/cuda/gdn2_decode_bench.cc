@@ -1,6 +1,7 @@
 // Benchmark of the GDN-2 decode kernels alone: one layer, H = HV = 16, dk = dv = 128,
-// W = 4, fp32 and bf16 state, batch 1..1024, every arrangement (Gdn2DecodeArgs::Mode, current
-// and kept older versions, plain and as programmatic dependent launches) and split count.
+// W = 4, fp32 and bf16 state, batch 1..1024, both arrangements (Gdn2DecodeArgs::Mode, plain and
+// as programmatic dependent launches) and, for the fused one, every split count. (The retired
+// arrangements' measurements are in bench/results/gdn2_decode_kernel_v*_h200.json.)
 // Reports per-launch time (CUDA graph replays, median), the bytes a launch must move
 // (Gdn2DecodeBytes), achieved bandwidth and its ratio to the device-to-device copy bandwidth
 // measured in the same run. Slots rotate over enough disjoint sets that the state cannot sit in
@@ -60,15 +61,6 @@ constexpr ModeSpec kModes[] = {
     {"fused_pdl", Gdn2DecodeArgs::Mode::kFused, true, false},
     {"streamed", Gdn2DecodeArgs::Mode::kStreamed, false, true},
     {"streamed_pdl", Gdn2DecodeArgs::Mode::kStreamed, true, true},
-    {"fused_v4", Gdn2DecodeArgs::Mode::kFusedV4, false, false},
-    {"fused_v4_pdl", Gdn2DecodeArgs::Mode::kFusedV4, true, false},
-    {"streamed_item", Gdn2DecodeArgs::Mode::kStreamedBlockPerItem, false, true},
-    {"streamed_item_pdl", Gdn2DecodeArgs::Mode::kStreamedBlockPerItem, true, true},
-    {"streamed_pers", Gdn2DecodeArgs::Mode::kStreamedPersistent, false, true},
-    {"streamed_pers_pdl", Gdn2DecodeArgs::Mode::kStreamedPersistent, true, true},
-    {"streamed_v4", Gdn2DecodeArgs::Mode::kStreamedV4, false, true},
-    {"prepared", Gdn2DecodeArgs::Mode::kPrepared, false, false},
-    {"pipelined", Gdn2DecodeArgs::Mode::kPipelined, false, true},
 };
 
 // Comma-separated list after `--flag=`; empty when the flag is absent (no filter).
@@ -231,8 +223,7 @@ int main(int argc, char** argv) {
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
         rows.push_back({ms.name, deltaserve::cuda::DTypeName(st), batch, splits,
-                        !ms.whole_tile && splits == deltaserve::cuda::Gdn2DecodeAutoSplits(
-                                                     shape, batch, st, ms.overlap, ms.mode),
+                        !ms.whole_tile && splits == 1,  // splits = 0 picks 1
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         bytes / t_graph / copy_bw0});
       }

@@ -559,8 +559,6 @@ cuda::Gdn2DecodeArgs::Mode CudaModelRunner::Gdn2Mode(int R) const {
   using M = cuda::Gdn2DecodeArgs::Mode;
   switch (options_.gdn2_kernel) {
     case K::kFused: return M::kFused;
-    case K::kPrepared: return M::kPrepared;
-    case K::kPipelined: return M::kPipelined;
     case K::kStreamed: return M::kStreamed;
     case K::kAuto: break;
   }

@@ -57,7 +57,7 @@ struct CudaRunnerOptions {
   // GDN-2 decode arrangement (gdn2_decode.h); all compute the same function. kAuto: the fused
   // single launch for small batches, the streamed pair once batch * value heads >= 1024 (fp32
   // state) or >= 256 (bf16 state).
-  enum class Gdn2Kernel { kAuto, kFused, kPrepared, kPipelined, kStreamed };
+  enum class Gdn2Kernel { kAuto, kFused, kStreamed };
   Gdn2Kernel gdn2_kernel = Gdn2Kernel::kAuto;
   // Fused GDN-2 decode launched as a programmatic dependent of the projection GEMM before it
   // (Gdn2DecodeArgs::overlap_launch + state_ready): its state loads overlap the GEMM's tail.

@@ -1,20 +1,7 @@
-// GDN-2 decode: the launcher (argument checks, mode dispatch) and the kernels of versions v1-v4
-// (fused v4, prepared, pipelined, the prep kernel and the streamed recurrence); the v5 fused,
-// prep and one-launch streamed kernels are in gdn2_decode_v5.cu. See gdn2_decode.h for the
-// contract and bench/NOTES.md for each version's measurements.
-//
-// v1-v4 fused kernel (Mode::kFusedV4):
-// Work split: one thread block per (sequence, value head, split); a split owns DVS = dv/splits
-// columns of the [dk, dv] state. The blocks of one (sequence, key head) -- all value heads of its
-// group and all splits -- form one thread-block cluster, so that
-//   * the q/k conv histories (shared by the whole cluster) are read by every block before any
-//     block overwrites them (cluster barrier between the reads and the writes), and
-//   * the output RMSNorm over a value head's dv columns sums the partial sums of its splits
-//     through distributed shared memory.
-// The state tile stays in registers between its read and its write: each thread holds ROWS rows
-// of one 16-byte column group, loaded before the prologue (conv, norms, gates) runs so the loads
-// are in flight while it computes.
-#include <cooperative_groups.h>
+// GDN-2 decode: the launcher (argument checks, mode dispatch) and the streamed recurrence kernel
+// of Mode::kStreamed; the fused kernel and the prep kernel are in gdn2_decode_kernels.cu. See
+// gdn2_decode.h for the contract and bench/NOTES.md for the measurements of every version,
+// including the retired ones (fused v1-v4, prepared, pipelined, one-launch streamed).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -28,498 +15,7 @@
 namespace deltaserve::cuda {
 namespace {
 
-namespace cg = cooperative_groups;
-
 using namespace gdn2_detail;
-
-template <typename T, int DK, int DVS>
-__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
-    Gdn2DecodeKernel(const Params p) {
-  using TL = Tile<T, DK, DVS>;
-  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
-                NW = TL::NW;
-
-  static_assert(DVS <= NT, "the epilogue gives each thread at most one column");
-  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
-  __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
-  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
-  __shared__ float scratch[4][NW];
-  __shared__ float partial_ss;
-
-  const cg::cluster_group cluster = cg::this_cluster();
-  const int cl = p.G * p.S;
-  const int b = blockIdx.y;
-  const int kh = blockIdx.x / cl;
-  const int rank = blockIdx.x % cl;
-  const int g = rank / p.S;
-  const int s = rank % p.S;
-  const int hv = kh * p.G + g;
-  const int tid = threadIdx.x;
-
-  if (p.overlap) {
-    // A programmatic dependent launched after this grid may become resident now; it waits for
-    // this grid's completion before touching what this grid writes.
-    cudaTriggerProgrammaticLaunchCompletion();
-    if (!p.state_ready) cudaGridDependencySynchronize();
-  }
-
-  // All blocks of a cluster share b, so they skip (or not) together: the barriers stay matched.
-  // A skipping block still waits, so that the grid never completes before its predecessor.
-  const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) {
-    if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
-    return;
-  }
-  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
-
-  // 1. Issue the state loads.
-  T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv +
-             s * DVS;
-  const int cgi = tid % CG;
-  const int rg = tid / CG;
-  float st[ROWS][VEC];
-#pragma unroll
-  for (int m = 0; m < ROWS; ++m) {
-    StateVec<T>::Load(state + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC, st[m]);
-  }
-  // The inputs are the previous kernel's outputs: wait for it (a no-op without overlap).
-  if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
-  const int col0 = hv * p.dv + s * DVS;
-  // With overlap (the small-batch, latency-bound launch), the output gate operands are loaded
-  // now, beside the prologue's loads, rather than after the state update. DVS <= NT.
-  float gate_pre = 0.0f, onorm_pre = 0.0f;
-  if (p.overlap && tid < DVS) {
-    const int c = col0 + tid;
-    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
-    gate_pre = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
-    onorm_pre = p.o_norm[s * DVS + tid];
-  }
-
-  // 2. Prologue: conv + SiLU of q, k (this key head) and v (this block's columns), gates.
-  float* hq = reinterpret_cast<float*>(base + p.cq_off);
-  float* hk = reinterpret_cast<float*>(base + p.ck_off);
-  float* hvh = reinterpret_cast<float*>(base + p.cv_off);
-  const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
-  const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
-  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
-  for (int i = tid; i < DK; i += NT) {
-    const int c = kh * DK + i;
-    const float qv = ConvChannel(hq + c, p.key_dim, p.W, p.q_cw + c * p.W, qr[c]);
-    const float kv = ConvChannel(hk + c, p.key_dim, p.W, p.k_cw + c * p.W, kr[c]);
-    q_s[i] = qv;
-    k_s[i] = kv;
-    sq += qv * qv;
-    sk += kv * kv;
-    sqk += qv * kv;
-    const float gdec = -__expf(p.a_log[kh]) *
-                       Softplus(p.f_raw[static_cast<int64_t>(b) * p.f_st + c] + p.dt_bias[c]);
-    a_s[i] = __expf(gdec);
-    float beta = Sigmoid(p.b_raw[static_cast<int64_t>(b) * p.b_st + c]);
-    if (p.neg_eig) beta *= 2.0f;
-    bk_s[i] = beta;  // multiplied by the normalised k below
-  }
-  for (int j = tid; j < DVS; j += NT) {
-    const int c = col0 + j;
-    const float xv = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
-    const float vv = ConvChannel(hvh + c, p.value_dim, p.W, p.v_cw + c * p.W, xv);
-    ShiftHistory(hvh + c, p.value_dim, p.W, xv);  // v channels belong to this block alone
-    wv_s[j] = Sigmoid(p.w_raw[static_cast<int64_t>(b) * p.w_st + c]) * vv;
-  }
-  sq = BlockSum<NW>(sq, scratch[0]);
-  sk = BlockSum<NW>(sk, scratch[1]);
-  sqk = BlockSum<NW>(sqk, scratch[2]);
-  const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
-  const float rk = 1.0f / sqrtf(sk + 1e-6f);
-  const float kq = sqk * rq * rk;
-  for (int i = tid; i < DK; i += NT) {
-    q_s[i] *= rq;
-    const float kn = k_s[i] * rk;
-    k_s[i] = kn;
-    bk_s[i] *= kn;
-  }
-  __syncthreads();
-
-  // 3. Decay and the two reductions over dk: r = S_bar^T (b*k), oq = S_bar^T q.
-  float r[VEC], oq[VEC];
-#pragma unroll
-  for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
-#pragma unroll
-  for (int m = 0; m < ROWS; ++m) {
-    const int i = rg + m * RG;
-    const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      const float sv = st[m][v] * a;
-      st[m][v] = sv;
-      r[v] += sv * bk;
-      oq[v] += sv * qq;
-    }
-  }
-  float ss =
-      ColumnUpdate<NW, CG, VEC, DVS, NT>(r, oq, red_r, red_o, wv_s, kq, u_s, o_s, tid);
-  ss = BlockSum<NW>(ss, scratch[3]);
-  if (tid == 0) partial_ss = ss;
-
-  // Barrier 1: every block has read the q/k histories and published its partial sum.
-  cluster.sync();
-
-  // 4. State update from the registers: S = S_bar + k u^T.
-#pragma unroll
-  for (int m = 0; m < ROWS; ++m) {
-    const int i = rg + m * RG;
-    const float kk = k_s[i];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
-    StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
-  }
-
-  // 5. This block's share of the q/k history shift.
-  {
-    const int per = DK / cl;
-    for (int t = tid; t < 2 * per; t += NT) {
-      const int which = t / per;  // 0: q, 1: k
-      const int c = kh * DK + rank * per + (t % per);
-      if (which == 0) {
-        ShiftHistory(hq + c, p.key_dim, p.W, qr[c]);
-      } else {
-        ShiftHistory(hk + c, p.key_dim, p.W, kr[c]);
-      }
-    }
-  }
-
-  // 6. Output: gated RMSNorm over the value head's dv columns (splits g*S .. g*S+S-1).
-  float total_ss = 0.0f;
-  for (int r2 = 0; r2 < p.S; ++r2) {
-    total_ss += *cluster.map_shared_rank(&partial_ss, g * p.S + r2);
-  }
-  const float inv = 1.0f / sqrtf(total_ss / static_cast<float>(p.dv) + p.eps);
-  for (int j = tid; j < DVS; j += NT) {
-    const int c = col0 + j;
-    float act = gate_pre, on = onorm_pre;
-    if (!p.overlap) {
-      const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
-      act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
-      on = p.o_norm[s * DVS + j];
-    }
-    const float yv = o_s[j] * inv * on * act;
-    if (p.y_bf16) {
-      reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
-          __float2bfloat16_rn(yv);
-    } else {
-      reinterpret_cast<float*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] = yv;
-    }
-  }
-  // Barrier 2: no block leaves while another may still read its partial sum.
-  cluster.sync();
-}
-
-
-// kPrepared, kernel 1: per (sequence, key head), conv + history shift for q, k and the group's
-// v channels, norms, gates. Only this block touches these history channels: no ordering issue.
-constexpr int kPrepThreads = 128;
-
-__global__ void __launch_bounds__(kPrepThreads) Gdn2PrepKernel(const Params p, int dk) {
-  // Overlapped launch (kStreamed with grouped heads): wait for the producer of the inputs first;
-  // the trigger comes after the wait, because the recurrence kernel reads z without waiting.
-  if (p.overlap) cudaGridDependencySynchronize();
-  // Let the recurrence kernel start issuing its state loads right away.
-  cudaTriggerProgrammaticLaunchCompletion();
-  __shared__ float scratch[3][kPrepThreads / 32];
-  const int kh = blockIdx.x, b = blockIdx.y, tid = threadIdx.x;
-  const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;
-  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
-  float* hq = reinterpret_cast<float*>(base + p.cq_off);
-  float* hk = reinterpret_cast<float*>(base + p.ck_off);
-  float* hvh = reinterpret_cast<float*>(base + p.cv_off);
-  const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
-  const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
-  float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(dk);
-  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
-  // Each thread owns channels tid, tid + 128, ... (<= 1 for dk <= 128); keep them in registers.
-  float qv[2] = {0, 0}, kv[2] = {0, 0}, beta[2] = {0, 0};
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int i = tid + r * kPrepThreads;
-    if (i >= dk) break;
-    const int c = kh * dk + i;
-    qv[r] = ConvChannel(hq + c, p.key_dim, p.W, p.q_cw + c * p.W, qr[c]);
-    kv[r] = ConvChannel(hk + c, p.key_dim, p.W, p.k_cw + c * p.W, kr[c]);
-    ShiftHistory(hq + c, p.key_dim, p.W, qr[c]);
-    ShiftHistory(hk + c, p.key_dim, p.W, kr[c]);
-    sq += qv[r] * qv[r];
-    sk += kv[r] * kv[r];
-    sqk += qv[r] * kv[r];
-    const float gdec = -__expf(p.a_log[kh]) *
-                       Softplus(p.f_raw[static_cast<int64_t>(b) * p.f_st + c] + p.dt_bias[c]);
-    rec[2 * dk + i] = __expf(gdec);
-    beta[r] = Sigmoid(p.b_raw[static_cast<int64_t>(b) * p.b_st + c]) * (p.neg_eig ? 2.0f : 1.0f);
-  }
-  const int c0 = kh * p.G * p.dv;
-  for (int j = tid; j < p.G * p.dv; j += kPrepThreads) {
-    const int c = c0 + j;
-    const float xv = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
-    const float vv = ConvChannel(hvh + c, p.value_dim, p.W, p.v_cw + c * p.W, xv);
-    ShiftHistory(hvh + c, p.value_dim, p.W, xv);
-    float* wv = p.prep + static_cast<int64_t>(gridDim.y) * p.H * PrepStride(dk) +
-                static_cast<int64_t>(b) * p.value_dim + c;
-    *wv = Sigmoid(p.w_raw[static_cast<int64_t>(b) * p.w_st + c]) * vv;
-  }
-  sq = BlockSum<kPrepThreads / 32>(sq, scratch[0]);
-  sk = BlockSum<kPrepThreads / 32>(sk, scratch[1]);
-  sqk = BlockSum<kPrepThreads / 32>(sqk, scratch[2]);
-  const float rq = rsqrtf(static_cast<float>(dk)) / sqrtf(sq + 1e-6f);
-  const float rk = 1.0f / sqrtf(sk + 1e-6f);
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int i = tid + r * kPrepThreads;
-    if (i >= dk) break;
-    rec[i] = qv[r] * rq;
-    rec[dk + i] = kv[r] * rk;
-    rec[3 * dk + i] = beta[r] * kv[r] * rk;
-  }
-  if (tid == 0) rec[4 * dk] = sqk * rq * rk;
-}
-
-// kPrepared, kernel 2: the recurrence and the output norm of one (sequence, value head, split).
-template <typename T, int DK, int DVS>
-__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT)
-    Gdn2RecurrenceKernel(const Params p) {
-  using TL = Tile<T, DK, DVS>;
-  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
-                NW = TL::NW;
-  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
-  __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
-  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
-  __shared__ float scratch[NW];
-  __shared__ float partial_ss, kq_s;
-
-  const int S = p.S;
-  const int b = blockIdx.y;
-  const int hv = blockIdx.x / S;
-  const int s = blockIdx.x % S;
-  const int kh = hv / p.G;
-  const int tid = threadIdx.x;
-  const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;  // whole clusters skip together
-  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
-  T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv +
-             s * DVS;
-  const int cgi = tid % CG;
-  const int rg = tid / CG;
-  float st[ROWS][VEC];
-#pragma unroll
-  for (int m = 0; m < ROWS; ++m) {
-    StateVec<T>::Load(state + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC, st[m]);
-  }
-  // The prep kernel's results (and its history writes) are visible after this.
-  cudaGridDependencySynchronize();
-  const float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
-  for (int i = tid; i < DK; i += NT) {
-    q_s[i] = rec[i];
-    k_s[i] = rec[DK + i];
-    a_s[i] = rec[2 * DK + i];
-    bk_s[i] = rec[3 * DK + i];
-  }
-  const int col0 = hv * p.dv + s * DVS;
-  const float* wvp = p.prep + static_cast<int64_t>(gridDim.y) * p.H * PrepStride(DK) +
-                     static_cast<int64_t>(b) * p.value_dim + col0;
-  for (int j = tid; j < DVS; j += NT) wv_s[j] = wvp[j];
-  if (tid == 0) kq_s = rec[4 * DK];
-  __syncthreads();
-  const float kq = kq_s;
-
-  float r[VEC], oq[VEC];
-#pragma unroll
-  for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
-#pragma unroll
-  for (int m = 0; m < ROWS; ++m) {
-    const int i = rg + m * RG;
-    const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      const float sv = st[m][v] * a;
-      st[m][v] = sv;
-      r[v] += sv * bk;
-      oq[v] += sv * qq;
-    }
-  }
-  float ss =
-      ColumnUpdate<NW, CG, VEC, DVS, NT>(r, oq, red_r, red_o, wv_s, kq, u_s, o_s, tid);
-  ss = BlockSum<NW>(ss, scratch);  // ends with a barrier: u_s / o_s visible
-#pragma unroll
-  for (int m = 0; m < ROWS; ++m) {
-    const int i = rg + m * RG;
-    const float kk = k_s[i];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
-    StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
-  }
-  float total_ss = ss;
-  cg::cluster_group cluster = cg::this_cluster();
-  if (S > 1) {
-    if (tid == 0) partial_ss = ss;
-    cluster.sync();
-    total_ss = 0.0f;
-    for (int r2 = 0; r2 < S; ++r2) total_ss += *cluster.map_shared_rank(&partial_ss, r2);
-  }
-  const float inv = 1.0f / sqrtf(total_ss / static_cast<float>(p.dv) + p.eps);
-  for (int j = tid; j < DVS; j += NT) {
-    const int c = col0 + j;
-    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
-    const float act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
-    const float yv = o_s[j] * inv * p.o_norm[s * DVS + j] * act;
-    if (p.y_bf16) {
-      reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
-          __float2bfloat16_rn(yv);
-    } else {
-      reinterpret_cast<float*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] = yv;
-    }
-  }
-  if (S > 1) cluster.sync();
-}
-
-// kPipelined, kernel 2: persistent blocks, one (sequence, value head) item at a time with the
-// whole state tile (splits = 1). While an item is computed and stored from registers, the next
-// item's tile streams into shared memory (cp.async), so the device always has reads in flight.
-// Each thread copies and later reads back exactly the 16-byte units it owns, so its own
-// cp.async.wait_group makes the data visible to it without a block barrier.
-
-template <typename T, int DK, int DVS>
-__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT, 2)
-    Gdn2RecurrencePipelinedKernel(const Params p, int num_items) {
-  using TL = Tile<T, DK, DVS>;
-  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
-                NW = TL::NW;
-  extern __shared__ __align__(16) unsigned char tile_smem[];
-  T* tile = reinterpret_cast<T*>(tile_smem);
-  __shared__ float q_s[DK], k_s[DK], a_s[DK], bk_s[DK];
-  __shared__ float wv_s[DVS], u_s[DVS], o_s[DVS];
-  __shared__ float red_r[NW][DVS], red_o[NW][DVS];
-  __shared__ float scratch[NW];
-  __shared__ float kq_s;
-  const int tid = threadIdx.x;
-  const int cgi = tid % CG;
-  const int rg = tid / CG;
-  const int batch = gridDim.y == 1 ? num_items / p.HV : 0;
-
-  auto state_of = [&](int item, int slot) {
-    const int hv = item % p.HV;
-    char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
-    return reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * p.dv;
-  };
-  auto prefetch = [&](int item) {
-    const int slot = p.slots[item / p.HV];
-    if (slot < 0 || slot >= p.num_slots) return;
-    const T* g = state_of(item, slot);
-#pragma unroll
-    for (int m = 0; m < ROWS; ++m) {
-      const int64_t off = static_cast<int64_t>(rg + m * RG) * DVS + cgi * VEC;
-      CpAsync16(tile + off, g + static_cast<int64_t>(rg + m * RG) * p.dv + cgi * VEC);
-    }
-  };
-
-  int item = blockIdx.x;
-  if (item < num_items) prefetch(item);
-  CpAsyncCommit();
-  bool waited = false;
-  for (; item < num_items; item += gridDim.x) {
-    const int b = item / p.HV;
-    const int hv = item % p.HV;
-    const int kh = hv / p.G;
-    const int slot = p.slots[b];
-    const bool live = slot >= 0 && slot < p.num_slots;
-    CpAsyncWait<0>();
-    float st[ROWS][VEC];
-#pragma unroll
-    for (int m = 0; m < ROWS; ++m) {
-      const T* src = tile + static_cast<int64_t>(rg + m * RG) * DVS + cgi * VEC;
-      if constexpr (sizeof(T) == 4) {
-        const float4 v = *reinterpret_cast<const float4*>(src);
-        st[m][0] = v.x; st[m][1] = v.y; st[m][2] = v.z; st[m][3] = v.w;
-      } else {
-        const uint4 v = *reinterpret_cast<const uint4*>(src);
-        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(h[i]);
-          st[m][2 * i] = f.x;
-          st[m][2 * i + 1] = f.y;
-        }
-      }
-    }
-    const int next = item + static_cast<int>(gridDim.x);
-    if (!waited) {
-      cudaGridDependencySynchronize();
-      waited = true;
-    }
-    __syncthreads();  // the previous item's shared vectors are no longer read
-    if (!live) {
-      if (next < num_items) prefetch(next);
-      CpAsyncCommit();
-      continue;
-    }
-    const float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
-    for (int i = tid; i < DK; i += NT) {
-      q_s[i] = rec[i];
-      k_s[i] = rec[DK + i];
-      a_s[i] = rec[2 * DK + i];
-      bk_s[i] = rec[3 * DK + i];
-    }
-    const int col0 = hv * p.dv;
-    const float* wvp = p.prep + static_cast<int64_t>(num_items / p.HV) * p.H * PrepStride(DK) +
-                       static_cast<int64_t>(b) * p.value_dim + col0;
-    for (int j = tid; j < DVS; j += NT) wv_s[j] = wvp[j];
-    if (tid == 0) kq_s = rec[4 * DK];
-    __syncthreads();
-    const float kq = kq_s;
-    float r[VEC], oq[VEC];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
-#pragma unroll
-    for (int m = 0; m < ROWS; ++m) {
-      const int i = rg + m * RG;
-      const float a = a_s[i], bk = bk_s[i], qq = q_s[i];
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        const float sv = st[m][v] * a;
-        st[m][v] = sv;
-        r[v] += sv * bk;
-        oq[v] += sv * qq;
-      }
-    }
-    // Every unit of the tile this thread owns is in registers now: refill its smem units.
-    if (next < num_items) prefetch(next);
-    CpAsyncCommit();
-    float ss =
-        ColumnUpdate<NW, CG, VEC, DVS, NT>(r, oq, red_r, red_o, wv_s, kq, u_s, o_s, tid);
-    ss = BlockSum<NW>(ss, scratch);
-    T* state = state_of(item, slot);
-#pragma unroll
-    for (int m = 0; m < ROWS; ++m) {
-      const int i = rg + m * RG;
-      const float kk = k_s[i];
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) st[m][v] += kk * u_s[cgi * VEC + v];
-      StateVec<T>::Store(state + static_cast<int64_t>(i) * p.dv + cgi * VEC, st[m]);
-    }
-    const float inv = 1.0f / sqrtf(ss / static_cast<float>(p.dv) + p.eps);
-    for (int j = tid; j < DVS; j += NT) {
-      const int c = col0 + j;
-      const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
-      const float act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
-      const float yv = o_s[j] * inv * p.o_norm[j] * act;
-      if (p.y_bf16) {
-        reinterpret_cast<__nv_bfloat16*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] =
-            __float2bfloat16_rn(yv);
-      } else {
-        reinterpret_cast<float*>(p.y)[static_cast<int64_t>(b) * p.y_st + c] = yv;
-      }
-    }
-  }
-  CpAsyncWait<0>();
-  (void)batch;
-}
 
 // kStreamed, kernel 2: one block per (sequence, value head), whole tile (splits = 1). Thread 0
 // starts one bulk asynchronous copy (TMA) of the contiguous [DK, DV] tile into shared memory,
@@ -687,24 +183,8 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
         kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     attr_set = true;
   }
-  if (p.prep_v5) {
-    absl::Status ps = gdn2_detail::LaunchPrepV5(p, DK, DV, batch, stream);
-    if (!ps.ok()) return ps;
-  } else if (p.overlap) {
-    cudaLaunchConfig_t pcfg = {};
-    pcfg.gridDim = dim3(p.H, batch, 1);
-    pcfg.blockDim = dim3(kPrepThreads, 1, 1);
-    pcfg.stream = stream;
-    cudaLaunchAttribute pattr[1];
-    pattr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    pattr[0].val.programmaticStreamSerializationAllowed = 1;
-    pcfg.attrs = pattr;
-    pcfg.numAttrs = 1;
-    DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&pcfg, Gdn2PrepKernel, p, DK));
-  } else {
-    Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
-    DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  }
+  const absl::Status prep = gdn2_detail::LaunchPrep(p, DK, DV, batch, stream);
+  if (!prep.ok()) return prep;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(p.HV, batch, 1);
   cfg.blockDim = dim3(TL::NT, 1, 1);
@@ -719,154 +199,9 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
   return LaunchStatus("Gdn2RecurrenceStreamedKernel");
 }
 
-template <typename T, int DK, int DVS>
-absl::Status LaunchPipelined(const Params& p, int batch, cudaStream_t stream) {
-  using TL = Tile<T, DK, DVS>;
-  auto kernel = Gdn2RecurrencePipelinedKernel<T, DK, DVS>;
-  const int smem = DK * DVS * static_cast<int>(sizeof(T));
-  static bool attr_set = false;  // per instantiation; idempotent, so a benign race
-  if (!attr_set) {
-    DS_CUDA_RETURN_IF_ERROR(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    attr_set = true;
-  }
-  int dev = 0, sms = 0, per_sm = 0;
-  DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
-  DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  DS_CUDA_RETURN_IF_ERROR(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::NT, smem));
-  const int items = batch * p.HV;
-  const int grid = std::max(1, std::min(items, std::max(1, per_sm) * sms));
-  Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
-  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid, 1, 1);
-  cfg.blockDim = dim3(TL::NT, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p, items));
-  return LaunchStatus("Gdn2RecurrencePipelinedKernel");
-}
-
-template <typename T, int DK, int DVS>
-absl::Status LaunchPrepared(const Params& p, int batch, cudaStream_t stream) {
-  using TL = Tile<T, DK, DVS>;
-  Gdn2PrepKernel<<<dim3(p.H, batch), kPrepThreads, 0, stream>>>(p, DK);
-  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(p.HV * p.S, batch, 1);
-  cfg.blockDim = dim3(TL::NT, 1, 1);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  attr[1].id = cudaLaunchAttributeClusterDimension;
-  attr[1].val.clusterDim.x = p.S;
-  attr[1].val.clusterDim.y = 1;
-  attr[1].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = p.S > 1 ? 2 : 1;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2RecurrenceKernel<T, DK, DVS>, p));
-  return LaunchStatus("Gdn2RecurrenceKernel");
-}
-
-template <typename T, int DK, int DVS>
-absl::Status Launch(const Params& p, int batch, cudaStream_t stream) {
-  if (p.pipelined) return LaunchPipelined<T, DK, DVS>(p, batch, stream);
-  if (p.streamed) return LaunchStreamed<T, DK, DVS>(p, batch, stream);
-  if (p.prep != nullptr) return LaunchPrepared<T, DK, DVS>(p, batch, stream);
-  using TL = Tile<T, DK, DVS>;
-  const int cl = p.G * p.S;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(p.H * cl, batch, 1);
-  cfg.blockDim = dim3(TL::NT, 1, 1);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  int n = 0;
-  if (cl > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = cl;
-    attr[n].val.clusterDim.y = 1;
-    attr[n].val.clusterDim.z = 1;
-    ++n;
-  }
-  if (p.overlap) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n].val.programmaticStreamSerializationAllowed = 1;
-    ++n;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = n;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2DecodeKernel<T, DK, DVS>, p));
-  return LaunchStatus("Gdn2DecodeKernel");
-}
-
-template <typename T, int DK>
-absl::Status DispatchDvs(const Params& p, int dvs, int batch, cudaStream_t stream) {
-  switch (dvs) {
-    case 16: return Launch<T, DK, 16>(p, batch, stream);
-    case 32: return Launch<T, DK, 32>(p, batch, stream);
-    case 64: return Launch<T, DK, 64>(p, batch, stream);
-    case 128: return Launch<T, DK, 128>(p, batch, stream);
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("gdn2 decode: head_v_dim / splits = ", dvs, " not in {16,32,64,128}"));
-  }
-}
-
-// dk = 32 (small test models) takes the two narrow column widths only.
-template <typename T>
-absl::Status DispatchDvsNarrow(const Params& p, int dvs, int batch, cudaStream_t stream) {
-  switch (dvs) {
-    case 16: return Launch<T, 32, 16>(p, batch, stream);
-    case 32: return Launch<T, 32, 32>(p, batch, stream);
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "gdn2 decode: with head_k_dim 32, head_v_dim / splits = ", dvs, " not in {16,32}"));
-  }
-}
-
-template <typename T>
-absl::Status DispatchDk(const Params& p, int dk, int dvs, int batch, cudaStream_t stream) {
-  switch (dk) {
-    case 32: return DispatchDvsNarrow<T>(p, dvs, batch, stream);
-    case 64: return DispatchDvs<T, 64>(p, dvs, batch, stream);
-    case 128: return DispatchDvs<T, 128>(p, dvs, batch, stream);
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("gdn2 decode: head_k_dim = ", dk, " not in {32,64,128}"));
-  }
-}
-
 bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
 
 }  // namespace
-
-int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type,
-                         bool overlap_launch, Gdn2DecodeArgs::Mode mode) {
-  using Mode = Gdn2DecodeArgs::Mode;
-  // v5 fused: one block per (sequence, value head) was fastest at every batch, plain and
-  // overlapped (bench/NOTES.md v5); the whole-tile modes take 1.
-  if (mode != Mode::kFusedV4 && mode != Mode::kPrepared) return 1;
-  // v4: at least 64 blocks (32 for an overlapped launch); each split keeps >= 16 columns. Measured
-  // on H200 at batch 1 (bench/NOTES.md): plain launch 4 splits, overlapped launch 2 splits.
-  const int group = std::max(1, shape.num_v_heads / std::max(1, shape.num_heads));
-  const int64_t blocks = static_cast<int64_t>(batch) * shape.num_v_heads;
-  const int64_t min_blocks = overlap_launch ? 32 : 64;
-  int splits = 1;
-  while (splits * 2 * group <= kMaxCluster && shape.head_v_dim / (splits * 2) >= 16 &&
-         shape.head_v_dim % (splits * 2) == 0 && blocks * splits < min_blocks) {
-    splits *= 2;
-  }
-  (void)state_type;
-  return splits;
-}
 
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch) {
   return int64_t{batch} * (shape.num_heads * PrepStride(shape.head_k_dim) + shape.value_dim());
@@ -897,42 +232,22 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   if (a.batch == 0) return absl::OkStatus();
   const int G = HV / H;
   using Mode = Gdn2DecodeArgs::Mode;
-  const bool v5_streamed_mode =
-      a.mode == Mode::kStreamedBlockPerItem || a.mode == Mode::kStreamedPersistent;
-  const bool whole_tile = a.mode == Mode::kPipelined || a.mode == Mode::kStreamed ||
-                          a.mode == Mode::kStreamedV4 || v5_streamed_mode;
-  const int S = whole_tile
-                    ? 1
-                    : (a.splits > 0 ? a.splits
-                                    : Gdn2DecodeAutoSplits(shape, a.batch, a.state_type,
-                                                           a.overlap_launch, a.mode));
-  if (whole_tile && a.splits > 1)
-    return absl::InvalidArgumentError(
-        "gdn2 decode: the pipelined and streamed modes take splits = 1");
+  const bool streamed = a.mode == Mode::kStreamed;
+  if (a.mode != Mode::kFused && !streamed)
+    return absl::InvalidArgumentError("gdn2 decode: unknown mode");
+  // Fused: one block per (sequence, value head) unless splits asks for more (measured fastest
+  // at every batch, bench/NOTES.md v5). Streamed: whole tiles.
+  const int S = a.splits > 0 ? a.splits : 1;
+  if (streamed && S > 1)
+    return absl::InvalidArgumentError("gdn2 decode: the streamed mode takes splits = 1");
   if (dv % S != 0)
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
-  const bool pipelined = a.mode == Mode::kPipelined;
-  if (v5_streamed_mode && G != 1)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gdn2 decode: the one-launch streamed modes need num_v_heads == num_heads, got ", HV,
-        " and ", H));
-  // kStreamed: the v5 prep kernel, then the streamed recurrence (bench/NOTES.md v5: folding the
-  // prep work into the recurrence blocks, kStreamedBlockPerItem / kStreamedPersistent, measured
-  // slower).
-  const bool streamed_v5 = v5_streamed_mode;
-  const bool streamed = a.mode == Mode::kStreamedV4 || a.mode == Mode::kStreamed;
-  const bool fused_v5 = a.mode == Mode::kFused;
-  const bool prepared = a.mode == Mode::kPrepared || pipelined || streamed;
   if (a.state_ready && !a.overlap_launch)
     return absl::InvalidArgumentError("gdn2 decode: state_ready requires overlap_launch");
-  if (a.overlap_launch && a.mode != Mode::kFused && a.mode != Mode::kFusedV4 &&
-      a.mode != Mode::kStreamed && !v5_streamed_mode)
-    return absl::InvalidArgumentError(
-        "gdn2 decode: overlap_launch applies to the fused and streamed modes only");
-  if (!prepared && !streamed_v5 && G * S > kMaxCluster)
+  if (!streamed && G * S > kMaxCluster)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: (num_v_heads/num_heads) * splits = ", G * S, " exceeds the cluster limit 8"));
-  if (!prepared && !streamed_v5 && dk % (G * S) != 0)
+  if (!streamed && dk % (G * S) != 0)
     return absl::InvalidArgumentError("gdn2 decode: head_k_dim must be a multiple of the cluster size");
   if (a.slots == nullptr || a.pool == nullptr)
     return absl::InvalidArgumentError("gdn2 decode: slots and pool are required");
@@ -986,14 +301,10 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
                                                      " is smaller than the row width ", st.width));
   }
   if (a.num_slots <= 0) return absl::InvalidArgumentError("gdn2 decode: num_slots must be positive");
-  if (prepared) {
-    if (a.prep == nullptr || a.prep_floats < Gdn2DecodePrepFloats(shape, a.batch))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "gdn2 decode: prepared mode needs prep scratch of ", Gdn2DecodePrepFloats(shape, a.batch),
-          " floats, got ", a.prep_floats));
-    if (S > kMaxCluster)
-      return absl::InvalidArgumentError("gdn2 decode: splits exceed the cluster limit 8");
-  }
+  if (streamed && (a.prep == nullptr || a.prep_floats < Gdn2DecodePrepFloats(shape, a.batch)))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gdn2 decode: the streamed mode needs prep scratch of ",
+        Gdn2DecodePrepFloats(shape, a.batch), " floats, got ", a.prep_floats));
 
   Params p;
   p.H = H; p.HV = HV; p.dv = dv; p.W = W; p.G = G; p.S = S;
@@ -1019,25 +330,18 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.y = a.y;
   p.y_st = a.y_stride;
   p.y_bf16 = a.y_type == DType::kBF16;
-  p.prep = prepared ? a.prep : nullptr;
-  p.pipelined = pipelined;
-  p.streamed = streamed;
-  p.persistent = a.mode == Mode::kStreamedPersistent;
-  p.prep_v5 = a.mode == Mode::kStreamed;
+  p.prep = streamed ? a.prep : nullptr;
   p.overlap = a.overlap_launch;
   p.state_ready = a.state_ready;
   p.gate_rank = a.gate_rank;
   p.f_up = static_cast<const uint16_t*>(a.f_up);
   p.z_up = static_cast<const uint16_t*>(a.z_up);
 
-  const int dvs = dv / S;
-  if (streamed_v5) return gdn2_detail::LaunchStreamedV5(p, dk, dv, a.state_type, a.batch, stream);
-  if (fused_v5) return gdn2_detail::LaunchFusedV5(p, dk, dvs, a.state_type, a.batch, stream);
-  switch (a.state_type) {
-    case DType::kF32: return DispatchDk<float>(p, dk, dvs, a.batch, stream);
-    case DType::kBF16: return DispatchDk<__nv_bfloat16>(p, dk, dvs, a.batch, stream);
-  }
-  return absl::InvalidArgumentError("gdn2 decode: unknown state_type");
+  if (!streamed) return gdn2_detail::LaunchFused(p, dk, dv / S, a.state_type, a.batch, stream);
+  return DispatchTileShape(dk, dv, "gdn2 decode (streamed): ", [&]<int DK, int DV>() {
+    return a.state_type == DType::kF32 ? LaunchStreamed<float, DK, DV>(p, a.batch, stream)
+                                       : LaunchStreamed<__nv_bfloat16, DK, DV>(p, a.batch, stream);
+  });
 }
 
 }  // namespace deltaserve::cuda

@@ -1,5 +1,5 @@
 // Fused GDN-2 decode step (MODEL_SPEC.md sections 1 and 2, steps 2-7) for every active slot and
-// value head in one launch (Mode::kFused) or in two overlapping launches (Mode::kPrepared).
+// value head in one launch (Mode::kFused) or in two overlapping launches (Mode::kStreamed).
 //
 // Per sequence b (one new token) and value head hv (key head kh = hv / (HV/H)):
 //   conv:   q^, k^, v = SiLU(causal depthwise conv over [history(W-1 rows), raw input])
@@ -92,50 +92,31 @@ struct Gdn2DecodeArgs {
   int64_t y_stride = 0;
   DType y_type = DType::kBF16;
 
-  // Blocks per value head, each owning dv/splits columns of the state; 0 picks by batch size.
+  // Blocks per value head, each owning dv/splits columns of the state (kFused only; 0 = 1, which
+  // measured fastest at every batch, bench/NOTES.md v5).
   int splits = 0;
 
-  // Kernel arrangement (bench/NOTES.md has the measurements of each version).
-  // kFused: one launch does everything (conv, norms, gates, recurrence, output norm); the
-  //   blocks of one (sequence, key head) form a cluster. Since v5 the history and weight loads
-  //   are issued before the wait of an overlapped launch (state_ready), the norms are folded
-  //   into the reductions (one block reduction instead of four) and the cluster meets once.
-  // kFusedV4: the v4 fused kernel (four block reductions, two cluster barriers), kept for
-  //   comparison.
-  // kPrepared: a small prep kernel (conv + history shift, norms, gates: per sequence and key
-  //   head) writes `prep` (Gdn2DecodePrepFloats floats), and the recurrence kernel, launched as a
-  //   programmatic dependent, issues its state loads before waiting for it.
-  // kPipelined: the prep kernel, then persistent recurrence blocks (whole tiles, splits = 1)
-  //   that stream the next tile into shared memory while computing the current one.
-  // kStreamed: a prep kernel (as kPrepared's, since v5 with all of a block's memory reads
-  //   issued at once), then one recurrence block per (sequence, value head) (splits = 1) whose
-  //   whole state tile arrives in shared memory by bulk asynchronous copies (TMA); the tile is
-  //   updated from shared memory and written back with 16-byte streaming stores. Few registers
-  //   per thread, so several tiles are in flight per SM.
-  // kStreamedBlockPerItem: one launch: the streamed recurrence block also does the conv,
-  //   history shift, norms and gates of its head while its tile copy is in flight (`prep`
-  //   unused); one block per (sequence, head). Needs num_v_heads == num_heads.
-  // kStreamedPersistent: as kStreamedBlockPerItem, as resident blocks that walk the (sequence,
-  //   head) items and start the next item's tile copy as soon as the current tile has been
-  //   consumed. Both one-launch modes measured slower than kStreamed (bench/NOTES.md v5).
-  // kStreamedV4: kStreamed with the v4 prep kernel. Kept for comparison.
-  enum class Mode {
-    kFused,
-    kPrepared,
-    kPipelined,
-    kStreamed,
-    kStreamedV4,
-    kFusedV4,
-    kStreamedBlockPerItem,
-    kStreamedPersistent,
-  };
+  // Kernel arrangement (bench/NOTES.md has the measurements of each version, including the
+  // retired ones: fused v1-v4, prepared, pipelined, one-launch streamed).
+  // kFused: one launch does everything (conv, norms, gates, recurrence, output norm) with the
+  //   state tile in registers; the blocks of one (sequence, key head) form a cluster. The
+  //   history and weight loads are issued before the wait of an overlapped launch (state_ready),
+  //   the norms are folded into the reductions (one block reduction) and the cluster meets once.
+  //   Fastest below ~1024 (sequence, head) items with fp32 state.
+  // kStreamed: a prep kernel (conv + history shift, norms, gates, per sequence and key head)
+  //   writes `prep` (Gdn2DecodePrepFloats floats); then one recurrence block per (sequence,
+  //   value head) (splits = 1), launched as a programmatic dependent, whose whole state tile
+  //   arrives in shared memory by bulk asynchronous copies, is updated from there and written
+  //   back with 16-byte streaming stores. Few registers per thread, so several tiles are in
+  //   flight per SM: the large-batch arrangement.
+  enum class Mode { kFused, kStreamed };
   Mode mode = Mode::kFused;
   float* prep = nullptr;
   int64_t prep_floats = 0;
 
-  // kFused, kFusedV4 and the kStreamed modes. Launch as a programmatic dependent of the kernel
-  // before it on `stream`, so this launch overlaps that kernel's tail; the kernel waits for it
-  // (cudaGridDependencySynchronize) before it reads any memory, unless `state_ready` is also set.
+  // Launch as a programmatic dependent of the kernel before it on `stream`, so this launch
+  // overlaps that kernel's tail; the kernel waits for it (cudaGridDependencySynchronize) before
+  // it reads any memory, unless `state_ready` is also set (kFused; kStreamed always waits first).
   bool overlap_launch = false;
   // With overlap_launch: the caller guarantees that the kernel immediately before this launch on
   // `stream` writes neither `slots`, nor the pool regions (state, conv histories) of these slots,
@@ -156,15 +137,8 @@ struct Gdn2DecodeArgs {
   const void* z_up = nullptr;
 };
 
-// Scratch floats kPrepared, kPipelined, kStreamed and kStreamedV4 need for `batch` rows.
+// Scratch floats kStreamed needs for `batch` rows.
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch);
-
-// The split count the launcher picks when args.splits == 0 for `mode` (`overlap_launch` as in
-// the args). kFused (v5): 1, measured best at every batch. The v4 modes: at least 64 blocks (32
-// for an overlapped launch), each split keeping >= 16 columns. Whole-tile modes: 1.
-int Gdn2DecodeAutoSplits(const Gdn2DecodeShape& shape, int batch, DType state_type,
-                         bool overlap_launch = false,
-                         Gdn2DecodeArgs::Mode mode = Gdn2DecodeArgs::Mode::kFusedV4);
 
 absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& args,
                               cudaStream_t stream);

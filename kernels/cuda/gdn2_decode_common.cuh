@@ -1,8 +1,8 @@
-// Device-side pieces shared by the GDN-2 decode kernels (gdn2_decode.cu: the v1-v4 kernels and
-// the launcher; gdn2_decode_v5.cu: the v5 fused and streamed kernels): the kernel parameter
+// Device-side pieces shared by the GDN-2 decode kernels (gdn2_decode.cu: the launcher and the
+// streamed recurrence; gdn2_decode_kernels.cu: the fused and prep kernels): the kernel parameter
 // block, the prep-record layout, activations, 16-byte state vectors, the tile geometry, block and
-// column reductions and the causal conv of one channel (asynchronous copies and mbarriers come
-// from async_copy.cuh). Include only from CUDA sources of kernels/cuda.
+// column reductions, the conv-history shift and the tile-shape dispatch (asynchronous copies and
+// mbarriers come from async_copy.cuh). Include only from CUDA sources of kernels/cuda.
 //
 // Thread-safety: device helpers are per-thread or per-block as documented on each.
 #pragma once
@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/cuda_common.h"
 
@@ -35,14 +36,10 @@ struct Params {
   void* y;
   int64_t y_st;
   bool y_bf16;
-  float* prep;  // kPrepared: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
-  bool pipelined;
-  bool persistent;  // v5 one-launch streamed: resident blocks walk the items
-  bool prep_v5;     // kStreamed: the v5 prep kernel before the streamed recurrence
-  bool streamed;
+  float* prep;  // kStreamed: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
   bool overlap;      // kFused: programmatic dependent of the previous kernel
   bool state_ready;  // with overlap: slots, state and histories may be read before the wait
-  // v5 fused with gate_rank > 0: f_raw / z_raw are the rank-r inputs, f_up / z_up the bf16
+  // Fused with gate_rank > 0: f_raw / z_raw are the rank-r inputs, f_up / z_up the bf16
   // up-projections (gdn2_decode.h).
   int gate_rank;
   const uint16_t *f_up, *z_up;
@@ -138,53 +135,6 @@ __device__ __forceinline__ void WarpSumColumns(float (&r)[VEC], float (&oq)[VEC]
   }
 }
 
-// Block-wide column sums of the tile pass (warp sums, then over the NW warps through red_r /
-// red_o), then the delta-rule update of each column j:
-// u_j = (w*v)_j - r_j into u_s, o_j = (S_bar^T q)_j + (k.q) u_j into o_s. Returns this thread's
-// share of sum_j o_j^2 (the caller block-reduces it; BlockSum's barriers publish u_s and o_s).
-template <int NW, int CG, int VEC, int DVS, int NT>
-__device__ __forceinline__ float ColumnUpdate(float (&r)[VEC], float (&oq)[VEC],
-                                              float (&red_r)[NW][DVS], float (&red_o)[NW][DVS],
-                                              const float* wv_s, float kq, float* u_s,
-                                              float* o_s, int tid) {
-  WarpSumColumns<CG, VEC>(r, oq);
-  const int warp = tid / 32, lane = tid % 32;
-  if (lane < CG) {
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) {
-      red_r[warp][lane * VEC + v] = r[v];
-      red_o[warp][lane * VEC + v] = oq[v];
-    }
-  }
-  __syncthreads();
-  float ss = 0.0f;
-  for (int j = tid; j < DVS; j += NT) {
-    float rr = 0.0f, oo = 0.0f;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      rr += red_r[w][j];
-      oo += red_o[w][j];
-    }
-    const float u = wv_s[j] - rr;
-    const float o = oo + kq * u;
-    u_s[j] = u;
-    o_s[j] = o;
-    ss += o * o;
-  }
-  return ss;
-}
-
-// Causal depthwise conv of one channel + SiLU; optionally shifts the history in place.
-__device__ __forceinline__ float ConvChannel(float* hist, int64_t row_stride, int W,
-                                             const float* wts, float x) {
-  float acc = wts[W - 1] * x;
-#pragma unroll
-  for (int j = 0; j < kMaxConv - 1; ++j) {
-    if (j < W - 1) acc += wts[j] * hist[j * row_stride];
-  }
-  return Silu(acc);
-}
-
 __device__ __forceinline__ void ShiftHistory(float* hist, int64_t row_stride, int W, float x) {
   if (W <= 1) return;
 #pragma unroll
@@ -211,15 +161,37 @@ __device__ __forceinline__ void SmemUnitToFloat(const T* src, float* out) {
   }
 }
 
-// v5 launchers (gdn2_decode_v5.cu). `p` is filled and validated by LaunchGdn2Decode.
+// Runs f.template operator()<DK, DV>() for the tile shapes the kernels are built for: dk in
+// {32, 64, 128}, dv (columns per block) in {16, 32, 64, 128}, {16, 32} at dk 32. Other shapes:
+// InvalidArgument starting with `what`.
+template <typename F>
+absl::Status DispatchTileShape(int dk, int dv, const char* what, F&& f) {
+  if (dk == 32) {
+    if (dv == 16) return f.template operator()<32, 16>();
+    if (dv == 32) return f.template operator()<32, 32>();
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "with head_k_dim 32, columns per block ", dv, " not in {16,32}"));
+  }
+  if (dk != 64 && dk != 128)
+    return absl::InvalidArgumentError(absl::StrCat(what, "head_k_dim ", dk, " not in {32,64,128}"));
+  switch (dv) {
+    case 16: return dk == 64 ? f.template operator()<64, 16>() : f.template operator()<128, 16>();
+    case 32: return dk == 64 ? f.template operator()<64, 32>() : f.template operator()<128, 32>();
+    case 64: return dk == 64 ? f.template operator()<64, 64>() : f.template operator()<128, 64>();
+    case 128:
+      return dk == 64 ? f.template operator()<64, 128>() : f.template operator()<128, 128>();
+    default: break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, "columns per block ", dv, " not in {16,32,64,128}"));
+}
+
+// Launchers in gdn2_decode_kernels.cu. `p` is filled and validated by LaunchGdn2Decode.
 // Fused: one block per (sequence, value head, split), dvs = dv / p.S columns each.
-absl::Status LaunchFusedV5(const Params& p, int dk, int dvs, DType state_type, int batch,
+absl::Status LaunchFused(const Params& p, int dk, int dvs, DType state_type, int batch,
                            cudaStream_t stream);
-// The v5 prep kernel (kStreamed): writes the same prep record as the v4 prep kernel. dv = the
-// whole head_v_dim.
-absl::Status LaunchPrepV5(const Params& p, int dk, int dv, int batch, cudaStream_t stream);
-// Streamed, p.G == 1 only: one block per (sequence, head), the whole dv-wide tile.
-absl::Status LaunchStreamedV5(const Params& p, int dk, int dv, DType state_type, int batch,
-                              cudaStream_t stream);
+// The prep kernel of kStreamed: writes the prep record (PrepStride) and w*v. dv = the whole
+// head_v_dim.
+absl::Status LaunchPrep(const Params& p, int dk, int dv, int batch, cudaStream_t stream);
 
 }  // namespace deltaserve::cuda::gdn2_detail

@@ -437,11 +437,12 @@ TEST_F(CudaModelTest, PureF32StateGemvGatesFoldedFromOneRow) {
 TEST_F(CudaModelTest, HybridBf16StateGemvGatesNeverFolded) {
   CompareModels(true, StateDtype::kBF16, CudaRunnerOptions::Gdn2Kernel::kAuto, 4, 0);
 }
-TEST_F(CudaModelTest, PurePipelinedKernel) {
-  CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kPipelined);
+// Each GDN-2 decode arrangement at every batch size (kAuto picks by batch).
+TEST_F(CudaModelTest, PureStreamedKernel) {
+  CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kStreamed);
 }
-TEST_F(CudaModelTest, HybridPreparedKernel) {
-  CompareModels(true, StateDtype::kBF16, CudaRunnerOptions::Gdn2Kernel::kPrepared);
+TEST_F(CudaModelTest, HybridFusedKernel) {
+  CompareModels(true, StateDtype::kBF16, CudaRunnerOptions::Gdn2Kernel::kFused);
 }
 
 TEST_F(CudaModelTest, ChunkedPrefillPureF32State) {

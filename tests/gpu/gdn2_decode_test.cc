@@ -461,44 +461,6 @@ TEST_F(Gdn2DecodeTest, ConvSizeOneHasNoHistory) {
   RunCase({s, 7, DType::kF32, DType::kF32, 2}, 71);
 }
 
-TEST_F(Gdn2DecodeTest, PreparedModeAllShapes) {
-  const auto kP = Gdn2DecodeArgs::Mode::kPrepared;
-  for (int splits : {0, 1, 2, 8}) {
-    SCOPED_TRACE(splits);
-    RunCase({Ref13B(), 1, DType::kF32, DType::kF32, splits, kP}, 101 + splits);
-    RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, splits, kP}, 111 + splits);
-  }
-  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0, kP}, 121);
-  RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 1, kP}, 122);
-  const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
-  for (int splits : {1, 4}) RunCase({g, 9, DType::kF32, DType::kF32, splits, kP}, 131 + splits);
-  Gdn2DecodeShape t;
-  t.num_heads = 2;
-  t.num_v_heads = 4;
-  t.head_k_dim = 32;
-  t.head_v_dim = 32;
-  RunCase({t, 17, DType::kBF16, DType::kBF16, 2, kP}, 141);
-  t.conv_size = 1;
-  RunCase({t, 5, DType::kF32, DType::kF32, 1, kP}, 142);
-}
-
-TEST_F(Gdn2DecodeTest, PipelinedModeAllShapes) {
-  const auto kQ = Gdn2DecodeArgs::Mode::kPipelined;
-  RunCase({Ref13B(), 1, DType::kF32, DType::kF32, 1, kQ}, 201);
-  RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, 0, kQ}, 202);
-  // More items than resident blocks: every block walks several items.
-  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kQ}, 203);
-  RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 0, kQ}, 204);
-  const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
-  RunCase({g, 9, DType::kF32, DType::kF32, 1, kQ}, 205);
-  Gdn2DecodeShape t;
-  t.num_heads = 2;
-  t.num_v_heads = 4;
-  t.head_k_dim = 32;
-  t.head_v_dim = 32;
-  RunCase({t, 300, DType::kBF16, DType::kBF16, 1, kQ}, 206);
-}
-
 TEST_F(Gdn2DecodeTest, StreamedModeAllShapes) {
   const auto kS = Gdn2DecodeArgs::Mode::kStreamed;
   RunCase({Ref13B(), 1, DType::kF32, DType::kF32, 1, kS}, 301);
@@ -536,16 +498,11 @@ TEST_F(Gdn2DecodeTest, FusedOverlappedLaunchWaitsForProducer) {
   RunCase(grouped, 412);
 }
 
-// kStreamed (v5 prep kernel + streamed recurrence) and the one-launch streamed modes (conv,
-// norms and gates in the recurrence block; one block per item or persistent blocks) on shapes
-// with num_v_heads == num_heads; grouped heads under kStreamed: StreamedModeAllShapes.
-class Gdn2StreamedV5Test : public Gdn2DecodeTest,
-                           public ::testing::WithParamInterface<Gdn2DecodeArgs::Mode> {};
-
-TEST_P(Gdn2StreamedV5Test, Shapes) {
-  const auto kS = GetParam();
-  const uint32_t seed = 500 + 20 * static_cast<uint32_t>(kS);
-  // More items than resident blocks: persistent blocks walk several items.
+// kStreamed on more shapes: more items than resident blocks, dk != dv, the widest conv, tiles
+// of several bulk-copy pieces.
+TEST_F(Gdn2DecodeTest, StreamedModeMoreShapes) {
+  const auto kS = Gdn2DecodeArgs::Mode::kStreamed;
+  const uint32_t seed = 520;
   RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kS}, seed);
   RunCase({Ref13B(), 1, DType::kBF16, DType::kF32, 0, kS}, seed + 1);
   Gdn2DecodeShape n;  // H == HV, neg. eigenvalues, sigmoid gate, W = 3
@@ -585,9 +542,9 @@ TEST_P(Gdn2StreamedV5Test, Shapes) {
   RunCase({d, 17, DType::kBF16, DType::kF32, 1, kS}, seed + 8);
 }
 
-TEST_P(Gdn2StreamedV5Test, OverlappedLaunchWaitsForProducer) {
-  const auto kS = GetParam();
-  const uint32_t seed = 600 + 20 * static_cast<uint32_t>(kS);
+TEST_F(Gdn2DecodeTest, StreamedOverlappedLaunchWaitsForProducer) {
+  const auto kS = Gdn2DecodeArgs::Mode::kStreamed;
+  const uint32_t seed = 620;
   for (bool ready : {true, false}) {
     SCOPED_TRACE(ready);
     Case c{Ref13B(), 1, DType::kF32, DType::kF32, 1, kS};
@@ -600,11 +557,6 @@ TEST_P(Gdn2StreamedV5Test, OverlappedLaunchWaitsForProducer) {
     RunCase(big, seed + 2 + ready);
   }
 }
-
-INSTANTIATE_TEST_SUITE_P(Modes, Gdn2StreamedV5Test,
-                         ::testing::Values(Gdn2DecodeArgs::Mode::kStreamed,
-                                           Gdn2DecodeArgs::Mode::kStreamedBlockPerItem,
-                                           Gdn2DecodeArgs::Mode::kStreamedPersistent));
 
 TEST_F(Gdn2DecodeTest, StreamedGroupedHeadsOverlapped) {
   // Grouped heads under kStreamed: the overlapped v5 prep kernel waits for the producer.
@@ -660,22 +612,6 @@ TEST_F(Gdn2DecodeTest, FusedFoldedGateProjections) {
   }
 }
 
-// The v4 kernels kept for comparison.
-TEST_F(Gdn2DecodeTest, V4ModesStillCorrect) {
-  const auto kF4 = Gdn2DecodeArgs::Mode::kFusedV4;
-  const auto kS4 = Gdn2DecodeArgs::Mode::kStreamedV4;
-  for (int splits : {0, 1, 2, 4}) {
-    SCOPED_TRACE(splits);
-    RunCase({Ref13B(), 1, DType::kF32, DType::kF32, splits, kF4}, 801 + splits);
-  }
-  RunCase({Ref13B(), 40, DType::kBF16, DType::kBF16, 2, kF4}, 806);
-  Case ov{Ref13B(), 1, DType::kF32, DType::kF32, 2, kF4};
-  ov.overlap = true;
-  RunCase(ov, 807);
-  RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 1, kS4}, 808);
-  RunCase({Ref13B(), 3, DType::kBF16, DType::kF32, 0, kS4}, 809);
-}
-
 TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   // Runs without a GPU: validation happens before any CUDA call.
   Gdn2DecodeShape s;
@@ -724,28 +660,24 @@ TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   EXPECT_NE(st.message().find("splits = 1"), std::string::npos) << st;
 
   a.splits = 1;
-  a.mode = Gdn2DecodeArgs::Mode::kStreamedPersistent;
-  Gdn2DecodeShape grouped = s;
-  grouped.num_heads = 8;
-  st = LaunchGdn2Decode(grouped, a, nullptr);
-  EXPECT_NE(st.message().find("num_v_heads == num_heads"), std::string::npos) << st;
+  st = LaunchGdn2Decode(s, a, nullptr);  // no prep scratch
+  EXPECT_NE(st.message().find("prep scratch"), std::string::npos) << st;
 
   a.splits = 0;
   a.mode = Gdn2DecodeArgs::Mode::kFused;
   a.state_ready = true;
   st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("state_ready"), std::string::npos) << st;
-  a.overlap_launch = true;
   a.state_ready = false;
-  a.mode = Gdn2DecodeArgs::Mode::kPrepared;
+  a.mode = static_cast<Gdn2DecodeArgs::Mode>(7);
   st = LaunchGdn2Decode(s, a, nullptr);
-  EXPECT_NE(st.message().find("overlap_launch"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("unknown mode"), std::string::npos) << st;
 
-  a.overlap_launch = false;
+  a.mode = Gdn2DecodeArgs::Mode::kStreamed;
   a.gate_rank = 128;
   alignas(16) static uint16_t fake_up[8];
   a.f_up = a.z_up = fake_up;
-  st = LaunchGdn2Decode(s, a, nullptr);  // still kPrepared
+  st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("fused mode only"), std::string::npos) << st;
   a.mode = Gdn2DecodeArgs::Mode::kFused;
   a.gate_rank = 12;

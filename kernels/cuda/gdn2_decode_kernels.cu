@@ -1,6 +1,6 @@
-// GDN-2 decode, v5 kernels (gdn2_decode.h): Mode::kFused, the prep kernel of Mode::kStreamed,
-// and the one-launch streamed kernels of Mode::kStreamedBlockPerItem / kStreamedPersistent.
-// They share a prologue (causal conv of q, k, v; gates) split in two halves:
+// GDN-2 decode kernels (gdn2_decode.h; "v5" in bench/NOTES.md): Mode::kFused and the prep
+// kernel of Mode::kStreamed. They share a prologue (causal conv of q, k, v; gates) split in two
+// halves:
 //   * Issue/Load, before the wait of an overlapped launch: histories and weights (allowed with
 //     state_ready: the preceding kernel writes neither), and
 //   * Finish, after it: the raw inputs, the current-token tap, SiLU, gates, history shift.
@@ -15,12 +15,6 @@
 // head, arrives on the cluster barrier, stores its state and waits only then; after the wait no
 // block touches another's shared memory, so one barrier orders the q/k history reads before the
 // shift (writes) and makes the partial sums visible.
-//
-// One-launch streamed (one block per (sequence, head) or persistent blocks, whole tile in shared
-// memory): thread 0 starts the tile's bulk copies in 8 KiB pieces, each completing on its own
-// mbarrier, right after the slot lookup; the prologue runs while they are in flight and the
-// first reduction pass consumes each piece as it lands. The block owns every history channel it
-// reads, so it shifts them at once.
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -35,8 +29,6 @@ namespace deltaserve::cuda::gdn2_detail {
 namespace {
 
 namespace cg = cooperative_groups;
-
-constexpr int kV5ChunkBytes = 8192;
 
 // Sum over the history taps (all but the current token's) of one conv channel.
 __device__ __forceinline__ float HistoryConv(const float* hist, int64_t row_stride, int W,
@@ -291,7 +283,7 @@ __device__ __forceinline__ void StoreY(const Params& p, int b, int c, float yv) 
 }
 
 template <typename T, int DK, int DVS>
-__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedV5Kernel(const Params p) {
+__global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Params p) {
   using TL = Tile<T, DK, DVS>;
   constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
                 NW = TL::NW;
@@ -620,199 +612,14 @@ struct StreamPrologue {
   }
 };
 
-// Streamed recurrence, num_v_heads == num_heads. Items are (sequence, head) pairs,
-// item = b * HV + hv. kPersistent = false: one block per item. kPersistent = true: a grid of
-// resident blocks walks the items with stride gridDim.x; a block starts the copy of its next
-// item's tile as soon as every thread has finished reading the current one (after pass 2), so
-// the next read is in flight during the current item's output and the next item's prologue.
-template <typename T, int DK, int DV, bool kPersistent>
-__global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
-    Gdn2StreamedV5Kernel(const Params p, int num_items) {
-  using TL = Tile<T, DK, DV>;
-  constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
-                NW = TL::NW;
-  static_assert(DV <= NT, "one output column per thread");
-  constexpr int kRowBytes = DV * static_cast<int>(sizeof(T));
-  constexpr int kTileBytes = DK * kRowBytes;
-  constexpr int kChunk = kTileBytes < kV5ChunkBytes ? kTileBytes : kV5ChunkBytes;
-  constexpr int NCH = kTileBytes / kChunk;
-  constexpr int RPC = kChunk / kRowBytes;  // tile rows per piece
-  static_assert(kTileBytes % kChunk == 0 && kChunk % kRowBytes == 0 && kChunk % 16 == 0,
-                "pieces hold whole rows and 16-byte multiples");
-  extern __shared__ __align__(128) unsigned char v5_tile_smem[];
-  const T* tile = reinterpret_cast<const T*>(v5_tile_smem);
-  __shared__ PrologueSmem<DK, DV> sm;
-  __shared__ float u_s[DV];
-  __shared__ float red[NW][DV];
-  __shared__ float sums[3][NW];
-  __shared__ float ss_w[NW];
-  __shared__ __align__(8) uint64_t full[NCH];
-
-  const int tid = threadIdx.x;
-  const int warp = tid / 32, lane = tid % 32;
-  const int cgi = tid % CG;
-  const int rg = tid / CG;
-
-  if (p.overlap) {
-    cudaTriggerProgrammaticLaunchCompletion();
-    if (!p.state_ready) cudaGridDependencySynchronize();
-  }
-  const int step = kPersistent ? static_cast<int>(gridDim.x) : num_items;
-  auto slot_of = [&](int it) {
-    if (it >= num_items) return -1;
-    const int sl = p.slots[it / p.HV];
-    return sl >= 0 && sl < p.num_slots ? sl : -1;
-  };
-  auto state_of = [&](int it, int sl) {
-    return reinterpret_cast<T*>(p.pool + static_cast<int64_t>(sl) * p.slot_stride + p.rec_off) +
-           static_cast<int64_t>(it % p.HV) * DK * DV;
-  };
-  // Thread 0 only: start the copy of item `it`'s tile (the buffer is free).
-  auto issue = [&](int it, int sl) {
-    if (sl < 0) return;
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    const uint32_t dst = SharedAddr(v5_tile_smem);
-    const char* src = reinterpret_cast<const char*>(state_of(it, sl));
-#pragma unroll
-    for (int c = 0; c < NCH; ++c) {
-      BulkLoad(dst + c * kChunk, src + c * kChunk, kChunk, SharedAddr(&full[c]));
-    }
-  };
-
-  int item = blockIdx.x;
-  int slot = slot_of(item);
-  if (tid == 0) {
-#pragma unroll
-    for (int c = 0; c < NCH; ++c) MbarInit(SharedAddr(&full[c]));
-    issue(item, slot);
-  }
-  uint32_t parity = 0;
-  for (; item < num_items; item += step) {
-    const int next = item + step;
-    const int next_slot = kPersistent ? slot_of(next) : -1;
-    if (slot < 0) {  // uniform over the block: no barrier is skipped by part of it
-      if (tid == 0) issue(next, next_slot);
-      slot = next_slot;
-      continue;
-    }
-    const int b = item / p.HV;
-    const int hv = item % p.HV;  // == key head
-    const int col0 = hv * DV;
-    char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
-    T* state = state_of(item, slot);
-    StreamPrologue<DK, DV, NT> pro;
-    pro.Issue(p, base, hv, col0, tid);
-    float zb = 0.0f, on = 0.0f;
-    if (tid < DV) {
-      zb = p.z_bias[col0 + tid];
-      on = p.o_norm[tid];
-    }
-    if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
-    float zz = 0.0f;
-    if (tid < DV) zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid];
-    float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
-    pro.Finish(p, base, b, hv, col0, tid, sm, sq, sk, sqk);
-    // Also orders the mbarrier initialisation and the previous item's last reads of the shared
-    // vectors before this item's use of them.
-    BlockSum3<NW>(sq, sk, sqk, sums);
-    const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
-    const float rk = 1.0f / sqrtf(sk + 1e-6f);
-    const float kq = sqk * rq * rk;
-
-    // Pass 1: decay and the two reductions over dk, each piece as soon as it has landed.
-    float r[VEC], oq[VEC];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) r[v] = oq[v] = 0.0f;
-    int landed = 0;  // pieces known complete
-#pragma unroll
-    for (int m = 0; m < ROWS; ++m) {
-      const int i = rg + m * RG;
-      while (landed <= i / RPC) MbarWaitParity(SharedAddr(&full[landed++]), parity);
-      float sv[VEC];
-      SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
-      const float a = sm.a[i], bk = sm.be[i] * sm.k[i], qq = sm.q[i];
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        const float d = sv[v] * a;
-        r[v] += d * bk;
-        oq[v] += d * qq;
-      }
-    }
-    WarpSumColumns<CG, VEC>(r, oq);
-    // One reduction buffer, used twice: first r, then oq.
-    if (lane < CG) {
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) red[warp][lane * VEC + v] = r[v];
-    }
-    __syncthreads();
-    float rr = 0.0f;
-    if (tid < DV) {
-#pragma unroll
-      for (int w = 0; w < NW; ++w) rr += red[w][tid];
-    }
-    __syncthreads();
-    if (lane < CG) {
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) red[warp][lane * VEC + v] = oq[v];
-    }
-    __syncthreads();
-    float o = 0.0f, ss = 0.0f;
-    if (tid < DV) {
-      float oo = 0.0f;
-#pragma unroll
-      for (int w = 0; w < NW; ++w) oo += red[w][tid];
-      const float u = sm.wv[tid] - rk * rr;
-      o = rq * oo + kq * u;
-      u_s[tid] = u;
-      ss = o * o;
-    }
-    ss = WarpSum(ss);
-    if (lane == 0) ss_w[warp] = ss;
-    __syncthreads();  // u_s, ss_w visible
-
-    // Pass 2: S = S_bar + k u^T, streamed out.
-    float uu[VEC];
-#pragma unroll
-    for (int v = 0; v < VEC; ++v) uu[v] = u_s[cgi * VEC + v];
-#pragma unroll
-    for (int m = 0; m < ROWS; ++m) {
-      const int i = rg + m * RG;
-      float sv[VEC];
-      SmemUnitToFloat<T>(tile + i * DV + cgi * VEC, sv);
-      const float a = sm.a[i], kk = sm.k[i] * rk;
-#pragma unroll
-      for (int v = 0; v < VEC; ++v) sv[v] = sv[v] * a + kk * uu[v];
-      StateVec<T>::Store(state + static_cast<int64_t>(i) * DV + cgi * VEC, sv);
-    }
-    if constexpr (kPersistent) {
-      __syncthreads();  // the tile buffer and the shared vectors are free
-      if (tid == 0) issue(next, next_slot);
-    }
-    parity ^= 1u;
-    if (tid < DV) {
-      float total = 0.0f;
-#pragma unroll
-      for (int w = 0; w < NW; ++w) total += ss_w[w];
-      const float inv = 1.0f / sqrtf(total / static_cast<float>(DV) + p.eps);
-      const float act = p.gate_sigmoid ? Sigmoid(zz + zb) : Silu(zz + zb);
-      StoreY(p, b, col0 + tid, o * inv * on * act);
-    }
-    slot = next_slot;
-  }
-  // A block whose items were all padding has not waited yet: the grid must not complete before
-  // its predecessor (a repeated wait returns at once).
-  if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
-}
-
-// Prep kernel of kStreamed (v5): the v4 prep kernel's job (conv + history shift, norms, gates;
-// the same prep record, see PrepStride) with StreamPrologue's single memory round trip and
-// 256 threads. Block (kh, b, g): g == 0 does the key head's q/k channels and gates and the v
+// Prep kernel of kStreamed: conv + history shift, norms, gates into the prep record (see
+// PrepStride), with StreamPrologue's single memory round trip and 256 threads. Block (kh, b, g): g == 0 does the key head's q/k channels and gates and the v
 // columns of value head kh*G; g > 0 only the v columns of value head kh*G + g.
-constexpr int kPrepV5Threads = 256;
+constexpr int kPrepThreads = 256;
 
 template <int DK, int DV>
-__global__ void __launch_bounds__(kPrepV5Threads) Gdn2PrepV5Kernel(const Params p) {
-  constexpr int NT = kPrepV5Threads, NW = NT / 32;
+__global__ void __launch_bounds__(kPrepThreads) Gdn2PrepKernel(const Params p) {
+  constexpr int NT = kPrepThreads, NW = NT / 32;
   __shared__ PrologueSmem<DK, DV> sm;
   __shared__ float sums[3][NW];
   // Overlapped launch: wait for the producer of the inputs first; the trigger comes after the
@@ -848,9 +655,6 @@ __global__ void __launch_bounds__(kPrepV5Threads) Gdn2PrepV5Kernel(const Params 
   for (int j = tid; j < DV; j += NT) wv[j] = sm.wv[j];
 }
 
-template <int DK, int DV>
-absl::Status PrepV5T(const Params& p, int batch, cudaStream_t stream);
-
 cudaLaunchAttribute PdlAttr() {
   cudaLaunchAttribute a;
   a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -877,7 +681,7 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
   if (p.overlap) attr[n++] = PdlAttr();
   cfg.attrs = attr;
   cfg.numAttrs = n;
-  auto kernel = Gdn2FusedV5Kernel<T, DK, DVS>;
+  auto kernel = Gdn2FusedKernel<T, DK, DVS>;
   const int smem = p.gate_rank > 0 ? GateFold::SmemBytes(DK, DVS, p.gate_rank) : 0;
   static int smem_set = 48 << 10;  // per instantiation; idempotent, so a benign race
   if (smem > smem_set) {
@@ -887,141 +691,38 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
   }
   cfg.dynamicSmemBytes = smem;
   DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));
-  return LaunchStatus("Gdn2FusedV5Kernel");
-}
-
-template <typename T, int DK, int DV>
-absl::Status StreamedT(const Params& p, int batch, cudaStream_t stream) {
-  const int smem = DK * DV * static_cast<int>(sizeof(T));
-  const int items = batch * p.HV;
-  auto kernel = p.persistent ? Gdn2StreamedV5Kernel<T, DK, DV, true>
-                             : Gdn2StreamedV5Kernel<T, DK, DV, false>;
-  static bool attr_set = false;  // per instantiation; idempotent, so a benign race
-  static int per_sm = 0;
-  if (!attr_set) {
-    for (auto k : {Gdn2StreamedV5Kernel<T, DK, DV, true>, Gdn2StreamedV5Kernel<T, DK, DV, false>}) {
-      DS_CUDA_RETURN_IF_ERROR(
-          cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-      DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-          k, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
-    }
-    DS_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, Gdn2StreamedV5Kernel<T, DK, DV, true>, Tile<T, DK, DV>::NT, smem));
-    attr_set = true;
-  }
-  int grid = items;
-  if (p.persistent) {
-    int dev = 0, sms = 0;
-    DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
-    DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    grid = std::max(1, std::min(items, std::max(1, per_sm) * sms));
-  }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid, 1, 1);
-  cfg.blockDim = dim3(Tile<T, DK, DV>::NT, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  int n = 0;
-  if (p.overlap) attr[n++] = PdlAttr();
-  cfg.attrs = attr;
-  cfg.numAttrs = n;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p, items));
-  return LaunchStatus("Gdn2StreamedV5Kernel");
-}
-
-// Shape dispatch: dk in {32, 64, 128}; dv (per block) in {16, 32, 64, 128}, {16, 32} at dk 32.
-template <bool kStreamed, typename T, int DK, int DV>
-absl::Status Run(const Params& p, int batch, cudaStream_t stream) {
-  if constexpr (kStreamed) {
-    return StreamedT<T, DK, DV>(p, batch, stream);
-  } else {
-    return FusedT<T, DK, DV>(p, batch, stream);
-  }
-}
-
-template <bool kStreamed, typename T>
-absl::Status DispatchShape(const Params& p, int dk, int dv, int batch, cudaStream_t stream) {
-  const char* const what = kStreamed ? "gdn2 decode (streamed): " : "gdn2 decode (fused): ";
-  if (dk == 32) {
-    switch (dv) {
-      case 16: return Run<kStreamed, T, 32, 16>(p, batch, stream);
-      case 32: return Run<kStreamed, T, 32, 32>(p, batch, stream);
-      default: break;
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, "with head_k_dim 32, columns per block ", dv, " not in {16,32}"));
-  }
-  if (dk != 64 && dk != 128)
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, "head_k_dim = ", dk, " not in {32,64,128}"));
-  switch (dv) {
-    case 16: return dk == 64 ? Run<kStreamed, T, 64, 16>(p, batch, stream)
-                             : Run<kStreamed, T, 128, 16>(p, batch, stream);
-    case 32: return dk == 64 ? Run<kStreamed, T, 64, 32>(p, batch, stream)
-                             : Run<kStreamed, T, 128, 32>(p, batch, stream);
-    case 64: return dk == 64 ? Run<kStreamed, T, 64, 64>(p, batch, stream)
-                             : Run<kStreamed, T, 128, 64>(p, batch, stream);
-    case 128: return dk == 64 ? Run<kStreamed, T, 64, 128>(p, batch, stream)
-                              : Run<kStreamed, T, 128, 128>(p, batch, stream);
-    default: break;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat(what, "columns per block ", dv, " not in {16,32,64,128}"));
+  return LaunchStatus("Gdn2FusedKernel");
 }
 
 template <int DK, int DV>
-absl::Status PrepV5T(const Params& p, int batch, cudaStream_t stream) {
+absl::Status PrepT(const Params& p, int batch, cudaStream_t stream) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(p.H, batch, p.G);
-  cfg.blockDim = dim3(kPrepV5Threads, 1, 1);
+  cfg.blockDim = dim3(kPrepThreads, 1, 1);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   int n = 0;
   if (p.overlap) attr[n++] = PdlAttr();
   cfg.attrs = attr;
   cfg.numAttrs = n;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2PrepV5Kernel<DK, DV>, p));
-  return LaunchStatus("Gdn2PrepV5Kernel");
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2PrepKernel<DK, DV>, p));
+  return LaunchStatus("Gdn2PrepKernel");
 }
 
 }  // namespace
 
-absl::Status LaunchPrepV5(const Params& p, int dk, int dv, int batch, cudaStream_t stream) {
-  if (dk == 32) {
-    if (dv == 16) return PrepV5T<32, 16>(p, batch, stream);
-    if (dv == 32) return PrepV5T<32, 32>(p, batch, stream);
-  } else if (dk == 64) {
-    switch (dv) {
-      case 16: return PrepV5T<64, 16>(p, batch, stream);
-      case 32: return PrepV5T<64, 32>(p, batch, stream);
-      case 64: return PrepV5T<64, 64>(p, batch, stream);
-      case 128: return PrepV5T<64, 128>(p, batch, stream);
-      default: break;
-    }
-  } else if (dk == 128) {
-    switch (dv) {
-      case 16: return PrepV5T<128, 16>(p, batch, stream);
-      case 32: return PrepV5T<128, 32>(p, batch, stream);
-      case 64: return PrepV5T<128, 64>(p, batch, stream);
-      case 128: return PrepV5T<128, 128>(p, batch, stream);
-      default: break;
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat("gdn2 decode (prep): head_k_dim ", dk,
-                                                 ", head_v_dim ", dv, " not supported"));
+absl::Status LaunchPrep(const Params& p, int dk, int dv, int batch, cudaStream_t stream) {
+  return DispatchTileShape(dk, dv, "gdn2 decode (prep): ", [&]<int DK, int DV>() {
+    return PrepT<DK, DV>(p, batch, stream);
+  });
 }
 
-absl::Status LaunchFusedV5(const Params& p, int dk, int dvs, DType state_type, int batch,
+absl::Status LaunchFused(const Params& p, int dk, int dvs, DType state_type, int batch,
                            cudaStream_t stream) {
-  if (state_type == DType::kF32) return DispatchShape<false, float>(p, dk, dvs, batch, stream);
-  return DispatchShape<false, __nv_bfloat16>(p, dk, dvs, batch, stream);
-}
-
-absl::Status LaunchStreamedV5(const Params& p, int dk, int dv, DType state_type, int batch,
-                              cudaStream_t stream) {
-  if (state_type == DType::kF32) return DispatchShape<true, float>(p, dk, dv, batch, stream);
-  return DispatchShape<true, __nv_bfloat16>(p, dk, dv, batch, stream);
+  return DispatchTileShape(dk, dvs, "gdn2 decode (fused): ", [&]<int DK, int DV>() {
+    return state_type == DType::kF32 ? FusedT<float, DK, DV>(p, batch, stream)
+                                     : FusedT<__nv_bfloat16, DK, DV>(p, batch, stream);
+  });
 }
 
 }  // namespace deltaserve::cuda::gdn2_detail
