@@ -1,21 +1,16 @@
 // Benchmark of GDN-2 prefill for one layer (H = HV = 16, dk = dv = 128): the chunked kernels
-// (kernels/cuda/gdn2_chunk_prefill.h; tensor-core phase 2 at every split count and auto, and the
-// fp32-FMA phase 2) beside the token-serial kernel, in the same run, for one
-// sequence of T = 1024, 4096, 16384, 65536 tokens and packed batches of the same totals (16
-// equal sequences, and one batch of mixed lengths). Reports time per launch (median of event-
-// timed launches), tokens/s, achieved TFLOP/s of the chunkwise algorithm
-// (Gdn2ChunkPrefillFlops) and the relative difference between the two paths' outputs. The
-// original phase 1 (phase1_version = 1) is timed in the same run beside the default one.
+// (kernels/cuda/gdn2_chunk_prefill.h; phase 2 at every split count and auto, and each phase
+// alone) beside the token-serial kernel, in the same run, for one sequence of T = 1024, 4096,
+// 16384, 65536 tokens and packed batches of the same totals (16 equal sequences, and one batch
+// of mixed lengths). Reports time per launch (median of event-timed launches), tokens/s,
+// achieved TFLOP/s of the chunkwise algorithm (Gdn2ChunkPrefillFlops) and the relative
+// difference between the two paths' outputs. (The retired phase versions' numbers are in
+// bench/results/gdn2_prefill_*_h200.json.)
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
 // and 32768 tokens (see ModelPrefill).
 //
-// Usage: gdn2_prefill_bench [out.json] [--fma] [--phase1=N] [--phase2=N] [--no-model]
-//                           [--single=T]
-//   --fma         time the fp32-FMA phase 2 in the "chunk" columns too, for devices or builds
-//                 where the tensor-core path is unwanted
-//   --phase1=N    Gdn2PrefillArgs::phase1_version of every chunked launch except the v1
-//   --phase2=N    comparison columns (default: the launcher's defaults), and phase2_version
+// Usage: gdn2_prefill_bench [out.json] [--no-model] [--single=T]
 //   --no-model    skip the whole-model prefill
 //   --single=T    only one sequence of T tokens (e.g. under a profiler)
 #include <cuda_runtime.h>
@@ -41,15 +36,6 @@ using deltaserve::cuda::Gdn2PrefillShape;
 
 namespace {
 
-// Phase versions of the chunked launches (command line; 0 keeps the launcher's default).
-int g_phase1_version = 0;
-int g_phase2_version = 0;
-
-void ApplyVersions(Gdn2PrefillArgs* a) {
-  if (g_phase1_version != 0) a->phase1_version = g_phase1_version;
-  if (g_phase2_version != 0) a->phase2_version = g_phase2_version;
-}
-
 constexpr int kD = 128;
 constexpr int64_t kMaxTokens = 65536;
 constexpr int64_t kPattern = 4096;  // host-generated tokens, repeated to fill the buffers
@@ -59,15 +45,11 @@ struct Row {
   int64_t tokens;
   int seqs;
   int max_len;
-  double chunk_s;     // tensor-core phase 2, best split count
+  double chunk_s;     // best split count
   int splits;         // the split count of chunk_s
-  double auto_s;      // tensor-core phase 2, split count picked by the launcher
-  double fma_s;       // fp32-FMA phase 2, split count picked by the launcher
+  double auto_s;      // split count picked by the launcher
   double phase1_s, phase2_s;  // the two phases apart (auto split count)
   double serial_s, flops, rel_diff;
-  // The original phase 1 (Gdn2PrefillArgs::phase1_version = 1), same run: whole chunked path
-  // (launcher's split pick), phase 1 alone, and its outputs' relative difference to serial.
-  double v1_auto_s, v1_phase1_s, v1_rel_diff;
 };
 
 float* Fill(const std::vector<float>& pattern, int64_t width) {
@@ -225,7 +207,6 @@ std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
         ga.dt_bias = dt_bias;
         check(LaunchGdn2PrefillGates(ds, ga, stream));
         Gdn2PrefillArgs pa;
-        ApplyVersions(&pa);
         pa.num_seqs = 1;
         pa.cu_seqlens = d_cu;
         pa.max_seq_len = static_cast<int>(T);
@@ -282,20 +263,14 @@ std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
 
 int main(int argc, char** argv) {
   std::string out_path = "gdn2_prefill_bench.json";
-  bool fma_only = false, model = true;
+  bool model = true;
   int64_t only_single = 0;  // > 0: only the one-sequence config of this many tokens
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--fma") {
-      fma_only = true;
-    } else if (arg == "--no-model") {
+    if (arg == "--no-model") {
       model = false;
     } else if (arg.rfind("--single=", 0) == 0) {
       only_single = std::stoll(arg.substr(9));
-    } else if (arg.rfind("--phase1=", 0) == 0) {
-      g_phase1_version = std::stoi(arg.substr(9));
-    } else if (arg.rfind("--phase2=", 0) == 0) {
-      g_phase2_version = std::stoi(arg.substr(9));
     } else if (arg.rfind("--", 0) == 0) {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
       return 2;
@@ -382,7 +357,6 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < cfg.lens.size(); ++i) cu[i + 1] = cu[i] + cfg.lens[i];
     BENCH_CUDA(cudaMemcpy(d_cu, cu.data(), cu.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
     Gdn2PrefillArgs a;
-    ApplyVersions(&a);
     a.num_seqs = static_cast<int>(cfg.lens.size());
     a.cu_seqlens = d_cu;
     a.max_seq_len = *std::max_element(cfg.lens.begin(), cfg.lens.end());
@@ -406,7 +380,6 @@ int main(int argc, char** argv) {
     // Same initial state (zero) for both paths, then compare outputs.
     Gdn2PrefillArgs ac = a, as = a;
     ac.o = o_chunk;
-    ac.tensor_cores = !fma_only;
     as.o = o_serial;
     BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
     auto st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream);
@@ -431,22 +404,6 @@ int main(int argc, char** argv) {
       den += static_cast<double>(hs[i]) * hs[i];
     }
     const double rel = std::sqrt(num / std::max(den, 1e-300));
-    Gdn2PrefillArgs a1 = ac;
-    a1.phase1_version = 1;
-    BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
-    st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, a1, stream);
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s\n", st.ToString().c_str());
-      return 1;
-    }
-    BENCH_CUDA(cudaStreamSynchronize(stream));
-    BENCH_CUDA(cudaMemcpy(hc.data(), o_chunk, hc.size() * 4, cudaMemcpyDeviceToHost));
-    double num1 = 0;
-    for (size_t i = 0; i < hc.size(); ++i) {
-      const double d = static_cast<double>(hc[i]) - hs[i];
-      num1 += std::isnan(d) ? INFINITY : d * d;
-    }
-    const double rel_v1 = std::sqrt(num1 / std::max(den, 1e-300));
 
     const int reps = a.total_tokens >= 65536 ? 10 : 30;
     const double auto_s = TimeSingle(
@@ -471,34 +428,19 @@ int main(int argc, char** argv) {
     ap.phase_mask = 2;
     const double phase2_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
-    const double v1_auto_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, a1, stream); }, reps);
-    Gdn2PrefillArgs ap1 = a1;
-    ap1.phase_mask = 1;
-    const double v1_phase1_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap1, stream); }, reps);
-    Gdn2PrefillArgs af = ac;
-    af.tensor_cores = false;
-    af.phase2_version = 1;  // the FMA variant exists for phase 2 version 1 only
-    const double fma_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, af, stream); }, reps);
     const double serial_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream); },
         a.total_tokens >= 16384 ? 3 : 10);
     double flops = 0;
     for (int32_t l : cfg.lens) flops += deltaserve::cuda::Gdn2ChunkPrefillFlops(shape, l);
     rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best_splits,
-                    auto_s, fma_s, phase1_s, phase2_s, serial_s, flops, rel, v1_auto_s,
-                    v1_phase1_s, rel_v1});
-    std::printf("%-9s T=%6lld: phase 1 v1 %.3f ms -> default %.3f ms; chunk (auto) v1 %.3f -> "
-                "default %.3f ms; rel diff vs serial v1 %.2e default %.2e\n",
-                cfg.name.c_str(), static_cast<long long>(a.total_tokens), v1_phase1_s * 1e3,
-                phase1_s * 1e3, v1_auto_s * 1e3, auto_s * 1e3, rel_v1, rel);
+                    auto_s, phase1_s, phase2_s, serial_s, flops, rel});
     std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s, splits %d; "
-                "auto %.3f ms = p1 %.3f + p2 %.3f, fma %.3f ms)  serial %9.3f ms (%6.3f M tok/s)  rel diff %.2e\n",
+                "auto %.3f ms = p1 %.3f + p2 %.3f)  serial %9.3f ms (%6.3f M tok/s)  "
+                "rel diff %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
                 chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12, best_splits,
-                auto_s * 1e3, phase1_s * 1e3, phase2_s * 1e3, fma_s * 1e3, serial_s * 1e3,
+                auto_s * 1e3, phase1_s * 1e3, phase2_s * 1e3, serial_s * 1e3,
                 a.total_tokens / serial_s / 1e6, rel);
     std::fflush(stdout);
   }
@@ -511,8 +453,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(f, "{\n  \"benchmark\": \"gdn2_prefill\",\n  \"device\": \"%s\",\n  \"sms\": %d,\n"
-               "  \"phase2\": \"%s\",\n",
-               JsonEscape(dev.name).c_str(), dev.sms, fma_only ? "fma" : "tensor_cores_3xtf32");
+               "  \"phase2\": \"tensor_cores_3xtf32\",\n",
+               JsonEscape(dev.name).c_str(), dev.sms);
   std::fprintf(f, "  \"shape\": {\"heads\": %d, \"v_heads\": %d, \"dk\": %d, \"dv\": %d, "
                "\"chunk\": %d},\n  \"rows\": [\n",
                shape.num_heads, shape.num_v_heads, kD, kD, deltaserve::cuda::kGdn2PrefillChunk);
@@ -522,14 +464,14 @@ int main(int argc, char** argv) {
                  "    {\"config\": \"%s\", \"tokens\": %lld, \"seqs\": %d, \"max_len\": %d, "
                  "\"chunk_ms\": %.4f, \"chunk_tokens_per_s\": %.1f, \"chunk_tflops\": %.3f, "
                  "\"chunk_splits\": %d, \"chunk_auto_splits_ms\": %.4f, \"phase1_ms\": %.4f, "
-                 "\"phase2_ms\": %.4f, \"chunk_fma_ms\": %.4f, "
+                 "\"phase2_ms\": %.4f, "
                  "\"serial_ms\": %.4f, \"serial_tokens_per_s\": %.1f, \"speedup\": %.2f, "
-                 "\"rel_diff_chunk_vs_serial\": %.3e, \"phase1_v1_ms\": %.4f, "
-                 "\"chunk_v1_auto_splits_ms\": %.4f, \"rel_diff_chunk_v1_vs_serial\": %.3e}%s\n",
+                 "\"rel_diff_chunk_vs_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
                  r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
-                 r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
-                 r.v1_phase1_s * 1e3, r.v1_auto_s * 1e3, r.v1_rel_diff, i + 1 < rows.size() ? "," : "");
+                 r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3,
+                 r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
+                 i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ],\n  \"model_prefill_gdn2_1.3B\": [\n");
   for (size_t i = 0; i < model_rows.size(); ++i)
@@ -539,14 +481,14 @@ int main(int argc, char** argv) {
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
-  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %9s %10s %8s %8s\n", "config", "T", "seqs",
-              "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "fma ms", "serial ms",
-              "M tok/s", "speedup");
+  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %8s %8s %10s %8s %8s\n", "config", "T",
+              "seqs", "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "p1 ms", "p2 ms",
+              "serial ms", "M tok/s", "speedup");
   for (const Row& r : rows)
-    std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %9.3f %10.3f %8.3f %8.1f\n",
+    std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %8.3f %8.3f %10.3f %8.3f %8.1f\n",
                 r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.chunk_s * 1e3,
                 r.tokens / r.chunk_s / 1e6, r.flops / r.chunk_s / 1e12, r.splits, r.auto_s * 1e3,
-                r.fma_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
+                r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
                 r.serial_s / r.chunk_s);
   for (const ModelRow& r : model_rows)
     std::printf("gdn2_1.3B prefill (device work of TTFT) T=%6lld: %9.3f ms\n",

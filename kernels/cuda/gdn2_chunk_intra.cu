@@ -1,6 +1,7 @@
-// Phase 1 of the chunked GDN-2 prefill, version 3: per (chunk of kC tokens, sequence, value
-// head) the cumulative log-decay G, T = strict-lower [sum_c b_t k_t k_j exp(G_t - G_j)],
-// Aqk = lower [sum_c q_t k_j exp(G_t - G_j)], (I + T)[Y | U'] = [exp(G) b k | w v],
+// Phase 1 of the chunked GDN-2 prefill ("v3" in bench/NOTES.md): per (chunk of kC tokens,
+// sequence, value head) the cumulative log-decay G,
+// T = strict-lower [sum_c b_t k_t k_j exp(G_t - G_j)], Aqk = lower [sum_c q_t k_j exp(G_t - G_j)],
+// (I + T)[Y | U'] = [exp(G) b k | w v],
 // Qg = exp(G) q, Ktail = exp(G_last - G) k and gamma = exp(G_last), written to the workspace in
 // the layout of gdn2_chunk_phases.h (the contract with phase 2).
 //
@@ -353,7 +354,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 }  // namespace
 
-absl::Status LaunchPhase1V3(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                             cudaStream_t stream) {
   const int max_chunks = (a.max_seq_len + kC - 1) / kC;
   constexpr int kSmemBytes = kSmemFloats * 4;
@@ -367,7 +368,8 @@ absl::Status LaunchPhase1V3(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
   Gdn2ChunkPhase1V3Kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads,
                             kSmemBytes, stream>>>(shape.num_v_heads / shape.num_heads,
                                                   a.cu_seqlens, in, shape.num_v_heads,
-                                                  a.workspace, GammaBase(a.total_tokens, shape.num_v_heads));
+                                                  a.workspace,
+                                                  GammaBase(a.total_tokens, shape.num_v_heads));
   return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
 }
 

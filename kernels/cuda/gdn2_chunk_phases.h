@@ -1,15 +1,14 @@
 // Internal seam of the chunked GDN-2 prefill (gdn2_chunk_prefill.h is the public contract):
-// the workspace layout that phase 1 writes and phase 2 reads, and the launchers of the phase
-// versions that live in their own files. LaunchGdn2ChunkPrefill validates the arguments and
-// the workspace size before it calls any launcher here, and picks the versions by
-// Gdn2PrefillArgs::phase1_version / phase2_version.
+// the workspace layout that phase 1 writes and phase 2 reads, and the launchers of the two
+// phases, each in its own file. LaunchGdn2ChunkPrefill validates the arguments and the
+// workspace size before it calls any launcher here.
 //
 // Workspace (f32), for a launch of total_tokens rows, HV value heads, chunk C = 64:
 //   rows      [total_tokens * HV][kWsRow]  per (token, value head):
 //             [Y (dk) | Qg (dk) | Ktail (dk) | U' (dv) | Aqk row (C)]
 //   gamma     [chunk slots * HV][dk]       from GammaBase(); chunk c of sequence s uses chunk
 //             slot ChunkSlot(cu, s, c) (distinct over the batch, < num_seqs + total_tokens/C + 1)
-//   extra     Phase2V2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 version 2.
+//   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2.
 // Phase 2 may overwrite U' in place (phase 1 of the same launch has finished by then).
 #pragma once
 
@@ -47,15 +46,15 @@ __device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
 }
 #endif
 
-// Phase 1, version 3 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch.
-absl::Status LaunchPhase1V3(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+// Phase 1 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch.
+absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                             cudaStream_t stream);
 
-// Phase 2, version 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots'
-// states, writes o and the final states, as version 1 does.
-absl::Status LaunchPhase2V2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
-                            cudaStream_t stream);
-// Floats version 2 needs beyond the gamma region (0 if none).
-int64_t Phase2V2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
+// Phase 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots' states, writes
+// o and the final states.
+absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                          cudaStream_t stream);
+// Floats phase 2 needs beyond the gamma region.
+int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
 
 }  // namespace deltaserve::cuda::gdn2_chunk

@@ -81,21 +81,9 @@ struct Gdn2PrefillArgs {
   int64_t workspace_floats = 0;
 
   // State-column blocks per value head in phase 2 (2, 4 or 8: 64, 32 or 16 columns per block);
-  // 0 picks by the grid size.
+  // 0 picks by the grid size. (Phase 1 computes in fp32 FMA, phase 2's products run on the
+  // tensor cores in 3xTF32, fp32-level; bench/NOTES.md records the retired versions.)
   int splits = 0;
-  // Phase 2 version 1 only: products on the tensor cores (mma.sync tf32 with the 3xTF32 split,
-  // fp32-level accuracy) instead of fp32 FMA. Version 2 always uses the tensor cores.
-  bool tensor_cores = true;
-  // Phase 1 variant, all fp32 with every exponent <= 0: 3 (default, gdn2_chunk_intra.cu) moves
-  // channel slices through shared memory with cp.async and keeps T, Aqk and the forward
-  // substitution in registers; 2 computes T and Aqk with the factored decay
-  // exp(G_t - G_j) = exp(G_t - G_r) exp(G_r - G_j) over 4x4 tiles; 1 is the original
-  // per-element-exp version. 1 and 2 are kept for comparison.
-  int phase1_version = 3;
-  // Phase 2 variant: 2 (default, gdn2_chunk_state_pass.cu) is a sequential state pass that
-  // stores every chunk's start state, then a parallel output pass; 1 is the single sequential
-  // pass computing the outputs as it goes (gdn2_chunk_prefill.cu), kept for comparison.
-  int phase2_version = 2;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
   // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
   int phase_mask = 3;

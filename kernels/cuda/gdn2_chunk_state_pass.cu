@@ -1,5 +1,5 @@
-// Phase 2 of the chunked GDN-2 prefill, version 2 (see gdn2_chunk_phases.h for the contract and
-// the workspace layout): a sequential state pass followed by a parallel output pass.
+// Phase 2 of the chunked GDN-2 prefill ("v2" in bench/NOTES.md; see gdn2_chunk_phases.h for the
+// contract and the workspace layout): a sequential state pass followed by a parallel output pass.
 //
 // State pass, one block per (state-column block of DVB columns, value head, sequence), 8 warps,
 // sequential over the sequence's chunks; per chunk (rows past the chunk's end are zero):
@@ -574,18 +574,18 @@ absl::Status LaunchStatePass(const Gdn2PrefillShape& shape, const Gdn2PrefillArg
 
 }  // namespace
 
-int64_t Phase2V2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int) {
+int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int) {
   const int64_t n = total_tokens / kC;
   return n * shape.num_v_heads * kStateFloats + 2 * n;
 }
 
-absl::Status LaunchPhase2V2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                             cudaStream_t stream) {
   const int64_t nidx = a.total_tokens / kC;
   float* states = a.workspace + ExtraBase(a.total_tokens, a.num_seqs, shape.num_v_heads);
   int2* table = reinterpret_cast<int2*>(states + nidx * shape.num_v_heads * kStateFloats);
   if (nidx > (int64_t{1} << 30))
-    return absl::InvalidArgumentError("gdn2 prefill: total_tokens too large for phase2_version 2");
+    return absl::InvalidArgumentError("gdn2 prefill: total_tokens too large for the state pass");
   const int dvb = a.splits == 0 ? PickColumns(shape.num_v_heads, a.num_seqs) : kDv / a.splits;
   if (dvb != 16 && dvb != 32 && dvb != 64)
     return absl::InvalidArgumentError(

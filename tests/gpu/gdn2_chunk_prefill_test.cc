@@ -29,20 +29,9 @@ constexpr int kD = 128;
 enum class Regime { kTrained, kExtreme };
 
 // Which launcher computes the prefill.
-// Chunk paths name their phase versions (Gdn2PrefillArgs::phase1_version / phase2_version):
-// kChunkMma = p1 v2 + p2 v1 (tensor cores), kChunkFma = p1 v2 + p2 v1 (FMA), kChunkMmaP1v1 =
-// p1 v1 + p2 v1, kChunkP1v3 = p1 v3 + p2 v1, kChunkP2v2 = p1 v2 + p2 v2, kChunkV3V2 = p1 v3 + p2 v2.
-enum class Path { kSerial, kChunkFma, kChunkMma, kChunkMmaP1v1, kChunkP1v3, kChunkP2v2, kChunkV3V2 };
+enum class Path { kSerial, kChunk };
 
-const char* PathName(Path p) {
-  return p == Path::kSerial      ? "serial"
-         : p == Path::kChunkFma ? "chunk-fma"
-         : p == Path::kChunkMma ? "chunk-mma"
-         : p == Path::kChunkMmaP1v1 ? "chunk-mma-p1v1"
-         : p == Path::kChunkP1v3 ? "chunk-p1v3"
-         : p == Path::kChunkP2v2 ? "chunk-p2v2"
-                                 : "chunk-p1v3-p2v2";
-}
+const char* PathName(Path p) { return p == Path::kSerial ? "serial" : "chunk"; }
 
 struct Inputs {
   int64_t tokens = 0;
@@ -202,11 +191,6 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
   a.workspace = d_ws.get<float>();
   a.workspace_floats = wsf;
   a.splits = splits;
-  a.tensor_cores = path == Path::kChunkMma || path == Path::kChunkMmaP1v1;
-  a.phase1_version = path == Path::kChunkMmaP1v1                           ? 1
-                     : path == Path::kChunkP1v3 || path == Path::kChunkV3V2 ? 3
-                                                                             : 2;
-  a.phase2_version = path == Path::kChunkP2v2 || path == Path::kChunkV3V2 ? 2 : 1;
   absl::Status st = path == Path::kSerial ? LaunchGdn2SerialPrefill(sh, a, nullptr)
                                           : LaunchGdn2ChunkPrefill(sh, a, nullptr);
   if (!st.ok()) return st;
@@ -278,49 +262,32 @@ Gdn2PrefillShape Shape(int h, int hv) {
   return sh;
 }
 
-class Gdn2ChunkPathTest : public ::testing::TestWithParam<Path> {};
-
-TEST_P(Gdn2ChunkPathTest, SingleSequenceLengths) {
+TEST(Gdn2ChunkPrefillTest, SingleSequenceLengths) {
   DS_SKIP_WITHOUT_GPU();
   for (int len : {1, 2, 17, 63, 64, 65, 128, 129, 300, 1000, 5000})
-    Check(Shape(1, 1), {len}, Regime::kTrained, GetParam(), 0, kTolF32, 100 + len);
+    Check(Shape(1, 1), {len}, Regime::kTrained, Path::kChunk, 0, kTolF32, 100 + len);
 }
 
-TEST_P(Gdn2ChunkPathTest, ExtremeGates) {
+TEST(Gdn2ChunkPrefillTest, ExtremeGates) {
   DS_SKIP_WITHOUT_GPU();
   for (int len : {1, 63, 64, 200, 5000})
-    Check(Shape(1, 1), {len}, Regime::kExtreme, GetParam(), 0, kTolF32, 200 + len);
+    Check(Shape(1, 1), {len}, Regime::kExtreme, Path::kChunk, 0, kTolF32, 200 + len);
 }
 
-TEST_P(Gdn2ChunkPathTest, PackedBatchEverySplit) {
+TEST(Gdn2ChunkPrefillTest, PackedBatchEverySplit) {
   DS_SKIP_WITHOUT_GPU();
   const std::vector<int32_t> lens = {1, 64, 100, 17, 129, 700, 3, 65};
   for (int splits : {2, 4, 8}) {
-    Check(Shape(2, 2), lens, Regime::kTrained, GetParam(), splits, kTolF32, 300 + splits);
-    Check(Shape(2, 2), lens, Regime::kExtreme, GetParam(), splits, kTolF32, 310 + splits);
+    Check(Shape(2, 2), lens, Regime::kTrained, Path::kChunk, splits, kTolF32, 300 + splits);
+    Check(Shape(2, 2), lens, Regime::kExtreme, Path::kChunk, splits, kTolF32, 310 + splits);
   }
 }
 
-TEST_P(Gdn2ChunkPathTest, GroupedValueHeads) {
+TEST(Gdn2ChunkPrefillTest, GroupedValueHeads) {
   DS_SKIP_WITHOUT_GPU();
-  Check(Shape(1, 3), {90, 200}, Regime::kTrained, GetParam(), 0, kTolF32, 400);
-  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, GetParam(), 0, kTolF32, 401);
+  Check(Shape(1, 3), {90, 200}, Regime::kTrained, Path::kChunk, 0, kTolF32, 400);
+  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, Path::kChunk, 0, kTolF32, 401);
 }
-
-INSTANTIATE_TEST_SUITE_P(Paths, Gdn2ChunkPathTest,
-                         ::testing::Values(Path::kChunkMma, Path::kChunkFma,
-                                           Path::kChunkMmaP1v1, Path::kChunkP1v3,
-                                           Path::kChunkP2v2, Path::kChunkV3V2),
-                         [](const ::testing::TestParamInfo<Path>& p) {
-                           switch (p.param) {
-                             case Path::kChunkMma: return std::string("Mma");
-                             case Path::kChunkFma: return std::string("Fma");
-                             case Path::kChunkMmaP1v1: return std::string("MmaPhase1v1");
-                             case Path::kChunkP1v3: return std::string("Phase1v3");
-                             case Path::kChunkP2v2: return std::string("Phase2v2");
-                             default: return std::string("Phase1v3Phase2v2");
-                           }
-                         });
 
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
   DS_SKIP_WITHOUT_GPU();
@@ -329,15 +296,14 @@ TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
 }
 
 // A prompt split into several calls (chunks not aligned to 64) continues exactly where the
-// previous call stopped: same outputs and final state as one call (default phase versions and
-// phase 1 v2 + phase 2 v1).
+// previous call stopped: same outputs and final state as one call.
 TEST(Gdn2ChunkPrefillTest, ContinuationAcrossCalls) {
   DS_SKIP_WITHOUT_GPU();
   const Gdn2PrefillShape sh = Shape(2, 2);
   std::mt19937 rng(600);
   const std::vector<int32_t> pieces = {100, 37, 500, 1};
   const int64_t tokens = std::accumulate(pieces.begin(), pieces.end(), int64_t{0});
-  for (Path path : {Path::kChunkV3V2, Path::kChunkMma})  // the defaults, then v2 + v1
+  const Path path = Path::kChunk;
   for (Regime regime : {Regime::kTrained, Regime::kExtreme}) {
     Inputs all = MakeInputs(sh, tokens, regime, rng);
     Pool pool = MakePool(sh, 3, rng);
@@ -388,11 +354,11 @@ TEST(Gdn2ChunkPrefillTest, RejectsBadArguments) {
   a.state_type = DType::kBF16;
   EXPECT_EQ(LaunchGdn2SerialPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
   a.state_type = DType::kF32;
-  a.phase1_version = 4;
-  const absl::Status bad_version = LaunchGdn2ChunkPrefill(sh, a, nullptr);
-  EXPECT_EQ(bad_version.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(bad_version.message().find("phase1_version"), std::string::npos) << bad_version;
-  a.phase1_version = 2;
+  a.splits = 3;
+  const absl::Status bad_splits = LaunchGdn2ChunkPrefill(sh, a, nullptr);
+  EXPECT_EQ(bad_splits.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_splits.message().find("splits"), std::string::npos) << bad_splits;
+  a.splits = 0;
   // Missing tensors.
   EXPECT_EQ(LaunchGdn2ChunkPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
