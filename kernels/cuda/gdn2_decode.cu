@@ -190,9 +190,7 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
   cfg.blockDim = dim3(TL::NT, 1, 1);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));

@@ -655,13 +655,6 @@ __global__ void __launch_bounds__(kPrepThreads) Gdn2PrepKernel(const Params p) {
   for (int j = tid; j < DV; j += NT) wv[j] = sm.wv[j];
 }
 
-cudaLaunchAttribute PdlAttr() {
-  cudaLaunchAttribute a;
-  a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  a.val.programmaticStreamSerializationAllowed = 1;
-  return a;
-}
-
 template <typename T, int DK, int DVS>
 absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
   const int cl = p.G * p.S;
@@ -678,7 +671,7 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
     attr[n].val.clusterDim.z = 1;
     ++n;
   }
-  if (p.overlap) attr[n++] = PdlAttr();
+  if (p.overlap) attr[n++] = ProgrammaticLaunchAttr();
   cfg.attrs = attr;
   cfg.numAttrs = n;
   auto kernel = Gdn2FusedKernel<T, DK, DVS>;
@@ -702,7 +695,7 @@ absl::Status PrepT(const Params& p, int batch, cudaStream_t stream) {
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   int n = 0;
-  if (p.overlap) attr[n++] = PdlAttr();
+  if (p.overlap) attr[n++] = ProgrammaticLaunchAttr();
   cfg.attrs = attr;
   cfg.numAttrs = n;
   DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2PrepKernel<DK, DV>, p));

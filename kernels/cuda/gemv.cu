@@ -356,9 +356,7 @@ absl::Status LaunchTyped(Params p, int64_t units0, int64_t units1, bool programm
   cfg.blockDim = dim3(kThreads, 1, 1);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
   cfg.attrs = attr;
   cfg.numAttrs = programmatic ? 1 : 0;
   DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));

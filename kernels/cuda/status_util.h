@@ -1,5 +1,6 @@
-// Host-side helpers for CUDA launchers: turning cudaError_t into absl::Status. Include only from
-// .cu/.cc files of kernels/cuda and engine/cuda (it includes the CUDA runtime header).
+// Host-side helpers for CUDA launchers: turning cudaError_t into absl::Status, and the
+// programmatic-launch attribute. Include only from .cu/.cc files of kernels/cuda and
+// engine/cuda (it includes the CUDA runtime header).
 //
 // Thread-safety: stateless.
 #pragma once
@@ -20,6 +21,16 @@ inline absl::Status CudaStatus(cudaError_t err, const char* what) {
 // Status of the last launch on this thread (clears the sticky-free launch error).
 inline absl::Status LaunchStatus(const char* kernel) {
   return CudaStatus(cudaGetLastError(), kernel);
+}
+
+// The launch attribute that makes a cudaLaunchKernelEx launch a programmatic dependent of the
+// kernel before it on its stream (it may start before that kernel ends; it orders its reads with
+// cudaGridDependencySynchronize).
+inline cudaLaunchAttribute ProgrammaticLaunchAttr() {
+  cudaLaunchAttribute a;
+  a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  a.val.programmaticStreamSerializationAllowed = 1;
+  return a;
 }
 
 }  // namespace deltaserve::cuda
