@@ -122,23 +122,17 @@ __device__ __forceinline__ void IssueChunk(float* st, const float* __restrict__ 
   if (tid < kDk / 4) CpAsync16(st + L::kGam + tid * 4, gamma + tid * 4, true);
 }
 
-// Qg [C][kYP] into `qg` and Aqk [C][kAP] into `aqk` for one chunk (rows >= len zero-filled).
-__device__ __forceinline__ void IssueQgAqk(float* qg, float* aqk, const float* __restrict__ ws,
-                                           int64_t start, int len, int hv, int num_v_heads,
-                                           int tid) {
-  const int64_t tok = static_cast<int64_t>(num_v_heads) * kWsRow;
-  const float* base = ws + (start * num_v_heads + hv) * kWsRow;
+// cp.async of columns [off, off + N) of one chunk's workspace rows into `dst` (PITCH floats per
+// row); rows >= len are zero-filled and nothing is read for them. `base` is the chunk's first
+// row for this head; consecutive tokens' rows are `tok` floats apart.
+template <int N, int PITCH>
+__device__ __forceinline__ void IssueChunkColumns(float* dst, const float* __restrict__ base,
+                                                  int64_t tok, int off, int len, int tid) {
 #pragma unroll 4
-  for (int i = tid; i < kC * (kDk / 4); i += kThreads) {
-    const int t = i / (kDk / 4), c4 = (i % (kDk / 4)) * 4;
+  for (int i = tid; i < kC * (N / 4); i += kThreads) {
+    const int t = i / (N / 4), c4 = (i % (N / 4)) * 4;
     const bool in = t < len;
-    CpAsync16(qg + t * kYP + c4, base + (in ? t : 0) * tok + kOffQg + c4, in);
-  }
-#pragma unroll 4
-  for (int i = tid; i < kC * (kC / 4); i += kThreads) {
-    const int t = i / (kC / 4), c4 = (i % (kC / 4)) * 4;
-    const bool in = t < len;
-    CpAsync16(aqk + t * kAP + c4, base + (in ? t : 0) * tok + kOffA + c4, in);
+    CpAsync16(dst + t * PITCH + c4, base + (in ? t : 0) * tok + off + c4, in);
   }
 }
 
@@ -269,7 +263,10 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
   {
     const int len0 = min(kC, seq_end - seq_start);
     IssueChunk<DVB>(st0, ws, seq_start, len0, hv, num_v_heads, n0, gamma0, tid);
-    IssueQgAqk(st1 + L::kY, st1 + L::kKt, ws, seq_start, len0, hv, num_v_heads, tid);
+    // Chunk 0's Qg and Aqk (for its outputs) into stage 1's Y / Ktail areas.
+    const float* base0 = ws + (static_cast<int64_t>(seq_start) * num_v_heads + hv) * kWsRow;
+    IssueChunkColumns<kDk, kYP>(st1 + L::kY, base0, tok_stride, kOffQg, len0, tid);
+    IssueChunkColumns<kC, kAP>(st1 + L::kKt, base0, tok_stride, kOffA, len0, tid);
     CpAsyncCommit();
   }
 
@@ -463,26 +460,15 @@ __global__ void __launch_bounds__(kThreads, 2) Phase2OutputKernel(
   const int64_t tok = static_cast<int64_t>(num_v_heads) * kWsRow;
   const float* base = ws + (start * num_v_heads + hv) * kWsRow;
   const float* sg = states + (idx * num_v_heads + hv) * kStateFloats + n0;
-#pragma unroll 4
-  for (int i = tid; i < kC * (kDk / 4); i += kThreads) {
-    const int t = i / (kDk / 4), c4 = (i % (kDk / 4)) * 4;
-    const bool in = t < len;
-    CpAsync16(qs + t * kYP + c4, base + (in ? t : 0) * tok + kOffQg + c4, in);
-  }
+  IssueChunkColumns<kDk, kYP>(qs, base, tok, kOffQg, len, tid);
 #pragma unroll 4
   for (int i = tid; i < kDk * (kOCols / 4); i += kThreads) {
     const int r = i / (kOCols / 4), c4 = (i % (kOCols / 4)) * 4;
     CpAsync16(ss + r * kOSP + c4, sg + r * kDv + c4, true);
   }
   CpAsyncCommit();
-#pragma unroll 4
-  for (int i = tid; i < kC * (kC / 4); i += kThreads) {
-    const int t = i / (kC / 4), c4 = (i % (kC / 4)) * 4;
-    const bool in = t < len;
-    const float* row = base + (in ? t : 0) * tok;
-    CpAsync16(as + t * kAP + c4, row + kOffA + c4, in);
-    CpAsync16(us + t * kOSP + c4, row + kOffU + n0 + c4, in);
-  }
+  IssueChunkColumns<kC, kAP>(as, base, tok, kOffA, len, tid);
+  IssueChunkColumns<kOCols, kOSP>(us, base, tok, kOffU + n0, len, tid);
   CpAsyncCommit();
 
   const int mt = warp & 3;
