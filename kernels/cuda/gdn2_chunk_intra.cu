@@ -95,8 +95,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto ws_row = [&](int t) { return ws + (row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow; };
 
   // Every input row of the chunk into L2 (512 bytes each); the slices and w v read from there.
-  for (int i = tid; i < 6 * len; i += kThreads) {
-    const int a = i / len, t = i - a * len;
+  for (int i = tid; i < 6 * kC; i += kThreads) {
+    const int a = i / kC, t = i % kC;
+    if (t >= len) continue;
     const int64_t tok = start + t;
     const float* p;
     switch (a) {
@@ -110,30 +111,42 @@ __global__ void __launch_bounds__(kThreads, 2)
     PrefetchL2(p, kDk * 4);
   }
 
-  // One slice of g, q, k, b into landing stage sl % kStages (rows >= len zero-filled).
+  // One slice of g, q, k, b into landing stage sl % kStages (rows >= len zero-filled). Thread
+  // tid copies 16 bytes of token tid / 4 of each input; the source addresses are formed once.
+  static_assert(kThreads == kC * 4, "one thread per (token, 16-byte piece) of a slice");
+  const int land_t = tid / 4, land_q4 = tid % 4;
+  const bool land_ok = land_t < len;
+  const float* land_src[4];
+  {
+    const int64_t tok = start + (land_ok ? land_t : 0);
+    const int off = kh * kDk + land_q4 * 4;
+    land_src[0] = in.g + tok * in.g_stride + off;
+    land_src[1] = in.q + tok * in.q_stride + off;
+    land_src[2] = in.k + tok * in.k_stride + off;
+    land_src[3] = in.b + tok * in.b_stride + off;
+  }
   auto issue_slice = [&](int sl) {
-    float* dst = smem + kSmLand + (sl % kStages) * kLandStage;
+    float* dst = smem + kSmLand + (sl % kStages) * kLandStage + land_t * kLandPitch + land_q4 * 4;
 #pragma unroll
-    for (int r = 0; r < (4 * kC * 4) / kThreads; ++r) {
-      const int i = tid + r * kThreads;
-      const int a = i / (kC * 4), t = (i / 4) % kC, q4 = i % 4;
-      const float* base = a == 0 ? in.g : a == 1 ? in.q : a == 2 ? in.k : in.b;
-      const int64_t stride =
-          a == 0 ? in.g_stride : a == 1 ? in.q_stride : a == 2 ? in.k_stride : in.b_stride;
-      const bool ok = t < len;
-      const float* src = base + (start + (ok ? t : 0)) * stride + kh * kDk + sl * kSlice + q4 * 4;
-      CpAsync16(dst + a * kLandArray + t * kLandPitch + q4 * 4, src, ok);
-    }
+    for (int a = 0; a < 4; ++a) CpAsync16(dst + a * kLandArray, land_src[a] + sl * kSlice, land_ok);
     CpAsyncCommit();
   };
   issue_slice(0);
   issue_slice(1);
 
-  // Aqk above the diagonal tiles is zero (phase 2 reads whole rows).
-  for (int i = tid; i < kC * kTiles; i += kThreads) {
-    const int t = i / kTiles, j4 = i % kTiles;
-    if (t < len && j4 > t / 4)
-      *reinterpret_cast<float4*>(ws_row(t) + kOffA + 4 * j4) = make_float4(0.f, 0.f, 0.f, 0.f);
+  // Aqk above the diagonal tiles is zero (phase 2 reads whole rows). Thread tid: tile column
+  // tid % 16 of rows tid / 16 + 16 r.
+  const int64_t tok_step = static_cast<int64_t>(num_v_heads) * kWsRow;  // workspace row stride
+  {
+    constexpr int kRowsPerPass = kThreads / kTiles;
+    const int j4 = tid % kTiles, t0 = tid / kTiles;
+    float* p = ws_row(t0) + kOffA + 4 * j4;
+#pragma unroll
+    for (int r = 0; r < kC / kRowsPerPass; ++r) {
+      const int t = t0 + r * kRowsPerPass;
+      if (t < len && j4 > t / 4) *reinterpret_cast<float4*>(p) = make_float4(0.f, 0.f, 0.f, 0.f);
+      p += kRowsPerPass * tok_step;
+    }
   }
 
   // Accumulation roles: threads 0..119 one off-diagonal tile (R, J) each, over all channels;
@@ -153,6 +166,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // Precompute roles: channel pc of the slice, tokens 4 ph .. 4 ph + 3.
   const int pc = tid % kSlice, ph = tid / kSlice;
+  float* const pre_row = ws_row(4 * ph);  // token 4 ph
   float* der = smem + kSmDer;
   float* es = smem + kSmE;
   float* tot = smem + kSmTot;
@@ -206,7 +220,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const float eg = Ex2(G[i]);
         es[t * kEP + ch] = bk[i] * eg;
         if (t < len) {
-          float* row = ws_row(t);
+          float* row = pre_row + i * tok_step;
           row[kOffQg + ch] = qv[i] * eg;
           row[kOffKt + ch] = kv[i] * Ex2(all - G[i]);
         }
@@ -279,14 +293,16 @@ __global__ void __launch_bounds__(kThreads, 2)
   // T into shared memory (over the landing stages, free now), Aqk rows to the workspace.
   float* ts = smem + kSmLand;
   if (tid < kOffDiagTiles) {
+    float* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_j;
 #pragma unroll
     for (int a = 0; a < 4; ++a) {
       const int t = 4 * tile_r + a;
       *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_j) =
           make_float4(tacc[a * 4], tacc[a * 4 + 1], tacc[a * 4 + 2], tacc[a * 4 + 3]);
       if (t < len)
-        *reinterpret_cast<float4*>(ws_row(t) + kOffA + 4 * tile_j) =
+        *reinterpret_cast<float4*>(arow) =
             make_float4(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
+      arow += tok_step;
     }
   } else if (tid >= 128 && tid < 160) {
 #pragma unroll
@@ -295,6 +311,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       aacc[i] += __shfl_xor_sync(0xffffffffu, aacc[i], kTiles);
     }
     if (diag_half == 0) {
+      float* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_r;
 #pragma unroll
       for (int a = 0; a < 4; ++a) {
         const int t = 4 * tile_r + a;
@@ -306,9 +323,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
         *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_r) =
             make_float4(tr[0], tr[1], tr[2], tr[3]);
-        if (t < len)
-          *reinterpret_cast<float4*>(ws_row(t) + kOffA + 4 * tile_r) =
-              make_float4(ar[0], ar[1], ar[2], ar[3]);
+        if (t < len) *reinterpret_cast<float4*>(arow) = make_float4(ar[0], ar[1], ar[2], ar[3]);
+        arow += tok_step;
       }
     }
   }
@@ -322,10 +338,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int n = hv * kDv + (tid - kDk);
     const float* wp = in.w + start * in.w_stride + n;
     const float* vp = in.v + start * in.v_stride + n;
+    // Row pointers advance by the strides (no per-token address products).
 #pragma unroll
-    for (int t = 0; t < kC; ++t) x[t] = t < len ? __ldg(wp + t * in.w_stride) : 0.f;
-#pragma unroll
-    for (int t = 0; t < kC; ++t) x[t] *= t < len ? __ldg(vp + t * in.v_stride) : 0.f;
+    for (int t = 0; t < kC; ++t) {
+      x[t] = t < len ? __ldg(wp) * __ldg(vp) : 0.f;
+      wp += in.w_stride;
+      vp += in.v_stride;
+    }
   }
   __syncthreads();
 
@@ -346,10 +365,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int j = t & ~3; j < t; ++j) a0 = fmaf(-tr[j], x[j], a0);
     x[t] = (a0 + a1) + (a2 + a3);
   }
-  const int col = tid < kDk ? kOffY + tid : kOffU + (tid - kDk);
+  // The row pointer advances by the workspace row stride (no per-token address products).
+  float* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
 #pragma unroll
-  for (int t = 0; t < kC; ++t)
-    if (t < len) ws_row(t)[col] = x[t];
+  for (int t = 0; t < kC; ++t) {
+    if (t < len) *out = x[t];
+    out += tok_step;
+  }
 }
 
 }  // namespace
