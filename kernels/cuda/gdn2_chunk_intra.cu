@@ -84,6 +84,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs in,
                             int num_v_heads, float* __restrict__ ws, int64_t gamma_base) {
   extern __shared__ __align__(16) float smem[];
+  // Phase 2 is a programmatic dependent: it may become resident as these blocks retire.
+  cudaTriggerProgrammaticLaunchCompletion();
   const int c = blockIdx.x, s = blockIdx.y, hv = blockIdx.z;
   const int kh = hv / heads_per_group;
   const int64_t start = static_cast<int64_t>(cu[s]) + static_cast<int64_t>(c) * kC;

@@ -46,14 +46,17 @@ __device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
 }
 #endif
 
-// Phase 1 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch.
+// Phase 1 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch. It triggers
+// its dependents at once, so a programmatic dependent may start while it runs.
 absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                             cudaStream_t stream);
 
 // Phase 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots' states, writes
-// o and the final states.
+// o and the final states. With after_phase1 (phase 1 was the launch just before on `stream`) the
+// state pass is its programmatic dependent: it reads the slots' states, which phase 1 does not
+// write, before it waits for phase 1.
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
-                          cudaStream_t stream);
+                          bool after_phase1, cudaStream_t stream);
 // Floats phase 2 needs beyond the gamma region.
 int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
 

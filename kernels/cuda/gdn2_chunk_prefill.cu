@@ -157,7 +157,7 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
     if (absl::Status st = gdn2_chunk::LaunchPhase1(shape, a, stream); !st.ok()) return st;
   }
   if (!(a.phase_mask & 2)) return absl::OkStatus();
-  return gdn2_chunk::LaunchPhase2(shape, a, stream);
+  return gdn2_chunk::LaunchPhase2(shape, a, (a.phase_mask & 1) != 0, stream);
 }
 
 absl::Status LaunchGdn2SerialPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,

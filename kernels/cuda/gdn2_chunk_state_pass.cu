@@ -247,29 +247,11 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
   const int seq_start = cu[s], seq_end = cu[s + 1];
   const int nchunks = (seq_end - seq_start + kC - 1) / kC;
   const int idx0 = seq_start / kC;
-  if (hv == 0 && cb == 0) {
-    for (int i = idx0 + tid; i < seq_end / kC; i += kThreads) {
-      const int c = i - idx0 + 1;
-      const int cstart = seq_start + c * kC;
-      table[i] = c < nchunks ? make_int2(cstart, min(kC, seq_end - cstart)) : make_int2(-1, 0);
-    }
-  }
-  if (nchunks == 0) return;
+  // The output pass may become resident as this grid's blocks retire (it waits for all of them).
+  cudaTriggerProgrammaticLaunchCompletion();
+  if (nchunks == 0) return;  // no table entries either
 
-  const int64_t tok_stride = static_cast<int64_t>(num_v_heads) * kWsRow;
-  const float* gamma0 =
-      ws + gamma_base + ((static_cast<int64_t>(s) + idx0) * num_v_heads + hv) * kDk;
-  const int64_t gamma_step = static_cast<int64_t>(num_v_heads) * kDk;  // per chunk slot
-  {
-    const int len0 = min(kC, seq_end - seq_start);
-    IssueChunk<DVB>(st0, ws, seq_start, len0, hv, num_v_heads, n0, gamma0, tid);
-    // Chunk 0's Qg and Aqk (for its outputs) into stage 1's Y / Ktail areas.
-    const float* base0 = ws + (static_cast<int64_t>(seq_start) * num_v_heads + hv) * kWsRow;
-    IssueChunkColumns<kDk, kYP>(st1 + L::kY, base0, tok_stride, kOffQg, len0, tid);
-    IssueChunkColumns<kC, kAP>(st1 + L::kKt, base0, tok_stride, kOffA, len0, tid);
-    CpAsyncCommit();
-  }
-
+  // Before the dependency wait only what phase 1 does not write is read: the slot's state.
   float* state = reinterpret_cast<float*>(pool + static_cast<int64_t>(slots[s]) * slot_stride +
                                           recurrent_offset) +
                  static_cast<int64_t>(hv) * kStateFloats;
@@ -288,6 +270,30 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     sacc[nt][3] = v1.y;
     StoreB2<kPre>(ss, sslo, sr0 * kSP + col, -v0.x, -v0.y);
     StoreB2<kPre>(ss, sslo, (sr0 + 8) * kSP + col, -v1.x, -v1.y);
+  }
+
+  // Phase 1's workspace is complete after this (when launched as its programmatic dependent;
+  // otherwise this returns at once).
+  cudaGridDependencySynchronize();
+  if (hv == 0 && cb == 0) {
+    for (int i = idx0 + tid; i < seq_end / kC; i += kThreads) {
+      const int c = i - idx0 + 1;
+      const int cstart = seq_start + c * kC;
+      table[i] = c < nchunks ? make_int2(cstart, min(kC, seq_end - cstart)) : make_int2(-1, 0);
+    }
+  }
+  const int64_t tok_stride = static_cast<int64_t>(num_v_heads) * kWsRow;
+  const float* gamma0 =
+      ws + gamma_base + ((static_cast<int64_t>(s) + idx0) * num_v_heads + hv) * kDk;
+  const int64_t gamma_step = static_cast<int64_t>(num_v_heads) * kDk;  // per chunk slot
+  {
+    const int len0 = min(kC, seq_end - seq_start);
+    IssueChunk<DVB>(st0, ws, seq_start, len0, hv, num_v_heads, n0, gamma0, tid);
+    // Chunk 0's Qg and Aqk (for its outputs) into stage 1's Y / Ktail areas.
+    const float* base0 = ws + (static_cast<int64_t>(seq_start) * num_v_heads + hv) * kWsRow;
+    IssueChunkColumns<kDk, kYP>(st1 + L::kY, base0, tok_stride, kOffQg, len0, tid);
+    IssueChunkColumns<kC, kAP>(st1 + L::kKt, base0, tok_stride, kOffA, len0, tid);
+    CpAsyncCommit();
   }
 
   const int mt = warp & 3;
@@ -446,6 +452,8 @@ __global__ void __launch_bounds__(kThreads, 2) Phase2OutputKernel(
   float* ss = smem + kOS;
   float* as = smem + kOA;
   float* us = smem + kOU;
+  // Everything here is written by the state pass (this is its programmatic dependent).
+  cudaGridDependencySynchronize();
   const int half = blockIdx.x & 1;
   const int64_t idx = blockIdx.x >> 1;
   const int hv = blockIdx.y;
@@ -546,15 +554,25 @@ int PickColumns(int num_v_heads, int num_seqs) {
 
 template <int DVB>
 absl::Status LaunchStatePass(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                             float* states, int2* table, cudaStream_t stream) {
+                             float* states, int2* table, bool after_phase1, cudaStream_t stream) {
   constexpr int smem = StateSmem<DVB>::kFloats * 4;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       Phase2StatePassKernel<DVB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  Phase2StatePassKernel<DVB><<<dim3(kDv / DVB, shape.num_v_heads, a.num_seqs), kThreads, smem,
-                               stream>>>(
-      a.cu_seqlens, a.slots, static_cast<char*>(a.pool), a.slot_stride_bytes, a.recurrent_offset,
-      shape.num_v_heads, a.workspace, GammaBase(a.total_tokens, shape.num_v_heads), states, table,
-      a.o, a.o_stride);
+  // After phase 1, a programmatic dependent of it: its blocks take the SMs phase 1's last blocks
+  // leave and load the slot states while those finish. (Otherwise a plain launch: the kernel
+  // before might write the states.)
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(kDv / DVB, shape.num_v_heads, a.num_seqs);
+  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
+  cfg.attrs = attr;
+  cfg.numAttrs = after_phase1 ? 1 : 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(
+      &cfg, Phase2StatePassKernel<DVB>, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
+      a.slot_stride_bytes, a.recurrent_offset, shape.num_v_heads, a.workspace,
+      GammaBase(a.total_tokens, shape.num_v_heads), states, table, a.o, a.o_stride));
   return LaunchStatus("Phase2StatePassKernel");
 }
 
@@ -566,7 +584,7 @@ int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, i
 }
 
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                            cudaStream_t stream) {
+                          bool after_phase1, cudaStream_t stream) {
   const int64_t nidx = a.total_tokens / kC;
   float* states = a.workspace + ExtraBase(a.total_tokens, a.num_seqs, shape.num_v_heads);
   int2* table = reinterpret_cast<int2*>(states + nidx * shape.num_v_heads * kStateFloats);
@@ -577,15 +595,25 @@ absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
     return absl::InvalidArgumentError(
         absl::StrCat("gdn2 prefill: splits must be 0, 2, 4 or 8, got ", a.splits));
   const absl::Status st =
-      dvb == 16   ? LaunchStatePass<16>(shape, a, states, table, stream)
-      : dvb == 32 ? LaunchStatePass<32>(shape, a, states, table, stream)
-                  : LaunchStatePass<64>(shape, a, states, table, stream);
+      dvb == 16   ? LaunchStatePass<16>(shape, a, states, table, after_phase1, stream)
+      : dvb == 32 ? LaunchStatePass<32>(shape, a, states, table, after_phase1, stream)
+                  : LaunchStatePass<64>(shape, a, states, table, after_phase1, stream);
   if (!st.ok() || nidx == 0) return st;
   constexpr int smem = kOFloats * 4;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       Phase2OutputKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  Phase2OutputKernel<<<dim3(static_cast<unsigned>(2 * nidx), shape.num_v_heads), kThreads, smem,
-                       stream>>>(shape.num_v_heads, a.workspace, states, table, a.o, a.o_stride);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(2 * nidx), shape.num_v_heads, 1);
+  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Phase2OutputKernel, shape.num_v_heads,
+                                             static_cast<const float*>(a.workspace),
+                                             static_cast<const float*>(states),
+                                             static_cast<const int2*>(table), a.o, a.o_stride));
   return LaunchStatus("Phase2OutputKernel");
 }
 
