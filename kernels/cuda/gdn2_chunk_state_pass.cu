@@ -561,19 +561,12 @@ absl::Status LaunchStatePass(const Gdn2PrefillShape& shape, const Gdn2PrefillArg
   // After phase 1, a programmatic dependent of it: its blocks take the SMs phase 1's last blocks
   // leave and load the slot states while those finish. (Otherwise a plain launch: the kernel
   // before might write the states.)
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(kDv / DVB, shape.num_v_heads, a.num_seqs);
-  cfg.blockDim = dim3(kThreads, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
-  cfg.attrs = attr;
-  cfg.numAttrs = after_phase1 ? 1 : 0;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(
-      &cfg, Phase2StatePassKernel<DVB>, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
-      a.slot_stride_bytes, a.recurrent_offset, shape.num_v_heads, a.workspace,
-      GammaBase(a.total_tokens, shape.num_v_heads), states, table, a.o, a.o_stride));
-  return LaunchStatus("Phase2StatePassKernel");
+  return LaunchKernel("Phase2StatePassKernel", Phase2StatePassKernel<DVB>,
+                      dim3(kDv / DVB, shape.num_v_heads, a.num_seqs), dim3(kThreads), smem, stream,
+                      after_phase1, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
+                      a.slot_stride_bytes, a.recurrent_offset, shape.num_v_heads, a.workspace,
+                      GammaBase(a.total_tokens, shape.num_v_heads), states, table, a.o,
+                      a.o_stride);
 }
 
 }  // namespace
@@ -602,19 +595,10 @@ absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
   constexpr int smem = kOFloats * 4;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       Phase2OutputKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(2 * nidx), shape.num_v_heads, 1);
-  cfg.blockDim = dim3(kThreads, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Phase2OutputKernel, shape.num_v_heads,
-                                             static_cast<const float*>(a.workspace),
-                                             static_cast<const float*>(states),
-                                             static_cast<const int2*>(table), a.o, a.o_stride));
-  return LaunchStatus("Phase2OutputKernel");
+  return LaunchKernel("Phase2OutputKernel", Phase2OutputKernel,
+                      dim3(static_cast<unsigned>(2 * nidx), shape.num_v_heads), dim3(kThreads),
+                      smem, stream, /*programmatic=*/true, shape.num_v_heads, a.workspace, states,
+                      table, a.o, a.o_stride);
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

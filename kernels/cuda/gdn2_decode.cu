@@ -185,16 +185,8 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
   }
   const absl::Status prep = gdn2_detail::LaunchPrep(p, DK, DV, batch, stream);
   if (!prep.ok()) return prep;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(p.HV, batch, 1);
-  cfg.blockDim = dim3(TL::NT, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));
-  return LaunchStatus("Gdn2RecurrenceStreamedKernel");
+  return LaunchKernel("Gdn2RecurrenceStreamedKernel", kernel, dim3(p.HV, batch, 1), dim3(TL::NT),
+                      smem, stream, /*programmatic=*/true, p);
 }
 
 bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }

@@ -689,17 +689,8 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
 
 template <int DK, int DV>
 absl::Status PrepT(const Params& p, int batch, cudaStream_t stream) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(p.H, batch, p.G);
-  cfg.blockDim = dim3(kPrepThreads, 1, 1);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  int n = 0;
-  if (p.overlap) attr[n++] = ProgrammaticLaunchAttr();
-  cfg.attrs = attr;
-  cfg.numAttrs = n;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, Gdn2PrepKernel<DK, DV>, p));
-  return LaunchStatus("Gdn2PrepKernel");
+  return LaunchKernel("Gdn2PrepKernel", Gdn2PrepKernel<DK, DV>, dim3(p.H, batch, p.G),
+                      dim3(kPrepThreads), 0, stream, p.overlap, p);
 }
 
 }  // namespace

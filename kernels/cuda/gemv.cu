@@ -351,16 +351,8 @@ absl::Status LaunchTyped(Params p, int64_t units0, int64_t units1, bool programm
     b1 = std::min<int64_t>(need1, std::max<int64_t>(cap - b0, units1 > 0 ? 1 : 0));
   }
   p.blocks0 = static_cast<int>(b0);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(b0 + b1), 1, 1);
-  cfg.blockDim = dim3(kThreads, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
-  cfg.attrs = attr;
-  cfg.numAttrs = programmatic ? 1 : 0;
-  DS_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, p));
-  return LaunchStatus("GemvKernel");
+  return LaunchKernel("GemvKernel", kernel, dim3(static_cast<unsigned>(b0 + b1)), dim3(kThreads),
+                      smem, stream, programmatic, p);
 }
 
 template <int MT, GemvInput IN>

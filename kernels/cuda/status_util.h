@@ -1,11 +1,14 @@
-// Host-side helpers for CUDA launchers: turning cudaError_t into absl::Status, and the
-// programmatic-launch attribute. Include only from .cu/.cc files of kernels/cuda and
+// Host-side helpers for CUDA launchers: turning cudaError_t into absl::Status, the
+// programmatic-launch attribute and a launch that may carry it. Include only from .cu/.cc files of kernels/cuda and
 // engine/cuda (it includes the CUDA runtime header).
 //
 // Thread-safety: stateless.
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <cstddef>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -31,6 +34,26 @@ inline cudaLaunchAttribute ProgrammaticLaunchAttr() {
   a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   a.val.programmaticStreamSerializationAllowed = 1;
   return a;
+}
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...) (arguments converted to the kernel's
+// parameter types), as a programmatic dependent of the kernel before it on `stream` when
+// `programmatic`. The status names `name`.
+template <typename... Params, typename... Args>
+absl::Status LaunchKernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                          size_t smem, cudaStream_t stream, bool programmatic, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1] = {ProgrammaticLaunchAttr()};
+  cfg.attrs = attr;
+  cfg.numAttrs = programmatic ? 1 : 0;
+  if (cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+      err != cudaSuccess)
+    return CudaStatus(err, name);
+  return LaunchStatus(name);
 }
 
 }  // namespace deltaserve::cuda
