@@ -1,8 +1,9 @@
 // Small-batch bf16 matrix products with fused RMSNorm / cast / SwiGLU / residual add (see gemv.h).
 //
-// One warp owns R weight rows (SwiGLU: row j of w1 and row j of w2) over the whole k range; lane
-// l reads 16-byte chunks l, l + 32, ... of each row, 8 chunks per lane in flight (R * U = 8, two
-// register batches: the next batch is issued before the current one is consumed). The block's
+// One warp owns R weight rows (SwiGLU: row j of w1 and row j of w2; R = 8 for rows of at most
+// 256 elements at 1-2 input rows, else 1) over the whole k range; lane l reads 16-byte chunks
+// l, l + 32, ... of each row, 8 chunks per lane in flight (R * U = 8, two register batches: the
+// next batch is issued before the current one is consumed). The block's
 // input rows are staged in shared memory as bf16 (for RMSNorm input x * gamma, the 1/rms factor
 // applied to the sums), so the inner product is 8 bf16 pairs per chunk and input row. Warp sums
 // by shuffles; no atomics, so results are deterministic.
@@ -228,6 +229,17 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
   if (un < nunits) load(un, 0);
   cudaTriggerProgrammaticLaunchCompletion();
   cudaGridDependencySynchronize();
+  // Residual add: lane m * R + r (the lane that stores input row m, weight row r of a unit)
+  // loads that output's old value a unit ahead of its store, so the store does not wait on it.
+  constexpr bool kAcc = OUT == GemvOutput::kF32Accumulate;
+  float* const acc_out = kAcc && lane < MT * R
+                             ? static_cast<float*>(pr.out) + (lane / R) * pr.ldo + lane % R
+                             : nullptr;
+  const bool acc_lane = acc_out != nullptr && lane / R < p.rows;
+  auto load_old = [&](int64_t u) {
+    return acc_lane && u < nunits && u * R + lane % R < pr.n ? acc_out[u * R] : 0.0f;
+  };
+  float old = load_old(un);
   StageInput<MT, IN>(p, pr, xs, red);
   __syncthreads();
   float scale[MT];
@@ -291,11 +303,7 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
             for (int r = 0; r < R; ++r) {
               if (lane == m * R + r && un * R + r < pr.n) {
                 float* o = static_cast<float*>(pr.out) + m * pr.ldo + un * R + r;
-                if constexpr (OUT == GemvOutput::kF32Accumulate) {
-                  *o += acc[m][r] * scale[m];
-                } else {
-                  *o = acc[m][r] * scale[m];
-                }
+                *o = acc[m][r] * scale[m] + (kAcc ? old : 0.0f);
               }
             }
           }
@@ -303,6 +311,7 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[m][r] = 0.0f;
       }
+      if constexpr (kAcc) old = load_old(un2);  // un2: the next unit (b2 == 0 here)
     }
     un = un2;
     b = b2;
@@ -323,11 +332,14 @@ int NumSms() {
 }
 
 // Launches with at most as many blocks as can be resident at once (each warp loops over its
-// units), split between the problems in proportion to their units.
+// units), split between the problems in proportion to their units. n0, n1: the problems' rows.
 template <int MT, int R, GemvInput IN, GemvOutput OUT>
-absl::Status LaunchTyped(Params p, int64_t units0, int64_t units1, bool programmatic,
+absl::Status LaunchTyped(Params p, int64_t n0, int64_t n1, bool programmatic,
                          cudaStream_t stream) {
   auto kernel = GemvKernel<MT, R, IN, OUT>;
+  constexpr bool kSwiGlu = OUT == GemvOutput::kSwiGluBf16;
+  const int64_t units0 = kSwiGlu ? n0 : (n0 + R - 1) / R;
+  const int64_t units1 = kSwiGlu ? n1 : (n1 + R - 1) / R;
   const int smem = MT * p.k * 2;
   // Per instantiation, cached for the last shared-memory size (a benign race: idempotent).
   static int smem_set = 48 << 10, occ_smem = -1, occ_blocks = 0;
@@ -359,10 +371,17 @@ template <int MT, GemvInput IN>
 absl::Status DispatchOut(const GemvArgs& a, const Params& p, int64_t u0, int64_t u1,
                          cudaStream_t s) {
   const bool pdl = a.programmatic;
+  // Short rows (k <= 256: one 16-byte chunk per lane) at 1-2 input rows: eight weight rows per
+  // warp step, so each lane still has 8 loads in flight and the grid is 8x smaller, which leaves
+  // room on the SMs for the next launch's blocks to become resident and start their own loads.
+  const bool short_rows = MT <= 2 && p.kc <= 32;
   switch (a.output) {
-    case GemvOutput::kF32: return LaunchTyped<MT, 1, IN, GemvOutput::kF32>(p, u0, u1, pdl, s);
+    case GemvOutput::kF32:
+      return short_rows ? LaunchTyped<MT, 8, IN, GemvOutput::kF32>(p, u0, u1, pdl, s)
+                        : LaunchTyped<MT, 1, IN, GemvOutput::kF32>(p, u0, u1, pdl, s);
     case GemvOutput::kF32Accumulate:
-      return LaunchTyped<MT, 1, IN, GemvOutput::kF32Accumulate>(p, u0, u1, pdl, s);
+      return short_rows ? LaunchTyped<MT, 8, IN, GemvOutput::kF32Accumulate>(p, u0, u1, pdl, s)
+                        : LaunchTyped<MT, 1, IN, GemvOutput::kF32Accumulate>(p, u0, u1, pdl, s);
     case GemvOutput::kSwiGluBf16:
       return LaunchTyped<MT, 2, IN, GemvOutput::kSwiGluBf16>(p, u0, u1, pdl, s);
   }

@@ -174,6 +174,16 @@ TEST_F(GemvTest, WideAndLongShapes) {
   RunCase({4, 1031, 2304, GemvInput::kF32RmsNorm, GemvOutput::kSwiGluBf16}, 11);
 }
 
+TEST_F(GemvTest, ShortRowsEightPerWarp) {
+  // k <= 256 at 1-2 input rows takes eight weight rows per warp step: n not a multiple of 8,
+  // k at the 256 boundary and below it, a grid smaller than the rows.
+  RunCase({1, 4099, 128, GemvInput::kF32, GemvOutput::kF32}, 21);
+  RunCase({2, 4093, 128, GemvInput::kBf16, GemvOutput::kF32Accumulate}, 22);
+  RunCase({1, 2053, 256, GemvInput::kF32RmsNorm, GemvOutput::kF32Accumulate}, 23);
+  RunCase({2, 9, 8, GemvInput::kF32RmsNorm, GemvOutput::kF32}, 24);
+  RunCase({1, 1, 256, GemvInput::kBf16, GemvOutput::kF32}, 25);
+}
+
 TEST_F(GemvTest, TwoProblemsOneLaunch) {
   const int rows = 3;
   const int64_t k = 128, n0 = 40, n1 = 72, ldx = 300;
