@@ -211,43 +211,61 @@ struct Prologue {
                                          int tid, bool shift_qk, const GateFold& fold,
                                          PrologueSmem<DK, DVS>& sm, float& sq, float& sk,
                                          float& sqk) {
+    // Every raw input of the thread is loaded before any is used or any history is written
+    // (the history stores could alias them for the compiler): one memory round trip.
     if (tid < HALF) {
       float* hq = reinterpret_cast<float*>(base + p.cq_off);
       float* hk = reinterpret_cast<float*>(base + p.ck_off);
       const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
       const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+      float xq[QK_IT], xk[QK_IT];
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int c = kh * DK + tid + n * HALF;
+        xq[n] = tid + n * HALF < DK ? qr[c] : 0.0f;
+        xk[n] = tid + n * HALF < DK ? kr[c] : 0.0f;
+      }
 #pragma unroll
       for (int n = 0; n < QK_IT; ++n) {
         const int i = tid + n * HALF;
         if (i < DK) {
           const int c = kh * DK + i;
-          const float xq = qr[c], xk = kr[c];
-          const float qv = Silu(pq[n] + wq[n] * xq);
-          const float kv = Silu(pk[n] + wk[n] * xk);
+          const float qv = Silu(pq[n] + wq[n] * xq[n]);
+          const float kv = Silu(pk[n] + wk[n] * xk[n]);
           sm.q[i] = qv;
           sm.k[i] = kv;
           sq += qv * qv;
           sk += kv * kv;
           sqk += qv * kv;
           if (shift_qk) {
-            ShiftHistory(hq + c, p.key_dim, p.W, xq);
-            ShiftHistory(hk + c, p.key_dim, p.W, xk);
+            ShiftHistory(hq + c, p.key_dim, p.W, xq[n]);
+            ShiftHistory(hk + c, p.key_dim, p.W, xk[n]);
           }
         }
       }
     } else {
       const int t = tid - HALF;
       float* hv = reinterpret_cast<float*>(base + p.cv_off);
+      float f[QK_IT], bb[QK_IT], x[V_IT], w[V_IT];
+#pragma unroll
+      for (int n = 0; n < QK_IT; ++n) {
+        const int i = t + n * HALF, c = kh * DK + i;
+        f[n] = i < DK && fold.w == nullptr ? p.f_raw[static_cast<int64_t>(b) * p.f_st + c] : 0.0f;
+        bb[n] = i < DK ? p.b_raw[static_cast<int64_t>(b) * p.b_st + c] : 0.0f;
+      }
+#pragma unroll
+      for (int n = 0; n < V_IT; ++n) {
+        const int j = t + n * HALF, c = col0 + j;
+        x[n] = j < DVS ? p.v_raw[static_cast<int64_t>(b) * p.v_st + c] : 0.0f;
+        w[n] = j < DVS ? p.w_raw[static_cast<int64_t>(b) * p.w_st + c] : 0.0f;
+      }
 #pragma unroll
       for (int n = 0; n < QK_IT; ++n) {
         const int i = t + n * HALF;
         if (i < DK) {
-          const int c = kh * DK + i;
-          const float f = fold.w != nullptr ? fold.Dot(i, 0)
-                                            : p.f_raw[static_cast<int64_t>(b) * p.f_st + c];
-          const float bb = p.b_raw[static_cast<int64_t>(b) * p.b_st + c];
-          sm.a[i] = __expf(neg_a * Softplus(f + dtb[n]));
-          sm.be[i] = Sigmoid(bb) * (p.neg_eig ? 2.0f : 1.0f);
+          const float fi = fold.w != nullptr ? fold.Dot(i, 0) : f[n];
+          sm.a[i] = __expf(neg_a * Softplus(fi + dtb[n]));
+          sm.be[i] = Sigmoid(bb[n]) * (p.neg_eig ? 2.0f : 1.0f);
         }
       }
 #pragma unroll
@@ -255,11 +273,9 @@ struct Prologue {
         const int j = t + n * HALF;
         if (j < DVS) {
           const int c = col0 + j;
-          const float x = p.v_raw[static_cast<int64_t>(b) * p.v_st + c];
-          const float w = p.w_raw[static_cast<int64_t>(b) * p.w_st + c];
-          const float vv = Silu(pv[n] + wvl[n] * x);
-          ShiftHistory(hv + c, p.value_dim, p.W, x);
-          sm.wv[j] = Sigmoid(w) * vv;
+          const float vv = Silu(pv[n] + wvl[n] * x[n]);
+          ShiftHistory(hv + c, p.value_dim, p.W, x[n]);
+          sm.wv[j] = Sigmoid(w[n]) * vv;
         }
       }
     }
@@ -339,12 +355,11 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Pa
   // The raw inputs are the previous kernel's outputs (a no-op without overlap).
   if (p.overlap && p.state_ready) cudaGridDependencySynchronize();
   FinishGateFold<NT>(p, b, tid, fold);
-  float act = 0.0f;
+  // The output gate's input; used in the epilogue only, so its load overlaps the prologue's.
+  float zz = 0.0f;
   if (tid < DVS) {
-    const float zz = (fold.w != nullptr ? fold.Dot(DK + tid, 1)
-                                        : p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid]) +
-                     zb;
-    act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+    zz = fold.w != nullptr ? fold.Dot(DK + tid, 1)
+                           : p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid];
   }
   float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
   pro.Finish(p, base, b, kh, col0, tid, /*shift_qk=*/cl == 1, fold, sm, sq, sk, sqk);
@@ -443,6 +458,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Pa
       for (int w = 0; w < NW; ++w) total += ss_all[r2][w];
     }
     const float inv = 1.0f / sqrtf(total / static_cast<float>(p.dv) + p.eps);
+    const float act = p.gate_sigmoid ? Sigmoid(zz + zb) : Silu(zz + zb);
     StoreY(p, b, col0 + tid, o * inv * on * act);
   }
 }
