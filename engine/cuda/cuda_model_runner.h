@@ -79,10 +79,11 @@ struct CudaRunnerOptions {
   int gemv_max_rows = 2;
   // GEMV passes of at least this many rows compute the f / z~ up-projections (rank head_v_dim)
   // inside the fused GDN-2 decode launch (Gdn2DecodeArgs::gate_rank) instead of by a GEMV launch
-  // of their own (0: never). Applies when the fused arrangement runs. Default 2: measured faster
-  // at 2 rows and slower at 1 (H200, gdn2_1.3B: -24 and +12 us per step; each block then also
-  // reads its heads' 64 KB of up-projection rows; bench/NOTES.md).
-  int fold_gates_from_rows = 2;
+  // of their own (0: never). Applies when the fused arrangement runs. Default 0: since the GEMV
+  // takes eight short rows per warp (its grid leaves room for the GDN-2 blocks), the separate
+  // launch is faster at 1 and 2 rows (H200, gdn2_1.3B: about -30 and -25 us per step; folded, each
+  // block also reads its heads' 64 KB of up-projection rows; bench/NOTES.md).
+  int fold_gates_from_rows = 0;
 };
 
 class CudaModelRunner final : public ModelRunner {
