@@ -663,6 +663,8 @@ absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
   a.y_type = cuda::DType::kBF16;
   a.scratch = b.swa_scratch;
   a.scratch_floats = b.swa_scratch_floats;
+  // The kernel before this launch is the qkv projection, which writes only b.proj.
+  a.overlap_launch = true;
   DS_RETURN_IF_ERROR(cuda::LaunchSwaDecode(shape, a, s));
   return absl::OkStatus();
 }

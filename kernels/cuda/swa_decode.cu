@@ -3,6 +3,10 @@
 // kernel 2 merges the splits and writes the output. Warps stride over keys; a lane holds
 // head_size/32 contiguous dimensions, so one key row is one coalesced warp load, and each warp
 // loads four key / value rows before using them (memory-level parallelism at small batch).
+// With overlap_launch both kernels are programmatic dependents that trigger their own dependents
+// at once: kernel 1 asks L2 for its block's first older key / value rows (32 MB per launch at
+// most) before it waits for the predecessor (the q/k/v producer), so they stream in while that
+// kernel drains.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -25,6 +29,8 @@ struct P {
   const int32_t* slots;
   char* pool;
   int64_t num_slots, stride, k_off, v_off, pos_off;
+  bool overlap;
+  int prefetch_rows;  // per block, with overlap (bounded so that all blocks' fit in L2)
   const float* qkv;
   int64_t qkv_st;
   void* y;
@@ -59,13 +65,39 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
   __shared__ float q_s[HS], k_s[HS], v_s[HS], raw_q[HS], raw_k[HS];
   __shared__ float wm[kWarps], wl[kWarps], wacc[kWarps][HS];
 
+  if (p.overlap) cudaTriggerProgrammaticLaunchCompletion();
+  // Before the wait (overlap_launch) only what the predecessor does not write is read: the slot,
+  // its position and the ring rows of earlier positions.
   const int slot = p.slots[b];
   float* part = p.scratch + ((static_cast<int64_t>(b) * p.nh + h) * p.splits + split) * (HS + 2);
-  if (slot < 0 || slot >= p.num_slots) return;
+  if (slot < 0 || slot >= p.num_slots) {
+    if (p.overlap) cudaGridDependencySynchronize();  // the grid never completes before it
+    return;
+  }
   char* base = p.pool + static_cast<int64_t>(slot) * p.stride;
   const int64_t pos = *reinterpret_cast<const int64_t*>(base + p.pos_off);
   float* kring = reinterpret_cast<float*>(base + p.k_off);
   float* vring = reinterpret_cast<float*>(base + p.v_off);
+
+  // Key range of this split: positions [lo + split*chunk, ...] within [lo, pos].
+  const int64_t lo = pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
+  const int64_t chunk = (p.window + p.splits - 1) / p.splits;
+  const int64_t j0 = lo + split * chunk;
+  const int64_t j1 = min(pos, j0 + chunk - 1);
+  if (p.overlap) {
+    // The split's first key and value rows before `pos`, a 128-byte line per thread and step.
+    constexpr int kLines = HS * 4 / 128;
+    const int64_t rows =
+        min(int64_t{p.prefetch_rows}, max(int64_t{0}, min(j1, pos - 1) - j0 + 1));
+    for (int64_t i = tid; i < 2 * rows * kLines; i += blockDim.x) {
+      const int64_t j = j0 + i / (2 * kLines);
+      const int line = static_cast<int>(i % (2 * kLines));
+      const float* ring = line < kLines ? kring : vring;
+      const float* at = ring + ((j % p.window) * p.G + g) * HS + (line % kLines) * 32;
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(at));
+    }
+    cudaGridDependencySynchronize();
+  }
 
   const float* row = p.qkv + static_cast<int64_t>(b) * p.qkv_st +
                      static_cast<int64_t>(g) * (qpg + 2) * HS;
@@ -88,11 +120,6 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
     }
   }
 
-  // Key range of this split: positions [lo + split*chunk, ...] within [lo, pos].
-  const int64_t lo = pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
-  const int64_t chunk = (p.window + p.splits - 1) / p.splits;
-  const int64_t j0 = lo + split * chunk;
-  const int64_t j1 = min(pos, j0 + chunk - 1);
   const float scale = rsqrtf(static_cast<float>(HS));
 
   float q[VPL];
@@ -180,6 +207,10 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
 
 template <int HS>
 __global__ void SwaCombineKernel(const P p) {
+  if (p.overlap) {
+    cudaTriggerProgrammaticLaunchCompletion();
+    cudaGridDependencySynchronize();
+  }
   const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
   const int slot = p.slots[b];
   if (slot < 0 || slot >= p.num_slots) return;
@@ -205,18 +236,21 @@ __global__ void SwaCombineKernel(const P p) {
 
 template <int HS>
 absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
-  SwaPartialKernel<HS><<<dim3(p.splits, p.nh, batch), kWarps * 32, 0, stream>>>(p);
-  DS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  SwaCombineKernel<HS><<<dim3(p.nh, batch), HS, 0, stream>>>(p);
-  return LaunchStatus("SwaCombineKernel");
+  const absl::Status partial =
+      LaunchKernel("SwaPartialKernel", SwaPartialKernel<HS>, dim3(p.splits, p.nh, batch),
+                   dim3(kWarps * 32), 0, stream, p.overlap, p);
+  if (!partial.ok()) return partial;
+  return LaunchKernel("SwaCombineKernel", SwaCombineKernel<HS>, dim3(p.nh, batch), dim3(HS), 0,
+                      stream, p.overlap, p);
 }
 
 }  // namespace
 
 int SwaDecodeSplits(const SwaDecodeShape& shape, int batch, int requested) {
   if (requested > 0) return std::min(requested, kMaxSplits);
+  // About eight 4-warp blocks per SM (memory-level parallelism: each warp has 8 rows in flight).
   const int64_t blocks = int64_t{std::max(batch, 1)} * shape.n_head;
-  int s = static_cast<int>((2 * 132 + blocks - 1) / blocks);
+  int s = static_cast<int>((8 * 132 + blocks - 1) / blocks);
   s = std::min(s, std::max(1, shape.window / 64));
   return std::clamp(s, 1, kMaxSplits);
 }
@@ -267,7 +301,12 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   p.rope_dims = s.rope_dims; p.splits = splits; p.rope_base = s.rope_base;
   p.slots = a.slots; p.pool = static_cast<char*>(a.pool); p.num_slots = a.num_slots;
   p.stride = a.slot_stride_bytes; p.k_off = a.k_ring_offset; p.v_off = a.v_ring_offset;
-  p.pos_off = a.position_offset; p.qkv = a.qkv; p.qkv_st = a.qkv_stride; p.y = a.y;
+  p.pos_off = a.position_offset; p.overlap = a.overlap_launch; p.qkv = a.qkv;
+  // L2 prefetch budget of a launch: 32 MB over all its blocks (a larger share would evict rows
+  // before they are read at large batch).
+  const int64_t blocks = int64_t{a.batch} * s.n_head * splits;
+  p.prefetch_rows = static_cast<int>(
+      std::min<int64_t>(s.window, (int64_t{32} << 20) / (blocks * 2 * s.head_size * 4))); p.qkv_st = a.qkv_stride; p.y = a.y;
   p.y_st = a.y_stride; p.y_bf16 = a.y_type == DType::kBF16; p.scratch = a.scratch;
   switch (s.head_size) {
     case 32: return Launch<32>(p, a.batch, stream);

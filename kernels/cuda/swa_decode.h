@@ -55,6 +55,10 @@ struct SwaDecodeArgs {
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
   int splits = 0;  // key-range splits per (sequence, head); 0 picks by batch size
+  // Launch as a programmatic dependent of the kernel before it on the stream: before waiting
+  // for it, the launch reads slots, positions and ring rows of earlier positions, so that
+  // kernel must write none of them (it may write qkv). The kernel after may start early too.
+  bool overlap_launch = false;
 };
 
 int SwaDecodeSplits(const SwaDecodeShape& shape, int batch, int requested);

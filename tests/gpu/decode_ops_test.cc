@@ -28,7 +28,9 @@ class DecodeOpsTest : public ::testing::Test {
   void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
 };
 
-void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed) {
+// overlap: launched as a programmatic dependent right after a kernel that writes qkv over a NaN
+// poison; the attention must read qkv only after that kernel finished.
+void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool overlap = false) {
   const int nh = s.n_head, G = s.n_query_groups, hs = s.head_size, W = s.window;
   const int qpg = nh / G;
   const int64_t ring = int64_t{W} * G * hs;
@@ -82,9 +84,24 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed) {
   a.scratch = d_scr.get<float>();
   a.scratch_floats = SwaDecodeScratchFloats(s, B, sp);
   a.splits = splits;
-  absl::Status st = LaunchSwaDecode(s, a, nullptr);
+  cudaStream_t stream = nullptr;
+  if (overlap) {
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+    ASSERT_EQ(cudaMemset(d_qkv.get(), 0xff, d_qkv.bytes()), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const absl::Status fs = LaunchFillRandom(d_qkv.get(), DType::kF32,
+                                             static_cast<int64_t>(d_qkv.bytes() / 4), seed, 1.0f,
+                                             0.0f, stream);
+    ASSERT_TRUE(fs.ok()) << fs;
+    a.overlap_launch = true;
+  }
+  absl::Status st = LaunchSwaDecode(s, a, stream);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  if (stream != nullptr) {
+    ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+    qkv = d_qkv.To<float>();  // what the producer wrote is the reference's input
+  }
   std::vector<uint8_t> after = d_pool.To<uint8_t>();
   std::vector<float> y = d_y.To<float>();
 
@@ -183,6 +200,21 @@ TEST_F(DecodeOpsTest, SwaReferenceShapesBatch1AndLarge) {
   RunSwa(s, 1, 0, 1);
   RunSwa(s, 1, 5, 2);
   RunSwa(s, 48, 0, 3);
+}
+
+TEST_F(DecodeOpsTest, SwaOverlappedLaunchWaitsForQkvProducer) {
+  SwaDecodeShape s;  // the hybrid 1.3B layer at its full window
+  RunSwa(s, 1, 0, 11, /*overlap=*/true);
+  s.window = 256;
+  RunSwa(s, 48, 0, 12, /*overlap=*/true);
+  SwaDecodeShape grouped;
+  grouped.n_head = 8;
+  grouped.n_query_groups = 2;
+  grouped.head_size = 64;
+  grouped.window = 16;
+  grouped.rope_dims = 32;
+  RunSwa(grouped, 37, 3, 13, /*overlap=*/true);
+  RunSwa(grouped, 1, 0, 14, /*overlap=*/true);
 }
 
 TEST_F(DecodeOpsTest, SwaGroupedQueriesPartialRope) {
