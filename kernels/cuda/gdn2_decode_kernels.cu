@@ -629,12 +629,15 @@ struct StreamPrologue {
 };
 
 // Prep kernel of kStreamed: conv + history shift, norms, gates into the prep record (see
-// PrepStride), with StreamPrologue's single memory round trip and 256 threads. Block (kh, b, g): g == 0 does the key head's q/k channels and gates and the v
-// columns of value head kh*G; g > 0 only the v columns of value head kh*G + g.
+// PrepStride), with StreamPrologue's single memory round trip and 256 threads. Block (kh, b, g):
+// g == 0 does the key head's q/k channels and gates and the v columns of value head kh*G; g > 0
+// only the v columns of value head kh*G + g. Six blocks per SM (40 registers, no spills; the
+// default 48 allow five, and eight blocks spill): one round trip per block, so residency decides
+// how many are in flight.
 constexpr int kPrepThreads = 256;
 
 template <int DK, int DV>
-__global__ void __launch_bounds__(kPrepThreads) Gdn2PrepKernel(const Params p) {
+__global__ void __launch_bounds__(kPrepThreads, 6) Gdn2PrepKernel(const Params p) {
   constexpr int NT = kPrepThreads, NW = NT / 32;
   __shared__ PrologueSmem<DK, DV> sm;
   __shared__ float sums[3][NW];
