@@ -3,10 +3,11 @@
 // kernel 2 merges the splits and writes the output. Warps stride over keys; a lane holds
 // head_size/32 contiguous dimensions, so one key row is one coalesced warp load, and each warp
 // loads four key / value rows before using them (memory-level parallelism at small batch).
-// With overlap_launch both kernels are programmatic dependents that trigger their own dependents
-// at once: kernel 1 asks L2 for its block's first older key / value rows (32 MB per launch at
-// most) before it waits for the predecessor (the q/k/v producer), so they stream in while that
-// kernel drains.
+// Before it reads q/k/v, kernel 1 forms its RoPE coefficients and loads each warp's first batch
+// of older key / value rows. With overlap_launch both kernels are programmatic dependents that
+// trigger their own dependents at once, and kernel 1 does that work, and asks L2 for its split's
+// next older rows (32 MB per launch at most), before it waits for the predecessor (the q/k/v
+// producer), so they stream in while that kernel drains.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -39,25 +40,31 @@ struct P {
   float* scratch;
 };
 
-__device__ __forceinline__ void Rope(const float* x, float* out, int t, int hs, int rope_dims,
-                                     double base, int64_t pos) {
-  if (t >= hs) return;
-  const int half = rope_dims / 2;
-  if (t >= rope_dims || half == 0) {
-    out[t] = x[t];
-    return;
+// NeoX RoPE of element t at position pos: out[t] = x[t] * c + x[partner] * s (s signed), or
+// x[t] past rope_dims. The coefficients need only t and pos, so they are formed apart from x.
+struct RopeCoef {
+  float c = 1.0f, s = 0.0f;
+  int partner = -1;  // -1: not rotated
+  __device__ __forceinline__ RopeCoef(int t, int rope_dims, double base, int64_t pos) {
+    const int half = rope_dims / 2;
+    if (t >= rope_dims || half == 0) return;
+    const int i = t < half ? t : t - half;
+    const double inv_freq = pow(base, -2.0 * i / static_cast<double>(rope_dims));
+    const double th = static_cast<double>(pos) * inv_freq;
+    c = static_cast<float>(cos(th));
+    const float sn = static_cast<float>(sin(th));
+    s = t < half ? -sn : sn;
+    partner = t < half ? t + half : t - half;
   }
-  const int i = t < half ? t : t - half;
-  const double inv_freq = pow(base, -2.0 * i / static_cast<double>(rope_dims));
-  const double th = static_cast<double>(pos) * inv_freq;
-  const float c = static_cast<float>(cos(th)), s = static_cast<float>(sin(th));
-  const float a = x[i], b = x[i + half];
-  out[t] = t < half ? a * c - b * s : b * c + a * s;
-}
+  __device__ __forceinline__ float Apply(const float* x, int t) const {
+    return partner < 0 ? x[t] : x[t] * c + x[partner] * s;
+  }
+};
 
 template <int HS>
 __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
   constexpr int VPL = HS / 32;
+  static_assert(HS <= kWarps * 32, "one thread per head dimension in the RoPE step");
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int qpg = p.nh / p.G;
   const int g = h / qpg;
@@ -84,13 +91,46 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
   const int64_t chunk = (p.window + p.splits - 1) / p.splits;
   const int64_t j0 = lo + split * chunk;
   const int64_t j1 = min(pos, j0 + chunk - 1);
+  // Each warp takes keys j0 + warp, j0 + warp + kWarps, ... in that order; KU of them are loaded
+  // before the first is used, so KU row loads per warp are in flight. Rows before `pos` come
+  // from the ring (the first batch before the wait), the row at `pos` from k_s / v_s.
+  constexpr int KU = 4;
+  float kk[KU][VPL], vv[KU][VPL];
+  auto load_ring_rows = [&](int64_t jb) {
+#pragma unroll
+    for (int t = 0; t < KU; ++t) {
+      const int64_t j = jb + t * kWarps;
+      if (j < pos && j <= j1) {
+        const int64_t r = ((j % p.window) * p.G + g) * HS + lane * VPL;
+        if constexpr (VPL == 4) {
+          const float4 a = __ldcs(reinterpret_cast<const float4*>(kring + r));
+          const float4 c = __ldcs(reinterpret_cast<const float4*>(vring + r));
+          kk[t][0] = a.x, kk[t][1] = a.y, kk[t][2] = a.z, kk[t][3] = a.w;
+          vv[t][0] = c.x, vv[t][1] = c.y, vv[t][2] = c.z, vv[t][3] = c.w;
+        } else {
+#pragma unroll
+          for (int v = 0; v < VPL; ++v) {
+            kk[t][v] = __ldcs(kring + r + v);
+            vv[t][v] = __ldcs(vring + r + v);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int v = 0; v < VPL; ++v) kk[t][v] = vv[t][v] = 0.0f;
+      }
+    }
+  };
+  load_ring_rows(j0 + warp);
+  const RopeCoef rope(tid, p.rope_dims, p.rope_base, pos);  // blockDim.x >= HS
   if (p.overlap) {
-    // The split's first key and value rows before `pos`, a 128-byte line per thread and step.
+    // The split's next key and value rows before `pos` (past the first batches), a 128-byte
+    // line per thread and step.
     constexpr int kLines = HS * 4 / 128;
+    const int64_t jp = j0 + kWarps * KU;
     const int64_t rows =
-        min(int64_t{p.prefetch_rows}, max(int64_t{0}, min(j1, pos - 1) - j0 + 1));
+        min(int64_t{p.prefetch_rows}, max(int64_t{0}, min(j1, pos - 1) - jp + 1));
     for (int64_t i = tid; i < 2 * rows * kLines; i += blockDim.x) {
-      const int64_t j = j0 + i / (2 * kLines);
+      const int64_t j = jp + i / (2 * kLines);
       const int line = static_cast<int>(i % (2 * kLines));
       const float* ring = line < kLines ? kring : vring;
       const float* at = ring + ((j % p.window) * p.G + g) * HS + (line % kLines) * 32;
@@ -107,9 +147,9 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
     v_s[t] = row[(qpg + 1) * HS + t];
   }
   __syncthreads();
-  for (int t = tid; t < HS; t += blockDim.x) {
-    Rope(raw_q, q_s, t, HS, p.rope_dims, p.rope_base, pos);
-    Rope(raw_k, k_s, t, HS, p.rope_dims, p.rope_base, pos);
+  if (tid < HS) {
+    q_s[tid] = rope.Apply(raw_q, tid);
+    k_s[tid] = rope.Apply(raw_k, tid);
   }
   __syncthreads();
   const int64_t ring_row = pos % p.window;
@@ -128,37 +168,16 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
   float m = -INFINITY, l = 0.0f, acc[VPL];
 #pragma unroll
   for (int v = 0; v < VPL; ++v) acc[v] = 0.0f;
-  // Each warp takes keys j0 + warp, j0 + warp + kWarps, ... in that order; KU of them are loaded
-  // before the first is used, so KU row loads per warp are in flight.
-  constexpr int KU = 4;
   for (int64_t jb = j0 + warp; jb <= j1; jb += kWarps * KU) {
-    float kk[KU][VPL], vv[KU][VPL];
+    if (jb != j0 + warp) load_ring_rows(jb);
 #pragma unroll
     for (int t = 0; t < KU; ++t) {
-      const int64_t j = jb + t * kWarps;
-      if (j == pos) {
+      if (jb + t * kWarps == pos) {
 #pragma unroll
         for (int v = 0; v < VPL; ++v) {
           kk[t][v] = k_s[lane * VPL + v];
           vv[t][v] = v_s[lane * VPL + v];
         }
-      } else if (j <= j1) {
-        const int64_t r = ((j % p.window) * p.G + g) * HS + lane * VPL;
-        if constexpr (VPL == 4) {
-          const float4 a = __ldcs(reinterpret_cast<const float4*>(kring + r));
-          const float4 c = __ldcs(reinterpret_cast<const float4*>(vring + r));
-          kk[t][0] = a.x, kk[t][1] = a.y, kk[t][2] = a.z, kk[t][3] = a.w;
-          vv[t][0] = c.x, vv[t][1] = c.y, vv[t][2] = c.z, vv[t][3] = c.w;
-        } else {
-#pragma unroll
-          for (int v = 0; v < VPL; ++v) {
-            kk[t][v] = __ldcs(kring + r + v);
-            vv[t][v] = __ldcs(vring + r + v);
-          }
-        }
-      } else {
-#pragma unroll
-        for (int v = 0; v < VPL; ++v) kk[t][v] = vv[t][v] = 0.0f;
       }
     }
 #pragma unroll
