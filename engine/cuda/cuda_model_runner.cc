@@ -72,6 +72,8 @@ struct CudaModelRunner::Buffers {
   float* logits = nullptr;    // [max_rows, padded_vocab]
   float* swa_scratch = nullptr;
   int64_t swa_scratch_floats = 0;
+  uint32_t* swa_counters = nullptr;  // [max_rows, n_head], zero between launches
+  int64_t swa_num_counters = 0;
   float* gdn2_prep = nullptr;
   int64_t gdn2_prep_floats = 0;
   // Sampling.
@@ -233,6 +235,10 @@ absl::Status CudaModelRunner::Init() {
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.y, R * b.y_cols * 2));
   DS_RETURN_IF_ERROR(b.Alloc(&b.logits, R * V));
   DS_RETURN_IF_ERROR(b.Alloc(&b.swa_scratch, b.swa_scratch_floats));
+  b.swa_num_counters = c.NumSwaLayers() > 0 ? R * int64_t{sw.n_head} : 0;
+  DS_RETURN_IF_ERROR(b.Alloc(&b.swa_counters, b.swa_num_counters));
+  DS_CUDA_RETURN_IF_ERROR(
+      cudaMemset(b.swa_counters, 0, std::max<int64_t>(b.swa_num_counters, 1) * sizeof(uint32_t)));
   b.gdn2_prep_floats = cuda::Gdn2DecodePrepFloats(Gdn2ShapeOf(c), static_cast<int>(R));
   DS_RETURN_IF_ERROR(b.Alloc(&b.gdn2_prep, b.gdn2_prep_floats));
   DS_RETURN_IF_ERROR(b.Alloc(&b.row_index, R));
@@ -663,6 +669,8 @@ absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
   a.y_type = cuda::DType::kBF16;
   a.scratch = b.swa_scratch;
   a.scratch_floats = b.swa_scratch_floats;
+  a.counters = b.swa_counters;
+  a.num_counters = b.swa_num_counters;
   // The kernel before this launch is the qkv projection, which writes only b.proj.
   a.overlap_launch = true;
   DS_RETURN_IF_ERROR(cuda::LaunchSwaDecode(shape, a, s));

@@ -1,13 +1,14 @@
-// Sliding-window attention decode (see swa_decode.h). Split-K over the key window: kernel 1
-// computes, per (sequence, head, split), an online-softmax partial (max, sum, weighted values);
-// kernel 2 merges the splits and writes the output. Warps stride over keys; a lane holds
-// head_size/32 contiguous dimensions, so one key row is one coalesced warp load, and each warp
-// loads four key / value rows before using them (memory-level parallelism at small batch).
-// Before it reads q/k/v, kernel 1 forms its RoPE coefficients and loads each warp's first batch
-// of older key / value rows. With overlap_launch both kernels are programmatic dependents that
-// trigger their own dependents at once, and kernel 1 does that work, and asks L2 for its split's
-// next older rows (32 MB per launch at most), before it waits for the predecessor (the q/k/v
-// producer), so they stream in while that kernel drains.
+// Sliding-window attention decode (see swa_decode.h). Split-K over the key window: each block
+// computes, per (sequence, head, split), an online-softmax partial (max, sum, weighted values).
+// One split: the block writes the output. Up to 8: the last block of a (sequence, head) to
+// finish, found by a counter, merges the splits. More: a second kernel merges them.
+// Warps stride over keys; a lane holds head_size/32 contiguous dimensions, so one key row is one
+// coalesced warp load, and each warp loads four key / value rows before using them
+// (memory-level parallelism at small batch). Before it reads q/k/v, a block forms its RoPE
+// coefficients and loads each warp's first batch of older key / value rows. With overlap_launch
+// the kernels are programmatic dependents that trigger their own dependents at once; the first
+// does that work, and asks L2 for its split's next older rows (32 MB per launch at most), before
+// it waits for the predecessor (the q/k/v producer), so they stream in while that kernel drains.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -23,6 +24,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxSplits = 32;
+constexpr int kMergeInKernelMaxSplits = 8;
 
 struct P {
   int nh, G, hs, window, rope_dims, splits;
@@ -38,6 +40,8 @@ struct P {
   int64_t y_st;
   bool y_bf16;
   float* scratch;
+  uint32_t* counters;
+  bool merge_in_kernel;  // the last block of a (sequence, head) merges; else SwaCombineKernel
 };
 
 // NeoX RoPE of element t at position pos: out[t] = x[t] * c + x[partner] * s (s signed), or
@@ -61,8 +65,40 @@ struct RopeCoef {
   }
 };
 
+__device__ __forceinline__ void StoreOut(const P& p, int b, int h, int t, float out) {
+  const int64_t at = static_cast<int64_t>(b) * p.y_st + static_cast<int64_t>(h) * p.hs + t;
+  if (p.y_bf16) {
+    static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(out);
+  } else {
+    static_cast<float*>(p.y)[at] = out;
+  }
+}
+
+// Output dimension t of (b, h) from the splits' partials {M, L, a[HS]}, merged in one pass with
+// a running maximum (the loads of different splits do not wait on each other). kSameLaunch: the
+// partials were written by other blocks of this launch, so they are read through L2 only;
+// otherwise by an earlier launch (read-only path).
+template <int HS, bool kSameLaunch>
+__device__ __forceinline__ float MergeSplits(const P& p, int b, int h, int t) {
+  const float* part = p.scratch + (static_cast<int64_t>(b) * p.nh + h) * p.splits * (HS + 2);
+  auto ld = [](const float* x) { return kSameLaunch ? __ldcg(x) : __ldg(x); };
+  float M = -INFINITY, L = 0.0f, a = 0.0f;
+#pragma unroll 8
+  for (int sp = 0; sp < p.splits; ++sp) {
+    const float* ps = part + sp * (HS + 2);
+    const float ms = ld(ps), ls = ld(ps + 1), as = ld(ps + 2 + t);
+    if (ms == -INFINITY) continue;  // a split with no keys
+    const float mn = fmaxf(M, ms);
+    const float co = __expf(M - mn), cn = __expf(ms - mn);  // co = 0 while M = -inf
+    L = L * co + ls * cn;
+    a = a * co + as * cn;
+    M = mn;
+  }
+  return a / L;
+}
+
 template <int HS>
-__global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
+__global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
   constexpr int VPL = HS / 32;
   static_assert(HS <= kWarps * 32, "one thread per head dimension in the RoPE step");
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -205,25 +241,43 @@ __global__ void __launch_bounds__(kWarps * 32) SwaPartialKernel(const P p) {
 #pragma unroll
   for (int v = 0; v < VPL; ++v) wacc[warp][lane * VPL + v] = acc[v];
   __syncthreads();
-  float M = -INFINITY;
+  // This block's partial: max M, softmax sum L and weighted values a (dimension tid).
+  float M = -INFINITY, L = 0.0f, a = 0.0f;
   for (int w = 0; w < kWarps; ++w) M = fmaxf(M, wm[w]);
-  for (int t = tid; t < HS; t += blockDim.x) {
-    float a = 0.0f;
-    for (int w = 0; w < kWarps; ++w) {
-      if (wm[w] != -INFINITY) a += wacc[w][t] * __expf(wm[w] - M);
-    }
-    part[2 + t] = a;
+  for (int w = 0; w < kWarps; ++w) {
+    if (wm[w] == -INFINITY) continue;
+    const float e = __expf(wm[w] - M);
+    L += wl[w] * e;
+    if (tid < HS) a += wacc[w][tid] * e;
   }
+  if (p.splits == 1) {  // the block saw the whole window
+    if (tid < HS) StoreOut(p, b, h, tid, a / L);
+    return;
+  }
+  if (tid < HS) part[2 + tid] = a;
   if (tid == 0) {
-    float L = 0.0f;
-    for (int w = 0; w < kWarps; ++w) {
-      if (wm[w] != -INFINITY) L += wl[w] * __expf(wm[w] - M);
-    }
     part[0] = M;
     part[1] = L;
   }
+  if (!p.merge_in_kernel) return;  // SwaCombineKernel merges
+
+  // Merge by the last block of this (sequence, head): each block's partial is published (fence)
+  // before the block counts itself; the last one resets the counter for the next launch.
+  __shared__ bool merge;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    uint32_t* counter = p.counters + static_cast<int64_t>(b) * p.nh + h;
+    merge = atomicAdd(counter, 1u) == static_cast<uint32_t>(p.splits - 1);
+    if (merge) *counter = 0;
+  }
+  __syncthreads();
+  if (!merge || tid >= HS) return;
+  __threadfence();
+  StoreOut(p, b, h, tid, MergeSplits<HS, true>(p, b, h, tid));
 }
 
+// Merges the splits' partials of (b, h) when there are many of them (see merge_in_kernel).
 template <int HS>
 __global__ void SwaCombineKernel(const P p) {
   if (p.overlap) {
@@ -233,32 +287,15 @@ __global__ void SwaCombineKernel(const P p) {
   const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
   const int slot = p.slots[b];
   if (slot < 0 || slot >= p.num_slots) return;
-  const float* part = p.scratch + (static_cast<int64_t>(b) * p.nh + h) * p.splits * (HS + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) M = fmaxf(M, part[s * (HS + 2)]);
-  float L = 0.0f, a = 0.0f;
-  for (int s = 0; s < p.splits; ++s) {
-    const float ms = part[s * (HS + 2)];
-    if (ms == -INFINITY) continue;
-    const float w = __expf(ms - M);
-    L += part[s * (HS + 2) + 1] * w;
-    a += part[s * (HS + 2) + 2 + t] * w;
-  }
-  const float out = a / L;
-  const int64_t at = static_cast<int64_t>(b) * p.y_st + static_cast<int64_t>(h) * HS + t;
-  if (p.y_bf16) {
-    static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(out);
-  } else {
-    static_cast<float*>(p.y)[at] = out;
-  }
+  StoreOut(p, b, h, t, MergeSplits<HS, false>(p, b, h, t));
 }
 
 template <int HS>
 absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
-  const absl::Status partial =
-      LaunchKernel("SwaPartialKernel", SwaPartialKernel<HS>, dim3(p.splits, p.nh, batch),
+  const absl::Status st =
+      LaunchKernel("SwaDecodeKernel", SwaDecodeKernel<HS>, dim3(p.splits, p.nh, batch),
                    dim3(kWarps * 32), 0, stream, p.overlap, p);
-  if (!partial.ok()) return partial;
+  if (!st.ok() || p.splits == 1 || p.merge_in_kernel) return st;
   return LaunchKernel("SwaCombineKernel", SwaCombineKernel<HS>, dim3(p.nh, batch), dim3(HS), 0,
                       stream, p.overlap, p);
 }
@@ -292,7 +329,7 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
     return absl::InvalidArgumentError(absl::StrCat("swa decode: batch ", a.batch));
   if (a.batch == 0) return absl::OkStatus();
   if (a.slots == nullptr || a.pool == nullptr || a.qkv == nullptr || a.y == nullptr ||
-      a.scratch == nullptr)
+      a.scratch == nullptr || a.counters == nullptr)
     return absl::InvalidArgumentError("swa decode: a required tensor is null");
   const int64_t ring_bytes = int64_t{s.window} * s.n_query_groups * s.head_size * 4;
   if (a.slot_stride_bytes <= 0 || a.k_ring_offset < 0 || a.k_ring_offset % 16 != 0 ||
@@ -315,18 +352,25 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   const int splits = SwaDecodeSplits(s, a.batch, a.splits);
   if (a.scratch_floats < SwaDecodeScratchFloats(s, a.batch, splits))
     return absl::InvalidArgumentError("swa decode: scratch too small");
+  if (a.num_counters < int64_t{a.batch} * s.n_head)
+    return absl::InvalidArgumentError("swa decode: fewer counters than batch * n_head");
   P p;
   p.nh = s.n_head; p.G = s.n_query_groups; p.hs = s.head_size; p.window = s.window;
   p.rope_dims = s.rope_dims; p.splits = splits; p.rope_base = s.rope_base;
   p.slots = a.slots; p.pool = static_cast<char*>(a.pool); p.num_slots = a.num_slots;
   p.stride = a.slot_stride_bytes; p.k_off = a.k_ring_offset; p.v_off = a.v_ring_offset;
   p.pos_off = a.position_offset; p.overlap = a.overlap_launch; p.qkv = a.qkv;
+  p.qkv_st = a.qkv_stride; p.y = a.y; p.y_st = a.y_stride; p.y_bf16 = a.y_type == DType::kBF16;
+  p.scratch = a.scratch; p.counters = a.counters;
   // L2 prefetch budget of a launch: 32 MB over all its blocks (a larger share would evict rows
   // before they are read at large batch).
   const int64_t blocks = int64_t{a.batch} * s.n_head * splits;
   p.prefetch_rows = static_cast<int>(
-      std::min<int64_t>(s.window, (int64_t{32} << 20) / (blocks * 2 * s.head_size * 4))); p.qkv_st = a.qkv_stride; p.y = a.y;
-  p.y_st = a.y_stride; p.y_bf16 = a.y_type == DType::kBF16; p.scratch = a.scratch;
+      std::min<int64_t>(s.window, (int64_t{32} << 20) / (blocks * 2 * s.head_size * 4)));
+  // Merging in the kernel saves a launch but adds a fence and an atomic to every block and puts
+  // the merge behind the last one: measured faster at 4 splits (batch 16), slower at 32 (batch
+  // 1, H200; bench/NOTES.md).
+  p.merge_in_kernel = splits <= kMergeInKernelMaxSplits;
   switch (s.head_size) {
     case 32: return Launch<32>(p, a.batch, stream);
     case 64: return Launch<64>(p, a.batch, stream);

@@ -15,9 +15,12 @@
 //           its n_head/groups query heads, then k, then v, head_size each
 //   y       y_type [batch, n_head * head_size] (row stride y_stride), head-major
 //   scratch f32, SwaDecodeScratchFloats(...) entries (split-K partial results)
+//   counters uint32 [>= batch * n_head]: zero before the first launch; every launch leaves them
+//            zero (the last block of each (sequence, head) resets its counter)
 // Supported: head_size in {32, 64, 128}; rope_dims even and <= head_size; window >= 1.
 //
-// Thread-safety: launches are ordered on `stream`.
+// Thread-safety: launches are ordered on `stream`; concurrent launches must not share scratch or
+// counters.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +57,8 @@ struct SwaDecodeArgs {
   DType y_type = DType::kBF16;
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
+  uint32_t* counters = nullptr;
+  int64_t num_counters = 0;
   int splits = 0;  // key-range splits per (sequence, head); 0 picks by batch size
   // Launch as a programmatic dependent of the kernel before it on the stream: before waiting
   // for it, the launch reads slots, positions and ring rows of earlier positions, so that

@@ -83,6 +83,10 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
   a.y_type = DType::kF32;
   a.scratch = d_scr.get<float>();
   a.scratch_floats = SwaDecodeScratchFloats(s, B, sp);
+  DeviceBuffer d_cnt(static_cast<size_t>(B) * nh * 4);
+  ASSERT_EQ(cudaMemset(d_cnt.get(), 0, d_cnt.bytes()), cudaSuccess);
+  a.counters = d_cnt.get<uint32_t>();
+  a.num_counters = int64_t{B} * nh;
   a.splits = splits;
   cudaStream_t stream = nullptr;
   if (overlap) {
@@ -96,6 +100,14 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
     a.overlap_launch = true;
   }
   absl::Status st = LaunchSwaDecode(s, a, stream);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  // Every launch leaves the merge counters at zero: a second launch over the same inputs (y
+  // poisoned again; the ring row it writes gets the same values) must write y again.
+  for (uint32_t c : d_cnt.To<uint32_t>()) ASSERT_EQ(c, 0u) << "merge counter left nonzero";
+  ASSERT_EQ(cudaMemset(d_y.get(), 0xff, d_y.bytes()), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  st = LaunchSwaDecode(s, a, stream);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   if (stream != nullptr) {
