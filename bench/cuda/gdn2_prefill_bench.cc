@@ -4,7 +4,8 @@
 // 16384, 65536 tokens and packed batches of the same totals (16 equal sequences, and one batch
 // of mixed lengths). Reports time per launch (median of event-timed launches), tokens/s,
 // achieved TFLOP/s of the chunkwise algorithm (Gdn2ChunkPrefillFlops) and the relative
-// difference between the two paths' outputs. (The retired phase versions' numbers are in
+// difference between the two paths' outputs; then the same with single tf32 products
+// (Gdn2PrefillPrecision::kTf32, the bf16-level mode). (The retired phase versions' numbers are in
 // bench/results/gdn2_prefill_*_h200.json.)
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
@@ -46,10 +47,13 @@ struct Row {
   int seqs;
   int max_len;
   double chunk_s;     // best split count
-  int splits;         // the split count of chunk_s
+  int splits;         // the split count of chunk_s (0: the launcher's pick)
   double auto_s;      // split count picked by the launcher
   double phase1_s, phase2_s;  // the two phases apart (auto split count)
   double serial_s, flops, rel_diff;
+  double tf32_s;  // kTf32, best split count (as chunk_s)
+  int tf32_splits;
+  double tf32_phase1_s, tf32_phase2_s, tf32_rel_diff;  // kTf32, auto split count
 };
 
 float* Fill(const std::vector<float>& pattern, int64_t width) {
@@ -404,23 +408,46 @@ int main(int argc, char** argv) {
       den += static_cast<double>(hs[i]) * hs[i];
     }
     const double rel = std::sqrt(num / std::max(den, 1e-300));
+    // The kTf32 path's outputs against the same token-serial ones.
+    Gdn2PrefillArgs at = ac;
+    at.precision = deltaserve::cuda::Gdn2PrefillPrecision::kTf32;
+    BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
+    st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, at, stream);
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s\n", st.ToString().c_str());
+      return 1;
+    }
+    BENCH_CUDA(cudaStreamSynchronize(stream));
+    BENCH_CUDA(cudaMemcpy(hc.data(), o_chunk, hc.size() * 4, cudaMemcpyDeviceToHost));
+    double num_t = 0;
+    for (size_t i = 0; i < hc.size(); ++i) {
+      const double d = static_cast<double>(hc[i]) - hs[i];
+      num_t += std::isnan(d) ? INFINITY : d * d;
+    }
+    const double rel_tf32 = std::sqrt(num_t / std::max(den, 1e-300));
 
     const int reps = a.total_tokens >= 65536 ? 10 : 30;
     const double auto_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream); }, reps);
     // Best of the launcher's pick (reported as split count 0) and every explicit split count.
-    double chunk_s = auto_s;
-    int best_splits = 0;
-    for (int splits : {2, 4, 8}) {
-      Gdn2PrefillArgs asp = ac;
-      asp.splits = splits;
-      const double t = TimeSingle(
-          stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, asp, stream); }, reps);
-      if (t < chunk_s) {
-        chunk_s = t;
-        best_splits = splits;
+    struct Best {
+      double s;
+      int splits = 0;
+    };
+    auto best_of = [&](const Gdn2PrefillArgs& base, double auto_time) {
+      Best b{auto_time};
+      for (int splits : {2, 4, 8}) {
+        Gdn2PrefillArgs asp = base;
+        asp.splits = splits;
+        const double t = TimeSingle(
+            stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, asp, stream); },
+            reps);
+        if (t < b.s) b = {t, splits};
       }
-    }
+      return b;
+    };
+    const Best best = best_of(ac, auto_s);
+    const double chunk_s = best.s;
     Gdn2PrefillArgs ap = ac;
     ap.phase_mask = 1;
     const double phase1_s = TimeSingle(
@@ -428,20 +455,35 @@ int main(int argc, char** argv) {
     ap.phase_mask = 2;
     const double phase2_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
+    const Best tf32_best = best_of(
+        at, TimeSingle(
+                stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, at, stream); },
+                reps));
+    const double tf32_s = tf32_best.s;
+    Gdn2PrefillArgs atp = at;
+    atp.phase_mask = 1;
+    const double tf32_phase1_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, atp, stream); }, reps);
+    atp.phase_mask = 2;
+    const double tf32_phase2_s = TimeSingle(
+        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, atp, stream); }, reps);
     const double serial_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream); },
         a.total_tokens >= 16384 ? 3 : 10);
     double flops = 0;
     for (int32_t l : cfg.lens) flops += deltaserve::cuda::Gdn2ChunkPrefillFlops(shape, l);
-    rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best_splits,
-                    auto_s, phase1_s, phase2_s, serial_s, flops, rel});
+    rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best.splits,
+                    auto_s, phase1_s, phase2_s, serial_s, flops, rel, tf32_s, tf32_best.splits,
+                    tf32_phase1_s, tf32_phase2_s, rel_tf32});
     std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s, splits %d; "
                 "auto %.3f ms = p1 %.3f + p2 %.3f)  serial %9.3f ms (%6.3f M tok/s)  "
+                "rel diff %.2e | tf32 %.3f ms (%.2f M tok/s, splits %d; auto p1 %.3f + p2 %.3f) "
                 "rel diff %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
-                chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12, best_splits,
+                chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12, best.splits,
                 auto_s * 1e3, phase1_s * 1e3, phase2_s * 1e3, serial_s * 1e3,
-                a.total_tokens / serial_s / 1e6, rel);
+                a.total_tokens / serial_s / 1e6, rel, tf32_s * 1e3, a.total_tokens / tf32_s / 1e6,
+                tf32_best.splits, tf32_phase1_s * 1e3, tf32_phase2_s * 1e3, rel_tf32);
     std::fflush(stdout);
   }
 
@@ -466,12 +508,15 @@ int main(int argc, char** argv) {
                  "\"chunk_splits\": %d, \"chunk_auto_splits_ms\": %.4f, \"phase1_ms\": %.4f, "
                  "\"phase2_ms\": %.4f, "
                  "\"serial_ms\": %.4f, \"serial_tokens_per_s\": %.1f, \"speedup\": %.2f, "
-                 "\"rel_diff_chunk_vs_serial\": %.3e}%s\n",
+                 "\"rel_diff_chunk_vs_serial\": %.3e, \"tf32_ms\": %.4f, "
+                 "\"tf32_tokens_per_s\": %.1f, \"tf32_splits\": %d, \"tf32_phase1_ms\": %.4f, "
+                 "\"tf32_phase2_ms\": %.4f, \"tf32_rel_diff_vs_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
                  r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
                  r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3,
-                 r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff,
-                 i + 1 < rows.size() ? "," : "");
+                 r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff, r.tf32_s * 1e3,
+                 r.tokens / r.tf32_s, r.tf32_splits, r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3,
+                 r.tf32_rel_diff, i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ],\n  \"model_prefill_gdn2_1.3B\": [\n");
   for (size_t i = 0; i < model_rows.size(); ++i)
@@ -481,15 +526,18 @@ int main(int argc, char** argv) {
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
-  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %8s %8s %10s %8s %8s\n", "config", "T",
-              "seqs", "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "p1 ms", "p2 ms",
-              "serial ms", "M tok/s", "speedup");
+  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %8s %8s %10s %8s %8s | %8s %8s %3s %7s %7s\n",
+              "config", "T", "seqs", "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "p1 ms",
+              "p2 ms", "serial ms", "M tok/s", "speedup", "tf32 ms", "M tok/s", "spl", "p1 ms",
+              "p2 ms");
   for (const Row& r : rows)
-    std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %8.3f %8.3f %10.3f %8.3f %8.1f\n",
+    std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %8.3f %8.3f %10.3f %8.3f %8.1f | "
+                "%8.3f %8.2f %3d %7.3f %7.3f\n",
                 r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.chunk_s * 1e3,
                 r.tokens / r.chunk_s / 1e6, r.flops / r.chunk_s / 1e12, r.splits, r.auto_s * 1e3,
                 r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
-                r.serial_s / r.chunk_s);
+                r.serial_s / r.chunk_s, r.tf32_s * 1e3, r.tokens / r.tf32_s / 1e6, r.tf32_splits,
+                r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3);
   for (const ModelRow& r : model_rows)
     std::printf("gdn2_1.3B prefill (device work of TTFT) T=%6lld: %9.3f ms\n",
                 static_cast<long long>(r.tokens), r.seconds * 1e3);

@@ -19,13 +19,16 @@
 //    exponent of the difference;
 //  * the forward substitution runs one right-hand-side column per thread in registers (Y
 //    columns from E in shared memory, U' columns from w v), reading T rows as broadcasts.
-// All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G.
+// All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G. With kRound
+// (Gdn2PrefillPrecision::kTf32) the operands phase 2 multiplies (Y, Qg, Ktail, U', Aqk) are
+// stored rounded to tf32; gamma never is.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
+#include "kernels/cuda/gdn2_chunk_state_pass_mma.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda::gdn2_chunk {
@@ -66,6 +69,20 @@ __device__ __forceinline__ float Ex2(float x) {
   return y;
 }
 
+// A workspace operand as stored: rounded to tf32 for single tf32 products in phase 2.
+template <bool kRound>
+__device__ __forceinline__ float Op(float x) {
+  if constexpr (kRound) {
+    return p2v2::RoundTf32(x);
+  } else {
+    return x;
+  }
+}
+template <bool kRound>
+__device__ __forceinline__ float4 Op4(float x, float y, float z, float w) {
+  return make_float4(Op<kRound>(x), Op<kRound>(y), Op<kRound>(z), Op<kRound>(w));
+}
+
 __device__ __forceinline__ void PrefetchL2(const float* p, int bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 }
@@ -80,6 +97,7 @@ struct Inputs {
   int64_t q_stride, k_stride, g_stride, b_stride, v_stride, w_stride;
 };
 
+template <bool kRound>
 __global__ void __launch_bounds__(kThreads, 2)
     Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs in,
                             int num_v_heads, float* __restrict__ ws, int64_t gamma_base) {
@@ -223,8 +241,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         es[t * kEP + ch] = bk[i] * eg;
         if (t < len) {
           float* row = pre_row + i * tok_step;
-          row[kOffQg + ch] = qv[i] * eg;
-          row[kOffKt + ch] = kv[i] * Ex2(all - G[i]);
+          row[kOffQg + ch] = Op<kRound>(qv[i] * eg);
+          row[kOffKt + ch] = Op<kRound>(kv[i] * Ex2(all - G[i]));
         }
       }
       float* d = der + pc * kDP + 4 * ph;
@@ -303,7 +321,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           make_float4(tacc[a * 4], tacc[a * 4 + 1], tacc[a * 4 + 2], tacc[a * 4 + 3]);
       if (t < len)
         *reinterpret_cast<float4*>(arow) =
-            make_float4(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
+            Op4<kRound>(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
       arow += tok_step;
     }
   } else if (tid >= 128 && tid < 160) {
@@ -325,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
         *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_r) =
             make_float4(tr[0], tr[1], tr[2], tr[3]);
-        if (t < len) *reinterpret_cast<float4*>(arow) = make_float4(ar[0], ar[1], ar[2], ar[3]);
+        if (t < len) *reinterpret_cast<float4*>(arow) = Op4<kRound>(ar[0], ar[1], ar[2], ar[3]);
         arow += tok_step;
       }
     }
@@ -371,30 +389,35 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
 #pragma unroll
   for (int t = 0; t < kC; ++t) {
-    if (t < len) *out = x[t];
+    if (t < len) *out = Op<kRound>(x[t]);
     out += tok_step;
   }
+}
+
+template <bool kRound>
+absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+                            cudaStream_t stream) {
+  const int max_chunks = (a.max_seq_len + kC - 1) / kC;
+  constexpr int kSmemBytes = kSmemFloats * 4;
+  auto* kernel = Gdn2ChunkPhase1V3Kernel<kRound>;
+  DS_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+  const Inputs in{a.q,        a.k,        a.g,        a.b,        a.v,        a.w,
+                  a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride};
+  kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, kSmemBytes, stream>>>(
+      shape.num_v_heads / shape.num_heads, a.cu_seqlens, in, shape.num_v_heads, a.workspace,
+      GammaBase(a.total_tokens, shape.num_v_heads));
+  return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
 }
 
 }  // namespace
 
 absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                            cudaStream_t stream) {
-  const int max_chunks = (a.max_seq_len + kC - 1) / kC;
-  constexpr int kSmemBytes = kSmemFloats * 4;
-  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      Gdn2ChunkPhase1V3Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(Gdn2ChunkPhase1V3Kernel,
-                                               cudaFuncAttributePreferredSharedMemoryCarveout,
-                                               cudaSharedmemCarveoutMaxShared));
-  const Inputs in{a.q,        a.k,        a.g,        a.b,        a.v,        a.w,
-                  a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride};
-  Gdn2ChunkPhase1V3Kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads,
-                            kSmemBytes, stream>>>(shape.num_v_heads / shape.num_heads,
-                                                  a.cu_seqlens, in, shape.num_v_heads,
-                                                  a.workspace,
-                                                  GammaBase(a.total_tokens, shape.num_v_heads));
-  return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
+                          cudaStream_t stream) {
+  return a.precision == Gdn2PrefillPrecision::kFp32 ? LaunchPhase1As<false>(shape, a, stream)
+                                                    : LaunchPhase1As<true>(shape, a, stream);
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

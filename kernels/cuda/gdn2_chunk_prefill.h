@@ -16,7 +16,8 @@
 // substitution, Qg = exp(G) q, Ktail = exp(G_last - G) k, gamma = exp(G_last);
 // phase 2, sequential over a sequence's chunks, parallel over heads and state-column blocks:
 // U = U' - Y S; O = Qg S + Aqk U; S = diag(gamma) S + Ktail^T U. Every exponent is <= 0, so
-// decays down to exp(-30) per token (or lower) cannot overflow. All arithmetic is fp32.
+// decays down to exp(-30) per token (or lower) cannot overflow. All arithmetic is fp32 (the
+// products' accuracy: Gdn2PrefillPrecision).
 //
 // Tensors (device memory; strides in elements; rows are tokens of the packed batch):
 //   cu_seqlens  int32 [num_seqs + 1]   non-decreasing, cu_seqlens[0] = 0, last = total_tokens
@@ -26,7 +27,7 @@
 //   q, k, g, b  f32 [total_tokens, H*dk]   (own row strides, multiples of 4)
 //   v, w        f32 [total_tokens, HV*dv]
 //   o           f32 [total_tokens, HV*dv]  (row stride o_stride)
-//   workspace   f32 [Gdn2ChunkWorkspaceFloats(...)] (chunked launcher only)
+//   workspace   f32 [Gdn2ChunkWorkspaceFloats(...)] (chunked launcher only; 16-byte aligned)
 // Supported: dk = dv = 128, HV a multiple of H, state f32. The launchers return
 // InvalidArgument naming the offending field, never abort.
 //
@@ -42,6 +43,15 @@
 namespace deltaserve::cuda {
 
 inline constexpr int kGdn2PrefillChunk = 64;
+
+// Accuracy of the chunked path's tensor-core products (the state and every sum stay fp32):
+//   kFp32  3xTF32 products: fp32-level results (about 1e-6 relative), the contract for fp32
+//          inputs;
+//   kTf32  single TF32 products on operands rounded to nearest (2^-11 relative each, about 1e-3
+//          on the outputs): for models whose q/k/v come from bf16 projections, where it is well
+//          inside their bf16-level error, and about three times fewer tensor-core instructions.
+// The token-serial launcher ignores it (plain fp32).
+enum class Gdn2PrefillPrecision { kFp32, kTf32 };
 
 struct Gdn2PrefillShape {
   int num_heads = 16;    // H
@@ -82,11 +92,12 @@ struct Gdn2PrefillArgs {
 
   // State-column blocks per value head in phase 2 (2, 4 or 8: 64, 32 or 16 columns per block);
   // 0 picks by the grid size. (Phase 1 computes in fp32 FMA, phase 2's products run on the
-  // tensor cores in 3xTF32, fp32-level; bench/NOTES.md records the retired versions.)
+  // tensor cores as `precision` says; bench/NOTES.md records the retired versions.)
   int splits = 0;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
   // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
   int phase_mask = 3;
+  Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32;
 };
 
 // Workspace floats the chunked launcher needs for this batch.

@@ -6,7 +6,8 @@
 //   U = U' - Y S            written over U' in the workspace
 //   S = diag(gamma) S + Ktail^T U
 // with the state block in registers (warp w: state rows 16w..16w+15), the products on the tensor
-// cores (mma.sync tf32, 3xTF32 split), and the next chunk's Y / Ktail / U' / gamma tiles copied
+// cores (mma.sync tf32: 3xTF32 split, or single products for Gdn2PrefillPrecision::kTf32, whose
+// operands every writer rounds to tf32: phase 1, and here U and S), and the next chunk's Y / Ktail / U' / gamma tiles copied
 // with cp.async into the other of two shared-memory stages while the current chunk computes. The
 // start state of every chunk but the first goes to the extra region; the first chunk's outputs
 // O = Qg S + Aqk U are computed here (its start state is the slot's, which this pass overwrites
@@ -40,7 +41,8 @@ namespace {
 using p2v2::FragA;
 using p2v2::FragB;
 using p2v2::LdmatrixA;
-using p2v2::Mma3;
+using p2v2::Mma;
+using p2v2::RoundTf32;
 using p2v2::StoreSplit2;
 
 constexpr int kThreads = 256;
@@ -53,11 +55,12 @@ constexpr int kStateFloats = kDk * kDv;
 // the B operands -S and U are kept split (x = hi + lo, StoreSplit2) as they are written: S's hi
 // parts in the -S array and its lo parts after it, U's hi parts over U' and its lo parts last,
 // so the products, which read each of them from 4 or 8 warps, load them without converting.
-// (At 64 columns the lo arrays would not fit.) Offsets are multiples of 4.
-template <int DVB>
+// (At 64 columns the lo arrays would not fit; single tf32 products, !kSplit, need none.) Offsets
+// are multiples of 4.
+template <int DVB, bool kSplit>
 struct StateSmem {
   static constexpr int kSP = DVB + 8;  // conflict-free B-fragment reads and C-fragment writes
-  static constexpr bool kPre = DVB <= 32;
+  static constexpr bool kPre = kSplit && DVB <= 32;
   static constexpr int kY = 0;
   static constexpr int kKt = kC * kYP;
   static constexpr int kU = 2 * kC * kYP;
@@ -70,32 +73,41 @@ struct StateSmem {
 };
 
 // B fragment {b0 at i0, b1 at i1} of an operand stored whole (hi) or split (hi, lo).
-template <bool kPre>
+template <bool kPre, bool kSplit>
 __device__ __forceinline__ FragB LoadB(const float* hi, const float* lo, int i0, int i1) {
   if constexpr (kPre) {
     return FragB::Presplit(hi[i0], hi[i1], lo[i0], lo[i1]);
   } else {
-    return FragB(hi[i0], hi[i1]);
+    return FragB::Make<kSplit>(hi[i0], hi[i1]);
+  }
+}
+// An operand value as stored for the products: itself for 3xTF32, else rounded to tf32.
+template <bool kSplit>
+__device__ __forceinline__ float2 Operand2(float x0, float x1) {
+  if constexpr (kSplit) {
+    return make_float2(x0, x1);
+  } else {
+    return make_float2(RoundTf32(x0), RoundTf32(x1));
   }
 }
 // Stores x0, x1 at i, i + 1 of such an operand.
-template <bool kPre>
+template <bool kPre, bool kSplit>
 __device__ __forceinline__ void StoreB2(float* hi, float* lo, int i, float x0, float x1) {
   if constexpr (kPre) {
     StoreSplit2(hi + i, lo + i, x0, x1);
   } else {
-    *reinterpret_cast<float2*>(hi + i) = make_float2(x0, x1);
+    *reinterpret_cast<float2*>(hi + i) = Operand2<kSplit>(x0, x1);
   }
 }
 
 // Copies of one chunk's tiles into a stage (rows >= len zero-filled, nothing read for them).
 // Thread tid copies 16-byte piece tid % 32 of Y / Ktail rows tid / 32 + 8j, and a fixed piece of
 // U' rows.
-template <int DVB>
+template <int DVB, bool kSplit>
 __device__ __forceinline__ void IssueChunk(float* st, const float* __restrict__ ws, int64_t start,
                                            int len, int hv, int num_v_heads, int n0,
                                            const float* gamma, int tid) {
-  using L = StateSmem<DVB>;
+  using L = StateSmem<DVB, kSplit>;
   const int64_t tok = static_cast<int64_t>(num_v_heads) * kWsRow;
   {
     const int r = tid >> 5, c4 = (tid & 31) * 4;
@@ -153,14 +165,15 @@ __device__ __forceinline__ void LoadAqkFrag(float (&a)[4], const float* as, int 
 // Step a of the state pass for one chunk: U = U' + Y (-S) for this warp's tiles (token tile mt,
 // column tiles (warp >> 2) + 2i), written in place over the staged U' (split: hi there, lo in
 // ulo) and whole to the workspace (rows < len). With kWithO also O = Qg S (into oacc, negated:
-// Qg (-S)). sslo / ulo: the lo parts (kPre only).
-template <int DVB, bool kWithO>
+// Qg (-S)). sslo / ulo: the lo parts (kPre only). The U written to the workspace is an operand of
+// the output pass (rounded to tf32 when !kSplit).
+template <int DVB, bool kSplit, bool kWithO>
 __device__ __forceinline__ void StepU(const float* ys, float* us, float* ulo, const float* ss,
                                       const float* sslo, const float* qgs,
                                       float (&oacc)[DVB / 16][4], float* __restrict__ ws_u,
                                       int64_t tok_stride, int len, int warp, int lane) {
-  constexpr int kSP = StateSmem<DVB>::kSP;
-  constexpr bool kPre = StateSmem<DVB>::kPre;
+  constexpr int kSP = StateSmem<DVB, kSplit>::kSP;
+  constexpr bool kPre = StateSmem<DVB, kSplit>::kPre;
   constexpr int kNA = DVB / 16;
   constexpr int kSets = kNA >= 4 ? 1 : 4 / kNA;  // independent accumulator chains
   const int g = lane / 4, t4 = lane % 4, mt = warp & 3;
@@ -183,20 +196,20 @@ __device__ __forceinline__ void StepU(const float* ys, float* us, float* ulo, co
   for (int ks = 0; ks < kDk / 8; ++ks) {
     float a[4];
     LdmatrixA(a, ys + 16 * mt * kYP + 8 * ks, kYP, lane);
-    const FragA fy(a);
+    const FragA fy = FragA::Make<kSplit>(a);
     FragA fq;
     if constexpr (kWithO) {
       float q[4];
       LdmatrixA(q, qgs + 16 * mt * kYP + 8 * ks, kYP, lane);
-      fq = FragA(q);
+      fq = FragA::Make<kSplit>(q);
     }
 #pragma unroll
     for (int i = 0; i < kNA; ++i) {
       const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
-      const FragB b =
-          LoadB<kPre>(ss, sslo, (8 * ks + t4) * kSP + ncol, (8 * ks + t4 + 4) * kSP + ncol);
-      Mma3(acc[ks % kSets][i], fy, b);
-      if constexpr (kWithO) Mma3(oacc[i], fq, b);
+      const FragB b = LoadB<kPre, kSplit>(ss, sslo, (8 * ks + t4) * kSP + ncol,
+                                          (8 * ks + t4 + 4) * kSP + ncol);
+      Mma<kSplit>(acc[ks % kSets][i], fy, b);
+      if constexpr (kWithO) Mma<kSplit>(oacc[i], fq, b);
     }
   }
 #pragma unroll
@@ -208,25 +221,26 @@ __device__ __forceinline__ void StepU(const float* ys, float* us, float* ulo, co
     const int col = 8 * ((warp >> 2) + 2 * i) + 2 * t4;
     // Rows >= len are zero.
     const bool in0 = row0 < len, in1 = row0 + 8 < len;
-    StoreB2<kPre>(us, ulo, row0 * kSP + col, in0 ? acc[0][i][0] : 0.f, in0 ? acc[0][i][1] : 0.f);
-    StoreB2<kPre>(us, ulo, (row0 + 8) * kSP + col, in1 ? acc[0][i][2] : 0.f,
-                  in1 ? acc[0][i][3] : 0.f);
+    StoreB2<kPre, kSplit>(us, ulo, row0 * kSP + col, in0 ? acc[0][i][0] : 0.f,
+                          in0 ? acc[0][i][1] : 0.f);
+    StoreB2<kPre, kSplit>(us, ulo, (row0 + 8) * kSP + col, in1 ? acc[0][i][2] : 0.f,
+                          in1 ? acc[0][i][3] : 0.f);
     if (row0 < len)
       *reinterpret_cast<float2*>(ws_u + row0 * tok_stride + col) =
-          make_float2(acc[0][i][0], acc[0][i][1]);
+          Operand2<kSplit>(acc[0][i][0], acc[0][i][1]);
     if (row0 + 8 < len)
       *reinterpret_cast<float2*>(ws_u + (row0 + 8) * tok_stride + col) =
-          make_float2(acc[0][i][2], acc[0][i][3]);
+          Operand2<kSplit>(acc[0][i][2], acc[0][i][3]);
   }
 }
 
-template <int DVB>
+template <int DVB, bool kSplit>
 __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     const int32_t* __restrict__ cu, const int32_t* __restrict__ slots, char* __restrict__ pool,
     int64_t slot_stride, int64_t recurrent_offset, int num_v_heads, float* __restrict__ ws,
     int64_t gamma_base, float* __restrict__ states, int2* __restrict__ table,
     float* __restrict__ o, int64_t o_stride) {
-  using L = StateSmem<DVB>;
+  using L = StateSmem<DVB, kSplit>;
   constexpr int kSP = L::kSP;
   constexpr bool kPre = L::kPre;
   constexpr int kNA = DVB / 16;
@@ -268,8 +282,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     sacc[nt][1] = v0.y;
     sacc[nt][2] = v1.x;
     sacc[nt][3] = v1.y;
-    StoreB2<kPre>(ss, sslo, sr0 * kSP + col, -v0.x, -v0.y);
-    StoreB2<kPre>(ss, sslo, (sr0 + 8) * kSP + col, -v1.x, -v1.y);
+    StoreB2<kPre, kSplit>(ss, sslo, sr0 * kSP + col, -v0.x, -v0.y);
+    StoreB2<kPre, kSplit>(ss, sslo, (sr0 + 8) * kSP + col, -v1.x, -v1.y);
   }
 
   // Phase 1's workspace is complete after this (when launched as its programmatic dependent;
@@ -288,7 +302,7 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
   const int64_t gamma_step = static_cast<int64_t>(num_v_heads) * kDk;  // per chunk slot
   {
     const int len0 = min(kC, seq_end - seq_start);
-    IssueChunk<DVB>(st0, ws, seq_start, len0, hv, num_v_heads, n0, gamma0, tid);
+    IssueChunk<DVB, kSplit>(st0, ws, seq_start, len0, hv, num_v_heads, n0, gamma0, tid);
     // Chunk 0's Qg and Aqk (for its outputs) into stage 1's Y / Ktail areas.
     const float* base0 = ws + (static_cast<int64_t>(seq_start) * num_v_heads + hv) * kWsRow;
     IssueChunkColumns<kDk, kYP>(st1 + L::kY, base0, tok_stride, kOffQg, len0, tid);
@@ -306,16 +320,16 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     __syncthreads();  // chunk c landed for every thread; chunk c-1's readers are done
     if (c >= 1 && c + 1 < nchunks) {
       const int64_t nstart = start + kC;
-      IssueChunk<DVB>((c & 1) ? st0 : st1, ws, nstart,
-                      min(static_cast<int64_t>(kC), seq_end - nstart), hv, num_v_heads, n0,
-                      gamma0 + (c + 1) * gamma_step, tid);
+      IssueChunk<DVB, kSplit>((c & 1) ? st0 : st1, ws, nstart,
+                              min(static_cast<int64_t>(kC), seq_end - nstart), hv, num_v_heads,
+                              n0, gamma0 + (c + 1) * gamma_step, tid);
       CpAsyncCommit();
     }
     float* ws_u = ws + (start * num_v_heads + hv) * kWsRow + kOffU + n0;
     float* us = st + L::kU;
     if (c == 0) {
       float oacc[kNA][4];
-      StepU<DVB, true>(st + L::kY, us, ulo, ss, sslo, st1 + L::kY, oacc, ws_u, tok_stride, len,
+      StepU<DVB, kSplit, true>(st + L::kY, us, ulo, ss, sslo, st1 + L::kY, oacc, ws_u, tok_stride, len,
                        warp, lane);
       __syncthreads();  // U of the chunk complete in shared memory
       // O = Qg S + Aqk U (oacc holds Qg (-S)); Aqk k-steps past the diagonal tile are zero.
@@ -329,12 +343,13 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
         if (ks > 2 * mt + 1) break;
         float a[4];
         LoadAqkFrag(a, as, mt, ks, lane);
-        const FragA fa(a);
+        const FragA fa = FragA::Make<kSplit>(a);
 #pragma unroll
         for (int i = 0; i < kNA; ++i) {
           const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
-          Mma3(oacc[i], fa,
-               LoadB<kPre>(us, ulo, (8 * ks + t4) * kSP + ncol, (8 * ks + t4 + 4) * kSP + ncol));
+          Mma<kSplit>(oacc[i], fa,
+                      LoadB<kPre, kSplit>(us, ulo, (8 * ks + t4) * kSP + ncol,
+                                          (8 * ks + t4 + 4) * kSP + ncol));
         }
       }
 #pragma unroll
@@ -351,13 +366,13 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
       __syncthreads();  // Qg / Aqk of chunk 0 (stage 1) read by every warp
       if (nchunks > 1) {
         const int64_t nstart = start + kC;
-        IssueChunk<DVB>(st1, ws, nstart, min(static_cast<int64_t>(kC), seq_end - nstart), hv,
-                        num_v_heads, n0, gamma0 + gamma_step, tid);
+        IssueChunk<DVB, kSplit>(st1, ws, nstart, min(static_cast<int64_t>(kC), seq_end - nstart),
+                                hv, num_v_heads, n0, gamma0 + gamma_step, tid);
         CpAsyncCommit();
       }
     } else {
       float unused[kNA][4];
-      StepU<DVB, false>(st + L::kY, us, ulo, ss, sslo, nullptr, unused, ws_u, tok_stride, len,
+      StepU<DVB, kSplit, false>(st + L::kY, us, ulo, ss, sslo, nullptr, unused, ws_u, tok_stride, len,
                         warp, lane);
       __syncthreads();  // U of the chunk complete in shared memory; -S reads done
     }
@@ -387,15 +402,15 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
         a[1] = kts[(8 * ks + t4) * kYP + sr0 + 8];
         a[2] = kts[(8 * ks + t4 + 4) * kYP + sr0];
         a[3] = kts[(8 * ks + t4 + 4) * kYP + sr0 + 8];
-        const FragA fk(a);
+        const FragA fk = FragA::Make<kSplit>(a);
 #pragma unroll
         for (int nt = 0; nt < kNS; ++nt) {
-          const FragB b = LoadB<kPre>(us, ulo, (8 * ks + t4) * kSP + 8 * nt + g,
-                                      (8 * ks + t4 + 4) * kSP + 8 * nt + g);
+          const FragB b = LoadB<kPre, kSplit>(us, ulo, (8 * ks + t4) * kSP + 8 * nt + g,
+                                              (8 * ks + t4 + 4) * kSP + 8 * nt + g);
           if (ks % kSets == 0)
-            Mma3(sacc[nt], fk, b);
+            Mma<kSplit>(sacc[nt], fk, b);
           else
-            Mma3(part[(ks % kSets) - 1][nt], fk, b);
+            Mma<kSplit>(part[(ks % kSets) - 1][nt], fk, b);
         }
       }
 #pragma unroll
@@ -412,13 +427,13 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
 #pragma unroll
       for (int nt = 0; nt < kNS; ++nt) {
         const int col = 8 * nt + 2 * t4;
-        StoreB2<kPre>(ss, sslo, sr0 * kSP + col, -sacc[nt][0], -sacc[nt][1]);
-        StoreB2<kPre>(ss, sslo, (sr0 + 8) * kSP + col, -sacc[nt][2], -sacc[nt][3]);
-        if (snext != nullptr) {
+        StoreB2<kPre, kSplit>(ss, sslo, sr0 * kSP + col, -sacc[nt][0], -sacc[nt][1]);
+        StoreB2<kPre, kSplit>(ss, sslo, (sr0 + 8) * kSP + col, -sacc[nt][2], -sacc[nt][3]);
+        if (snext != nullptr) {  // an operand of the output pass
           *reinterpret_cast<float2*>(snext + sr0 * kDv + n0 + col) =
-              make_float2(sacc[nt][0], sacc[nt][1]);
+              Operand2<kSplit>(sacc[nt][0], sacc[nt][1]);
           *reinterpret_cast<float2*>(snext + (sr0 + 8) * kDv + n0 + col) =
-              make_float2(sacc[nt][2], sacc[nt][3]);
+              Operand2<kSplit>(sacc[nt][2], sacc[nt][3]);
         }
       }
     }
@@ -443,6 +458,7 @@ constexpr int kOFloats = kOU + kC * kOSP;
 
 // Output pass: block (2 * index + column half, value head); warp w owns token tile w % 4 and
 // column tiles w / 4 + 2i (i < 4) of the 64 columns.
+template <bool kSplit>
 __global__ void __launch_bounds__(kThreads, 2) Phase2OutputKernel(
     int num_v_heads, const float* __restrict__ ws, const float* __restrict__ states,
     const int2* __restrict__ table, float* __restrict__ o, int64_t o_stride) {
@@ -490,11 +506,13 @@ __global__ void __launch_bounds__(kThreads, 2) Phase2OutputKernel(
   for (int ks = 0; ks < kDk / 8; ++ks) {
     float a[4];
     LdmatrixA(a, qs + 16 * mt * kYP + 8 * ks, kYP, lane);
-    const FragA fq(a);
+    const FragA fq = FragA::Make<kSplit>(a);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
-      Mma3(acc[i], fq, FragB(ss[(8 * ks + t4) * kOSP + ncol], ss[(8 * ks + t4 + 4) * kOSP + ncol]));
+      Mma<kSplit>(acc[i], fq,
+                  FragB::Make<kSplit>(ss[(8 * ks + t4) * kOSP + ncol],
+                                      ss[(8 * ks + t4 + 4) * kOSP + ncol]));
     }
   }
   CpAsyncWait<0>();
@@ -504,11 +522,13 @@ __global__ void __launch_bounds__(kThreads, 2) Phase2OutputKernel(
     if (ks > 2 * mt + 1) break;
     float a[4];
     LoadAqkFrag(a, as, mt, ks, lane);
-    const FragA fa(a);
+    const FragA fa = FragA::Make<kSplit>(a);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int ncol = 8 * ((warp >> 2) + 2 * i) + g;
-      Mma3(acc[i], fa, FragB(us[(8 * ks + t4) * kOSP + ncol], us[(8 * ks + t4 + 4) * kOSP + ncol]));
+      Mma<kSplit>(acc[i], fa,
+                  FragB::Make<kSplit>(us[(8 * ks + t4) * kOSP + ncol],
+                                      us[(8 * ks + t4 + 4) * kOSP + ncol]));
     }
   }
 #pragma unroll
@@ -552,21 +572,48 @@ int PickColumns(int num_v_heads, int num_seqs) {
   return best;
 }
 
-template <int DVB>
+template <int DVB, bool kSplit>
 absl::Status LaunchStatePass(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                              float* states, int2* table, bool after_phase1, cudaStream_t stream) {
-  constexpr int smem = StateSmem<DVB>::kFloats * 4;
+  constexpr int smem = StateSmem<DVB, kSplit>::kFloats * 4;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      Phase2StatePassKernel<DVB>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      Phase2StatePassKernel<DVB, kSplit>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   // After phase 1, a programmatic dependent of it: its blocks take the SMs phase 1's last blocks
   // leave and load the slot states while those finish. (Otherwise a plain launch: the kernel
   // before might write the states.)
-  return LaunchKernel("Phase2StatePassKernel", Phase2StatePassKernel<DVB>,
+  return LaunchKernel("Phase2StatePassKernel", Phase2StatePassKernel<DVB, kSplit>,
                       dim3(kDv / DVB, shape.num_v_heads, a.num_seqs), dim3(kThreads), smem, stream,
                       after_phase1, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
                       a.slot_stride_bytes, a.recurrent_offset, shape.num_v_heads, a.workspace,
                       GammaBase(a.total_tokens, shape.num_v_heads), states, table, a.o,
                       a.o_stride);
+}
+
+// Phase 2 with 3xTF32 (kSplit) or single tf32 products.
+template <bool kSplit>
+absl::Status LaunchPhase2Products(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+                                  bool after_phase1, cudaStream_t stream) {
+  const int64_t nidx = a.total_tokens / kC;
+  float* states = a.workspace + ExtraBase(a.total_tokens, a.num_seqs, shape.num_v_heads);
+  int2* table = reinterpret_cast<int2*>(states + nidx * shape.num_v_heads * kStateFloats);
+  if (nidx > (int64_t{1} << 30))
+    return absl::InvalidArgumentError("gdn2 prefill: total_tokens too large for the state pass");
+  const int dvb = a.splits == 0 ? PickColumns(shape.num_v_heads, a.num_seqs) : kDv / a.splits;
+  if (dvb != 16 && dvb != 32 && dvb != 64)
+    return absl::InvalidArgumentError(
+        absl::StrCat("gdn2 prefill: splits must be 0, 2, 4 or 8, got ", a.splits));
+  const absl::Status st =
+      dvb == 16   ? LaunchStatePass<16, kSplit>(shape, a, states, table, after_phase1, stream)
+      : dvb == 32 ? LaunchStatePass<32, kSplit>(shape, a, states, table, after_phase1, stream)
+                  : LaunchStatePass<64, kSplit>(shape, a, states, table, after_phase1, stream);
+  if (!st.ok() || nidx == 0) return st;
+  constexpr int smem = kOFloats * 4;
+  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      Phase2OutputKernel<kSplit>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  return LaunchKernel("Phase2OutputKernel", Phase2OutputKernel<kSplit>,
+                      dim3(static_cast<unsigned>(2 * nidx), shape.num_v_heads), dim3(kThreads),
+                      smem, stream, /*programmatic=*/true, shape.num_v_heads, a.workspace, states,
+                      table, a.o, a.o_stride);
 }
 
 }  // namespace
@@ -578,27 +625,9 @@ int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, i
 
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                           bool after_phase1, cudaStream_t stream) {
-  const int64_t nidx = a.total_tokens / kC;
-  float* states = a.workspace + ExtraBase(a.total_tokens, a.num_seqs, shape.num_v_heads);
-  int2* table = reinterpret_cast<int2*>(states + nidx * shape.num_v_heads * kStateFloats);
-  if (nidx > (int64_t{1} << 30))
-    return absl::InvalidArgumentError("gdn2 prefill: total_tokens too large for the state pass");
-  const int dvb = a.splits == 0 ? PickColumns(shape.num_v_heads, a.num_seqs) : kDv / a.splits;
-  if (dvb != 16 && dvb != 32 && dvb != 64)
-    return absl::InvalidArgumentError(
-        absl::StrCat("gdn2 prefill: splits must be 0, 2, 4 or 8, got ", a.splits));
-  const absl::Status st =
-      dvb == 16   ? LaunchStatePass<16>(shape, a, states, table, after_phase1, stream)
-      : dvb == 32 ? LaunchStatePass<32>(shape, a, states, table, after_phase1, stream)
-                  : LaunchStatePass<64>(shape, a, states, table, after_phase1, stream);
-  if (!st.ok() || nidx == 0) return st;
-  constexpr int smem = kOFloats * 4;
-  DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      Phase2OutputKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  return LaunchKernel("Phase2OutputKernel", Phase2OutputKernel,
-                      dim3(static_cast<unsigned>(2 * nidx), shape.num_v_heads), dim3(kThreads),
-                      smem, stream, /*programmatic=*/true, shape.num_v_heads, a.workspace, states,
-                      table, a.o, a.o_stride);
+  return a.precision == Gdn2PrefillPrecision::kFp32
+             ? LaunchPhase2Products<true>(shape, a, after_phase1, stream)
+             : LaunchPhase2Products<false>(shape, a, after_phase1, stream);
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

@@ -1,7 +1,7 @@
-// Device helpers of phase 2 version 2 of the chunked GDN-2 prefill (gdn2_chunk_state_pass.cu):
-// ldmatrix loads of tf32 A fragments, and mma.sync m16n8k8
-// in tf32 with the 3xTF32 split (x = hi + lo; a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b), which
-// keeps products at fp32-level accuracy with fp32 accumulation.
+// Device helpers of the chunked GDN-2 prefill's tensor-core products (gdn2_chunk_state_pass.cu,
+// and RoundTf32 for phase 1): ldmatrix loads of tf32 A fragments, and mma.sync m16n8k8 in tf32,
+// either with the 3xTF32 split (x = hi + lo; a*b ~ lo_a*hi_b + hi_a*lo_b + hi_a*hi_b: fp32-level
+// products) or single (operands the writer rounded to tf32 with RoundTf32), fp32 accumulation.
 //
 // Fragment layouts (PTX ISA, m16n8k8 .tf32; g = lane / 4, t = lane % 4):
 //   A (16x8, row-major): a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4)
@@ -40,12 +40,32 @@ __device__ __forceinline__ void Split(float x, uint32_t& hi, uint32_t& lo) {
   lo = __float_as_uint(x - __uint_as_float(h));
 }
 
+// x rounded to the nearest tf32, ties away from zero (low 13 mantissa bits zero), so that a single
+// tf32 product, which ignores those bits, sees the rounded value rather than the truncated one.
+// Two integer instructions (the same result as cvt.rna.tf32.f32 for finite x below the largest
+// tf32; a carry out of the mantissa correctly bumps the exponent).
+__device__ __forceinline__ float RoundTf32(float x) {
+  return __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
+}
+
+// kSplit: hi and lo parts for Mma3; otherwise only hi, the operand's bits as stored.
 struct FragA {
   uint32_t hi[4], lo[4];
   FragA() = default;
   __device__ __forceinline__ explicit FragA(const float (&a)[4]) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) Split(a[i], hi[i], lo[i]);
+  }
+  template <bool kSplit>
+  __device__ __forceinline__ static FragA Make(const float (&a)[4]) {
+    if constexpr (kSplit) {
+      return FragA(a);
+    } else {
+      FragA f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) f.hi[i] = __float_as_uint(a[i]);
+      return f;
+    }
   }
 };
 
@@ -55,6 +75,17 @@ struct FragB {
   __device__ __forceinline__ FragB(float b0, float b1) {
     Split(b0, hi[0], lo[0]);
     Split(b1, hi[1], lo[1]);
+  }
+  template <bool kSplit>
+  __device__ __forceinline__ static FragB Make(float b0, float b1) {
+    if constexpr (kSplit) {
+      return FragB(b0, b1);
+    } else {
+      FragB f;
+      f.hi[0] = __float_as_uint(b0);
+      f.hi[1] = __float_as_uint(b1);
+      return f;
+    }
   }
   // From parts split when they were stored (StoreSplit): no conversion on the mma's path.
   __device__ __forceinline__ static FragB Presplit(float h0, float h1, float l0, float l1) {
@@ -90,6 +121,16 @@ __device__ __forceinline__ void Mma3(float (&c)[4], const FragA& a, const FragB&
   MmaTf32(c, a.lo, b.hi);
   MmaTf32(c, a.hi, b.lo);
   MmaTf32(c, a.hi, b.hi);
+}
+
+// c += A B: 3xTF32 with kSplit, else one tf32 product of the hi parts.
+template <bool kSplit>
+__device__ __forceinline__ void Mma(float (&c)[4], const FragA& a, const FragB& b) {
+  if constexpr (kSplit) {
+    Mma3(c, a, b);
+  } else {
+    MmaTf32(c, a.hi, b.hi);
+  }
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk::p2v2

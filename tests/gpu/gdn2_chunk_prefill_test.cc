@@ -4,7 +4,8 @@
 // grouped value heads, every column-split count, continuation across calls, and two gate
 // regimes: trained-model ranges (decay down to exp(-5) per token) and extreme ones (decay down
 // to exp(-30), channels that barely decay, erase/write gates near 0 and 1, erase up to 2).
-// The token-serial GPU kernel is checked against the same reference.
+// The token-serial GPU kernel is checked against the same reference. Single tf32 products
+// (Gdn2PrefillPrecision::kTf32) are checked at bf16-level tolerance in both gate regimes.
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 
 #include <algorithm>
@@ -156,7 +157,8 @@ struct RunResult {
 
 absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
                         const std::vector<int32_t>& lens, const std::vector<int32_t>& slots,
-                        const Pool& pool, Path path, int splits, RunResult* res) {
+                        const Pool& pool, Path path, int splits, RunResult* res,
+                        Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32) {
   std::vector<int32_t> cu(lens.size() + 1, 0);
   for (size_t i = 0; i < lens.size(); ++i) cu[i + 1] = cu[i] + lens[i];
   const int64_t tokens = cu.back();
@@ -191,6 +193,7 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
   a.workspace = d_ws.get<float>();
   a.workspace_floats = wsf;
   a.splits = splits;
+  a.precision = precision;
   absl::Status st = path == Path::kSerial ? LaunchGdn2SerialPrefill(sh, a, nullptr)
                                           : LaunchGdn2ChunkPrefill(sh, a, nullptr);
   if (!st.ok()) return st;
@@ -203,7 +206,8 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
 // Runs one configuration and checks every output, every used slot's final state and that the
 // unused slots are untouched.
 void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime regime,
-           Path path, int splits, double tol, uint32_t seed) {
+           Path path, int splits, double tol, uint32_t seed,
+           Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32) {
   std::mt19937 rng(seed);
   const int64_t tokens = std::accumulate(lens.begin(), lens.end(), int64_t{0});
   Inputs in = MakeInputs(sh, tokens, regime, rng);
@@ -213,7 +217,7 @@ void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime 
   for (size_t i = 0; i < lens.size(); ++i)
     slots[i] = static_cast<int32_t>((num_slots - 1) - 2 * i);  // reversed, with gaps
   RunResult res;
-  const absl::Status run = RunPrefill(sh, in, lens, slots, pool, path, splits, &res);
+  const absl::Status run = RunPrefill(sh, in, lens, slots, pool, path, splits, &res, precision);
   if (run.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << run;
   ASSERT_TRUE(run.ok()) << run;
 
@@ -248,12 +252,16 @@ void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime 
     ASSERT_TRUE(std::equal(res.pool.begin() + a, res.pool.begin() + e, pool.host.begin() + a))
         << "untouched slot " << slot << " changed";
   }
-  std::printf("  %-9s lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
-              PathName(path), lens[0], lens.size(),
-              regime == Regime::kTrained ? "trained" : "extreme", splits, eo, worst_s);
+  std::printf("  %-9s %s lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
+              PathName(path), precision == Gdn2PrefillPrecision::kFp32 ? "fp32" : "tf32",
+              lens[0], lens.size(), regime == Regime::kTrained ? "trained" : "extreme", splits,
+              eo, worst_s);
 }
 
 constexpr double kTolF32 = 2e-4;
+// Single tf32 products: each operand rounded to 2^-11 relative; the bound is that of a bf16
+// input (2^-8), which is what this precision is for.
+constexpr double kTolTf32 = 4e-3;
 
 Gdn2PrefillShape Shape(int h, int hv) {
   Gdn2PrefillShape sh;
@@ -287,6 +295,28 @@ TEST(Gdn2ChunkPrefillTest, GroupedValueHeads) {
   DS_SKIP_WITHOUT_GPU();
   Check(Shape(1, 3), {90, 200}, Regime::kTrained, Path::kChunk, 0, kTolF32, 400);
   Check(Shape(1, 3), {90, 200}, Regime::kExtreme, Path::kChunk, 0, kTolF32, 401);
+}
+
+TEST(Gdn2ChunkPrefillTest, Tf32ProductsLengthsAndGates) {
+  DS_SKIP_WITHOUT_GPU();
+  constexpr auto kTf32 = Gdn2PrefillPrecision::kTf32;
+  for (int len : {1, 63, 65, 300, 5000}) {
+    Check(Shape(1, 1), {len}, Regime::kTrained, Path::kChunk, 0, kTolTf32, 700 + len, kTf32);
+    Check(Shape(1, 1), {len}, Regime::kExtreme, Path::kChunk, 0, kTolTf32, 710 + len, kTf32);
+  }
+}
+
+TEST(Gdn2ChunkPrefillTest, Tf32ProductsPackedEverySplitAndGroupedHeads) {
+  DS_SKIP_WITHOUT_GPU();
+  constexpr auto kTf32 = Gdn2PrefillPrecision::kTf32;
+  const std::vector<int32_t> lens = {1, 64, 100, 17, 129, 700, 3, 65};
+  for (int splits : {2, 4, 8}) {
+    Check(Shape(2, 2), lens, Regime::kTrained, Path::kChunk, splits, kTolTf32, 800 + splits,
+          kTf32);
+    Check(Shape(2, 2), lens, Regime::kExtreme, Path::kChunk, splits, kTolTf32, 810 + splits,
+          kTf32);
+  }
+  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, Path::kChunk, 0, kTolTf32, 820, kTf32);
 }
 
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
@@ -359,6 +389,28 @@ TEST(Gdn2ChunkPrefillTest, RejectsBadArguments) {
   EXPECT_EQ(bad_splits.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad_splits.message().find("splits"), std::string::npos) << bad_splits;
   a.splits = 0;
+  a.precision = static_cast<Gdn2PrefillPrecision>(7);
+  EXPECT_EQ(LaunchGdn2ChunkPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  a.precision = Gdn2PrefillPrecision::kFp32;
+  {
+    // A workspace that is not 16-byte aligned (the launcher returns before any launch, so the
+    // stand-in addresses are never read).
+    Gdn2PrefillArgs m = a;
+    float* fake = reinterpret_cast<float*>(uintptr_t{1} << 20);
+    m.cu_seqlens = m.slots = reinterpret_cast<const int32_t*>(fake);
+    m.pool = fake;
+    m.q = m.k = m.g = m.b = m.v = m.w = fake;
+    m.o = fake;
+    m.q_stride = m.k_stride = m.g_stride = m.b_stride = sh.key_dim();
+    m.v_stride = m.w_stride = m.o_stride = sh.value_dim();
+    m.num_slots = 1;
+    m.slot_stride_bytes = 1 << 20;
+    m.workspace = fake + 1;
+    m.workspace_floats = int64_t{1} << 40;
+    const absl::Status misaligned = LaunchGdn2ChunkPrefill(sh, m, nullptr);
+    EXPECT_EQ(misaligned.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(misaligned.message().find("16-byte aligned"), std::string::npos) << misaligned;
+  }
   // Missing tensors.
   EXPECT_EQ(LaunchGdn2ChunkPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
 }
