@@ -10,7 +10,9 @@
 // Host work inside Step (packing, launches, sampling copy-back) is included; tokenization,
 // scheduling and gRPC are not. Median of `--reps` timed runs after one warm-up run.
 //
-// Usage: ttft_bench [out.json] [--chunk=N] [--pass=N] [--reps=N] [--pure-only]
+// Usage: ttft_bench [out.json] [--chunk=N] [--pass=N] [--reps=N] [--pure-only] [--tf32]
+//   --tf32   the chunked recurrence with single TF32 products
+//            (CudaRunnerOptions::prefill_precision = kTf32; default fp32-level 3xTF32)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
   std::string out_path = "ttft_bench.json";
   int64_t chunk = 512, pass = 0;
   int reps = 5;
-  bool pure_only = false;
+  bool pure_only = false, tf32 = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--chunk=", 0) == 0) {
@@ -86,6 +88,8 @@ int main(int argc, char** argv) {
       reps = std::stoi(arg.substr(7));
     } else if (arg == "--pure-only") {
       pure_only = true;
+    } else if (arg == "--tf32") {
+      tf32 = true;
     } else if (arg.rfind("--", 0) == 0) {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
       return 2;
@@ -115,6 +119,7 @@ int main(int argc, char** argv) {
     opts.max_step_tokens = lengths.back();
     opts.graph_batch_sizes = {1};
     if (pass > 0) opts.prefill_pass_tokens = pass;
+    if (tf32) opts.prefill_precision = cuda::Gdn2PrefillPrecision::kTf32;
     auto r = CudaModelRunner::Create(*std::move(w), opts);
     if (!r.ok()) {
       std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());
@@ -156,8 +161,9 @@ int main(int argc, char** argv) {
   std::fprintf(f,
                "  \"method\": \"CudaModelRunner::Step wall time until the first token is on the "
                "host, fp32 state, random bf16 weights, reset slot, median of %d runs after one "
-               "warm-up\",\n  \"prefill_pass_tokens\": %lld,\n  \"rows\": [\n",
-               reps, static_cast<long long>(pass));
+               "warm-up\",\n  \"prefill_pass_tokens\": %lld,\n  \"prefill_precision\": \"%s\",\n"
+               "  \"rows\": [\n",
+               reps, static_cast<long long>(pass), tf32 ? "tf32" : "fp32");
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f,

@@ -478,6 +478,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
       pa.o_stride = b.o_cols;
       pa.workspace = b.p_ws;
       pa.workspace_floats = b.p_ws_floats;
+      pa.precision = options_.prefill_precision;
       DS_RETURN_IF_ERROR(cuda::LaunchGdn2ChunkPrefill(pshape, pa, s));
       if (bf16_state) {
         for (int i = 0; i < n; ++i) {

@@ -282,8 +282,10 @@ void CompareModels(bool hybrid, StateDtype state_dtype,
 // Chunked prefill through Step vs the CPU model: slot 5 gets a 201-token prompt in steps of
 // 37/64/100 tokens; slots 1, 3, 6 get prompts of 23, 2 and 1 tokens in the first step and decode
 // (sampling greedily) in the next two, beside the chunks of slot 5; then 16 decode steps with
-// logits compared.
-void CompareChunkedPrefill(bool hybrid, StateDtype state_dtype, bool chunked) {
+// logits compared. `precision`: the chunked recurrence's products.
+void CompareChunkedPrefill(
+    bool hybrid, StateDtype state_dtype, bool chunked,
+    cuda::Gdn2PrefillPrecision precision = cuda::Gdn2PrefillPrecision::kFp32) {
   const ModelConfig cfg = ChunkConfig(hybrid);
   const std::string dir = MakeModelDir(cfg, hybrid ? 11 : 13, hybrid ? "chybrid" : "cpure");
   auto config = ModelConfig::LoadFromDir(dir);
@@ -301,6 +303,7 @@ void CompareChunkedPrefill(bool hybrid, StateDtype state_dtype, bool chunked) {
   opts.graph_batch_sizes = {1, 4};
   opts.chunked_prefill = chunked;
   opts.prefill_pass_tokens = 80;  // the 100-token chunk spans two passes
+  opts.prefill_precision = precision;
   auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   CudaModelRunner& g = **gpu;
@@ -456,6 +459,13 @@ TEST_F(CudaModelTest, ChunkedPrefillHybridF32State) {
 }
 TEST_F(CudaModelTest, ChunkedPrefillHybridBf16State) {
   CompareChunkedPrefill(true, StateDtype::kBF16, true);
+}
+// Single-TF32 products in the chunked recurrence: the same tolerance (MODEL_SPEC.md section 7).
+TEST_F(CudaModelTest, ChunkedPrefillTf32PureF32State) {
+  CompareChunkedPrefill(false, StateDtype::kF32, true, cuda::Gdn2PrefillPrecision::kTf32);
+}
+TEST_F(CudaModelTest, ChunkedPrefillTf32HybridBf16State) {
+  CompareChunkedPrefill(true, StateDtype::kBF16, true, cuda::Gdn2PrefillPrecision::kTf32);
 }
 TEST_F(CudaModelTest, SerialPrefillHybridF32State) {
   CompareChunkedPrefill(true, StateDtype::kF32, false);
