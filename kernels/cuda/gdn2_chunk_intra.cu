@@ -17,8 +17,10 @@
 //    three factors with exponents <= 0 (no overflow even at exp(-30) per token; an underflowed
 //    factor only hides a product smaller than itself); the diagonal tiles use the direct
 //    exponent of the difference;
+//  * w v is loaded as float4 rows (all of a thread's loads in flight at once) into shared memory
+//    over the operand arrays;
 //  * the forward substitution runs one right-hand-side column per thread in registers (Y
-//    columns from E in shared memory, U' columns from w v), reading T rows as broadcasts.
+//    columns from E, U' columns from w v, both in shared memory), reading T rows as broadcasts.
 // All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G. With kRound
 // (Gdn2PrefillPrecision::kTf32) the operands phase 2 multiplies (Y, Qg, Ktail, U', Aqk) are
 // stored rounded to tf32; gamma never is.
@@ -57,8 +59,11 @@ constexpr int kSmDer = kSmLand + kStages * kLandStage;
 constexpr int kSmE = kSmDer + kNumDerived * kDerived;
 constexpr int kSmTot = kSmE + kC * kEP;
 constexpr int kSmemFloats = kSmTot + kTiles * kSlice;
-// T aliases the landing stages once the slice loop is done.
+// Once the slice loop is done, T aliases the landing stages and Z = w v (the right-hand side of
+// U', pitch kEP like E) the rest of them and the operand arrays.
+constexpr int kSmZ = kC * kTP;
 static_assert(kC * kTP <= kStages * kLandStage, "T must fit the landing area");
+static_assert(kSmZ + kC * kEP <= kSmE, "Z must end before E");
 static_assert(kThreads == kTiles * kSlice, "precompute maps one thread per (4 tokens, channel)");
 
 constexpr float kLog2e = 1.4426950408889634f;
@@ -349,24 +354,42 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   }
 
-  // Right-hand side: column tid of E, or column tid - dk of Z = w v.
-  float x[kC];
-  if (tid < kDk) {
+  // Z = w v (rows >= len zero): warp w loads rows w + 8j as float4s, all loads issued before the
+  // barrier that frees the operand arrays Z goes over.
+  constexpr int kZRows = kC / (kThreads / 32);  // rows per warp
+  float4 wz[kZRows], vz[kZRows];
+  {
+    const int r0 = tid / 32, c4 = (tid % 32) * 4;
+    const float* wp = in.w + (start + r0) * in.w_stride + hv * kDv + c4;
+    const float* vp = in.v + (start + r0) * in.v_stride + hv * kDv + c4;
+    const int64_t wstep = (kThreads / 32) * in.w_stride, vstep = (kThreads / 32) * in.v_stride;
 #pragma unroll
-    for (int t = 0; t < kC; ++t) x[t] = es[t * kEP + tid];
-  } else {
-    const int n = hv * kDv + (tid - kDk);
-    const float* wp = in.w + start * in.w_stride + n;
-    const float* vp = in.v + start * in.v_stride + n;
-    // Row pointers advance by the strides (no per-token address products).
-#pragma unroll
-    for (int t = 0; t < kC; ++t) {
-      x[t] = t < len ? __ldg(wp) * __ldg(vp) : 0.f;
-      wp += in.w_stride;
-      vp += in.v_stride;
+    for (int j = 0; j < kZRows; ++j) {
+      const bool ok = r0 + (kThreads / 32) * j < len;
+      wz[j] = ok ? __ldg(reinterpret_cast<const float4*>(wp)) : make_float4(0.f, 0.f, 0.f, 0.f);
+      vz[j] = ok ? __ldg(reinterpret_cast<const float4*>(vp)) : make_float4(0.f, 0.f, 0.f, 0.f);
+      wp += wstep;
+      vp += vstep;
     }
   }
+  __syncthreads();  // every thread is past the slice loop: the operand arrays are free
+  float* zs = smem + kSmZ;
+  {
+    const int r0 = tid / 32, c4 = (tid % 32) * 4;
+#pragma unroll
+    for (int j = 0; j < kZRows; ++j)
+      *reinterpret_cast<float4*>(zs + (r0 + (kThreads / 32) * j) * kEP + c4) =
+          make_float4(wz[j].x * vz[j].x, wz[j].y * vz[j].y, wz[j].z * vz[j].z, wz[j].w * vz[j].w);
+  }
   __syncthreads();
+
+  // Right-hand side: column tid of E, or column tid - dk of Z.
+  float x[kC];
+  {
+    const float* rhs = tid < kDk ? es + tid : zs + (tid - kDk);
+#pragma unroll
+    for (int t = 0; t < kC; ++t) x[t] = rhs[t * kEP];
+  }
 
   // Forward substitution (I + T) X = RHS; T rows are read as broadcasts.
 #pragma unroll
