@@ -13,10 +13,6 @@
 #include "engine/model_config.h"
 #include "engine/model_weights.h"
 
-#ifdef DELTASERVE_WITH_CUDA
-#include "engine/cuda/cuda_runner_factory.h"
-#endif
-
 namespace deltaserve {
 
 absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name) {
@@ -24,6 +20,13 @@ absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name) {
   if (name == "bf16" || name == "bfloat16") return StateDtype::kBF16;
   return absl::InvalidArgumentError(
       absl::StrCat("state dtype must be \"fp32\" or \"bf16\", got \"", name, "\""));
+}
+
+absl::StatusOr<PrefillPrecision> ParsePrefillPrecision(const std::string& name) {
+  if (name == "fp32" || name == "f32") return PrefillPrecision::kFp32;
+  if (name == "tf32") return PrefillPrecision::kTf32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("prefill precision must be \"fp32\" or \"tf32\", got \"", name, "\""));
 }
 
 absl::StatusOr<int> ResolveNumSlots(const RunnerOptions& options, size_t slot_bytes) {

@@ -13,6 +13,11 @@
 
 namespace deltaserve {
 
+// Products of the CUDA backend's chunked GDN-2 prefill (cuda::Gdn2PrefillPrecision): kFp32
+// (3xTF32, fp32-level) or kTf32 (single TF32 products, ~1e-3 relative on the recurrence outputs,
+// faster on long prompts; bench/NOTES.md). The CPU backend computes in fp32 either way.
+enum class PrefillPrecision { kFp32, kTf32 };
+
 struct RunnerOptions {
   std::string backend = "cpu";                // "cpu" | "cuda"
   std::string model_dir;                      // holds config.json and model.safetensors (required)
@@ -23,10 +28,14 @@ struct RunnerOptions {
   int threads = 0;                 // CPU backend threads (0: all hardware threads)
   int64_t max_step_tokens = 8192;  // largest number of tokens one Step may carry (>= 1)
   int device = 0;                  // CUDA device ordinal
+  PrefillPrecision prefill_precision = PrefillPrecision::kFp32;
 };
 
 // "f32" / "fp32" / "float32" -> kF32, "bf16" / "bfloat16" -> kBF16; anything else is an error.
 absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name);
+
+// "fp32" / "f32" -> kFp32, "tf32" -> kTf32; anything else is an error.
+absl::StatusOr<PrefillPrecision> ParsePrefillPrecision(const std::string& name);
 
 // The number of slots `options` asks for, for a model whose slot takes `slot_bytes`.
 absl::StatusOr<int> ResolveNumSlots(const RunnerOptions& options, size_t slot_bytes);

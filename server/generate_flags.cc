@@ -146,6 +146,14 @@ const std::vector<FlagSpec>& Flags() {
          }
          return absl::OkStatus();
        }},
+      {"prefill-precision", "fp32|tf32",
+       "CUDA chunked-prefill products: fp32-level 3xTF32 or single TF32 (default fp32)",
+       [](const std::string& v, GenerateOptions* o) {
+         absl::StatusOr<PrefillPrecision> p = ParsePrefillPrecision(v);
+         if (!p.ok()) return BadValue("prefill-precision", v, "fp32 or tf32");
+         o->prefill_precision = *p;
+         return absl::OkStatus();
+       }},
       {"threads", "N", "CPU threads, >= 0; 0 uses every hardware thread (default 0)",
        IntFlag("threads", &GenerateOptions::threads, 0, 4096, "an integer in [0, 4096]")},
       {"print-ids", nullptr, "after the text, print the generated token ids on one line",

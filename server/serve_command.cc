@@ -56,6 +56,9 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const ServerConfig&
   absl::StatusOr<StateDtype> dtype = ParseStateDtype(config.state_dtype);
   if (!dtype.ok()) return dtype.status();
   options.state_dtype = *dtype;
+  absl::StatusOr<PrefillPrecision> precision = ParsePrefillPrecision(config.prefill_precision);
+  if (!precision.ok()) return precision.status();
+  options.prefill_precision = *precision;
   options.num_slots = config.pool_slots;
   options.pool_bytes = config.pool_budget_bytes;
   options.threads = config.cpu_threads;

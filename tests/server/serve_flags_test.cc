@@ -61,7 +61,7 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
                   "--max-prompt-tokens=300", "--api-key-file=/k", "--tls-cert=c.pem",
                   "--tls-key=k.pem", "--max-message-bytes=1Mi", "--grpc-threads=64",
                   "--drain-grace=2.5", "--log-format=json", "--log-level=debug",
-                  "--state-dtype=bf16", "--threads=3", "--device=1", "--pool-slots=5",
+                  "--state-dtype=bf16", "--prefill-precision=tf32", "--threads=3", "--device=1", "--pool-slots=5",
                   "--preempt-after-steps=9", "--max-swapped=3"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
@@ -89,6 +89,7 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
   EXPECT_EQ(c.log_format, LogFormat::kJson);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.state_dtype, "bf16");
+  EXPECT_EQ(c.prefill_precision, "tf32");
   EXPECT_EQ(c.cpu_threads, 3);
   EXPECT_EQ(c.device, 1);
   EXPECT_EQ(c.pool_slots, 5);
@@ -146,6 +147,7 @@ TEST(ServeFlagsTest, ErrorsNameTheFlag) {
       {{"--model=m", "--log-format=xml"}, "--log-format: expected text or json"},
       {{"--model=m", "--log-level=loud"}, "--log-level: must be trace"},
       {{"--model=m", "--state-dtype=f16"}, "--state-dtype: must be f32 or bf16"},
+      {{"--model=m", "--prefill-precision=bf16"}, "--prefill-precision: must be fp32 or tf32"},
       {{"--model=m", "--pool-slots=-2"}, "--pool-slots: must be >= 0"},
   };
   for (const Case& c : cases) {

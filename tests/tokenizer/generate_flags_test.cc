@@ -51,6 +51,7 @@ TEST(GenerateFlagsTest, EveryFlag) {
              "--temperature=0.5", "--seed", "18446744073709551615", "--top-k", "40",
              "--top-p", "0.9", "--min-p=0.05", "--repetition-penalty", "1.1", "--stop", "\n\n",
              "--stop=END", "--ignore-eos", "--backend", "cuda", "--state-dtype", "bf16",
+             "--prefill-precision", "tf32",
              "--threads", "3", "--print-ids", "--no-bos"});
   ASSERT_TRUE(r.ok()) << r.status();
   const GenerateOptions& o = r->options;
@@ -69,6 +70,7 @@ TEST(GenerateFlagsTest, EveryFlag) {
   EXPECT_TRUE(o.ignore_eos);
   EXPECT_EQ(o.backend, "cuda");
   EXPECT_EQ(o.state_dtype, StateDtype::kBF16);
+  EXPECT_EQ(o.prefill_precision, PrefillPrecision::kTf32);
   EXPECT_EQ(o.threads, 3);
   EXPECT_TRUE(o.print_ids);
   EXPECT_TRUE(o.no_bos);
@@ -96,7 +98,8 @@ TEST(GenerateFlagsTest, Help) {
   for (const char* flag : {"--model", "--prompt", "--prompt-ids", "--max-new-tokens",
                            "--temperature", "--seed", "--top-k", "--top-p", "--min-p",
                            "--repetition-penalty", "--stop", "--ignore-eos", "--backend",
-                           "--state-dtype", "--print-ids", "--no-bos", "--help"}) {
+                           "--state-dtype", "--prefill-precision", "--print-ids", "--no-bos",
+                           "--help"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
 }
