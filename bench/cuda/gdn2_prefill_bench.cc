@@ -381,54 +381,47 @@ int main(int argc, char** argv) {
     a.workspace = ws;
     a.workspace_floats = ws_floats;
 
-    // Same initial state (zero) for both paths, then compare outputs.
-    Gdn2PrefillArgs ac = a, as = a;
-    ac.o = o_chunk;
+    // Each path from the same initial state (zero), then the outputs compared.
+    Gdn2PrefillArgs ac = a, as = a, at = a;
+    ac.o = at.o = o_chunk;
     as.o = o_serial;
-    BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
-    auto st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream);
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s\n", st.ToString().c_str());
-      return 1;
-    }
-    BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
-    st = deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream);
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s\n", st.ToString().c_str());
-      return 1;
-    }
-    BENCH_CUDA(cudaStreamSynchronize(stream));
+    at.precision = deltaserve::cuda::Gdn2PrefillPrecision::kTf32;  // bf16-level products
+    auto run_from_zero = [&](auto launcher, const Gdn2PrefillArgs& args) {
+      BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
+      const absl::Status launched = launcher(shape, args, stream);
+      if (!launched.ok()) std::fprintf(stderr, "%s\n", launched.ToString().c_str());
+      BENCH_CUDA(cudaStreamSynchronize(stream));
+      return launched.ok();
+    };
+    if (!run_from_zero(deltaserve::cuda::LaunchGdn2SerialPrefill, as)) return 1;
     std::vector<float> hc(a.total_tokens * vd), hs(a.total_tokens * vd);
-    BENCH_CUDA(cudaMemcpy(hc.data(), o_chunk, hc.size() * 4, cudaMemcpyDeviceToHost));
     BENCH_CUDA(cudaMemcpy(hs.data(), o_serial, hs.size() * 4, cudaMemcpyDeviceToHost));
-    double num = 0, den = 0;
-    for (size_t i = 0; i < hc.size(); ++i) {
-      const double d = static_cast<double>(hc[i]) - hs[i];
-      num += std::isnan(d) ? INFINITY : d * d;
-      den += static_cast<double>(hs[i]) * hs[i];
-    }
-    const double rel = std::sqrt(num / std::max(den, 1e-300));
-    // The kTf32 path's outputs against the same token-serial ones.
-    Gdn2PrefillArgs at = ac;
-    at.precision = deltaserve::cuda::Gdn2PrefillPrecision::kTf32;
-    BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
-    st = deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, at, stream);
-    if (!st.ok()) {
-      std::fprintf(stderr, "%s\n", st.ToString().c_str());
-      return 1;
-    }
-    BENCH_CUDA(cudaStreamSynchronize(stream));
-    BENCH_CUDA(cudaMemcpy(hc.data(), o_chunk, hc.size() * 4, cudaMemcpyDeviceToHost));
-    double num_t = 0;
-    for (size_t i = 0; i < hc.size(); ++i) {
-      const double d = static_cast<double>(hc[i]) - hs[i];
-      num_t += std::isnan(d) ? INFINITY : d * d;
-    }
-    const double rel_tf32 = std::sqrt(num_t / std::max(den, 1e-300));
+    // Relative difference of the chunked outputs now in o_chunk to the token-serial ones.
+    auto rel_to_serial = [&] {
+      BENCH_CUDA(cudaMemcpy(hc.data(), o_chunk, hc.size() * 4, cudaMemcpyDeviceToHost));
+      double num = 0, den = 0;
+      for (size_t i = 0; i < hc.size(); ++i) {
+        const double d = static_cast<double>(hc[i]) - hs[i];
+        num += std::isnan(d) ? INFINITY : d * d;
+        den += static_cast<double>(hs[i]) * hs[i];
+      }
+      return std::sqrt(num / std::max(den, 1e-300));
+    };
+    if (!run_from_zero(deltaserve::cuda::LaunchGdn2ChunkPrefill, ac)) return 1;
+    const double rel = rel_to_serial();
+    if (!run_from_zero(deltaserve::cuda::LaunchGdn2ChunkPrefill, at)) return 1;
+    const double rel_tf32 = rel_to_serial();
 
     const int reps = a.total_tokens >= 65536 ? 10 : 30;
-    const double auto_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ac, stream); }, reps);
+    auto time_chunk = [&](const Gdn2PrefillArgs& args) {
+      return TimeSingle(
+          stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, args, stream); },
+          reps);
+    };
+    auto time_phase = [&](Gdn2PrefillArgs args, int mask) {
+      args.phase_mask = mask;
+      return time_chunk(args);
+    };
     // Best of the launcher's pick (reported as split count 0) and every explicit split count.
     struct Best {
       double s;
@@ -439,34 +432,18 @@ int main(int argc, char** argv) {
       for (int splits : {2, 4, 8}) {
         Gdn2PrefillArgs asp = base;
         asp.splits = splits;
-        const double t = TimeSingle(
-            stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, asp, stream); },
-            reps);
+        const double t = time_chunk(asp);
         if (t < b.s) b = {t, splits};
       }
       return b;
     };
+    const double auto_s = time_chunk(ac);
     const Best best = best_of(ac, auto_s);
     const double chunk_s = best.s;
-    Gdn2PrefillArgs ap = ac;
-    ap.phase_mask = 1;
-    const double phase1_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
-    ap.phase_mask = 2;
-    const double phase2_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, ap, stream); }, reps);
-    const Best tf32_best = best_of(
-        at, TimeSingle(
-                stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, at, stream); },
-                reps));
+    const double phase1_s = time_phase(ac, 1), phase2_s = time_phase(ac, 2);
+    const Best tf32_best = best_of(at, time_chunk(at));
     const double tf32_s = tf32_best.s;
-    Gdn2PrefillArgs atp = at;
-    atp.phase_mask = 1;
-    const double tf32_phase1_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, atp, stream); }, reps);
-    atp.phase_mask = 2;
-    const double tf32_phase2_s = TimeSingle(
-        stream, [&] { (void)deltaserve::cuda::LaunchGdn2ChunkPrefill(shape, atp, stream); }, reps);
+    const double tf32_phase1_s = time_phase(at, 1), tf32_phase2_s = time_phase(at, 2);
     const double serial_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream); },
         a.total_tokens >= 16384 ? 3 : 10);
