@@ -5,7 +5,9 @@
 // of mixed lengths). Reports time per launch (median of event-timed launches), tokens/s,
 // achieved TFLOP/s of the chunkwise algorithm (Gdn2ChunkPrefillFlops) and the relative
 // difference between the two paths' outputs; then the same with single tf32 products
-// (Gdn2PrefillPrecision::kTf32, the bf16-level mode). (The retired phase versions' numbers are in
+// (Gdn2PrefillPrecision::kTf32, the bf16-level mode), and with those products on bf16 copies of
+// q, k, b, v, w (g stays f32; the inputs the Triton reference reads are bf16 too; its relative
+// difference includes the inputs' rounding). (The retired phase versions' numbers are in
 // bench/results/gdn2_prefill_*_h200.json.)
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
@@ -54,7 +56,21 @@ struct Row {
   double tf32_s;  // kTf32, best split count (as chunk_s)
   int tf32_splits;
   double tf32_phase1_s, tf32_phase2_s, tf32_rel_diff;  // kTf32, auto split count
+  double bf16_s;  // bf16 inputs, kTf32, best split count
+  int bf16_splits;
+  double bf16_phase1_s, bf16_rel_diff;
 };
+
+// A bf16 copy of the f32 device array x [kMaxTokens, width].
+void* Bf16Copy(const float* x, int64_t width) {
+  void* d = nullptr;
+  BENCH_CUDA(cudaMalloc(&d, kMaxTokens * width * 2));
+  const absl::Status st =
+      deltaserve::cuda::LaunchCastToBf16(x, width, kMaxTokens, width, d, width, nullptr);
+  if (!st.ok()) std::fprintf(stderr, "cast: %s\n", st.ToString().c_str());
+  BENCH_CUDA(cudaDeviceSynchronize());
+  return d;
+}
 
 float* Fill(const std::vector<float>& pattern, int64_t width) {
   float* d = nullptr;
@@ -314,6 +330,8 @@ int main(int argc, char** argv) {
   for (auto& x : w) x = ud(rng);
   float *dq = Fill(q, kd), *dk = Fill(k, kd), *dg = Fill(g, kd), *db = Fill(b, kd),
         *dv = Fill(v, vd), *dw = Fill(w, vd);
+  void *bq = Bf16Copy(dq, kd), *bk = Bf16Copy(dk, kd), *bb = Bf16Copy(db, kd),
+       *bv = Bf16Copy(dv, vd), *bw = Bf16Copy(dw, vd);
   float *o_chunk = nullptr, *o_serial = nullptr, *ws = nullptr;
   BENCH_CUDA(cudaMalloc(&o_chunk, kMaxTokens * vd * sizeof(float)));
   BENCH_CUDA(cudaMalloc(&o_serial, kMaxTokens * vd * sizeof(float)));
@@ -386,6 +404,13 @@ int main(int argc, char** argv) {
     ac.o = at.o = o_chunk;
     as.o = o_serial;
     at.precision = deltaserve::cuda::Gdn2PrefillPrecision::kTf32;  // bf16-level products
+    Gdn2PrefillArgs ab = at;  // and bf16 inputs
+    ab.input_type = deltaserve::cuda::DType::kBF16;
+    ab.q = bq;
+    ab.k = bk;
+    ab.b = bb;
+    ab.v = bv;
+    ab.w = bw;
     auto run_from_zero = [&](auto launcher, const Gdn2PrefillArgs& args) {
       BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
       const absl::Status launched = launcher(shape, args, stream);
@@ -411,6 +436,8 @@ int main(int argc, char** argv) {
     const double rel = rel_to_serial();
     if (!run_from_zero(deltaserve::cuda::LaunchGdn2ChunkPrefill, at)) return 1;
     const double rel_tf32 = rel_to_serial();
+    if (!run_from_zero(deltaserve::cuda::LaunchGdn2ChunkPrefill, ab)) return 1;
+    const double rel_bf16 = rel_to_serial();
 
     const int reps = a.total_tokens >= 65536 ? 10 : 30;
     auto time_chunk = [&](const Gdn2PrefillArgs& args) {
@@ -444,6 +471,8 @@ int main(int argc, char** argv) {
     const Best tf32_best = best_of(at, time_chunk(at));
     const double tf32_s = tf32_best.s;
     const double tf32_phase1_s = time_phase(at, 1), tf32_phase2_s = time_phase(at, 2);
+    const Best bf16_best = best_of(ab, time_chunk(ab));
+    const double bf16_phase1_s = time_phase(ab, 1);
     const double serial_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream); },
         a.total_tokens >= 16384 ? 3 : 10);
@@ -451,16 +480,13 @@ int main(int argc, char** argv) {
     for (int32_t l : cfg.lens) flops += deltaserve::cuda::Gdn2ChunkPrefillFlops(shape, l);
     rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best.splits,
                     auto_s, phase1_s, phase2_s, serial_s, flops, rel, tf32_s, tf32_best.splits,
-                    tf32_phase1_s, tf32_phase2_s, rel_tf32});
-    std::printf("%-9s T=%6lld seqs=%2d: chunk %9.3f ms (%6.2f M tok/s, %6.2f TFLOP/s, splits %d; "
-                "auto %.3f ms = p1 %.3f + p2 %.3f)  serial %9.3f ms (%6.3f M tok/s)  "
-                "rel diff %.2e | tf32 %.3f ms (%.2f M tok/s, splits %d; auto p1 %.3f + p2 %.3f) "
-                "rel diff %.2e\n",
+                    tf32_phase1_s, tf32_phase2_s, rel_tf32, bf16_best.s, bf16_best.splits,
+                    bf16_phase1_s, rel_bf16});
+    std::printf("%-9s T=%6lld seqs=%2d: chunk %.3f ms, tf32 %.3f, bf16 in + tf32 %.3f, serial "
+                "%.3f; rel diff to serial %.2e / %.2e / %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
-                chunk_s * 1e3, a.total_tokens / chunk_s / 1e6, flops / chunk_s / 1e12, best.splits,
-                auto_s * 1e3, phase1_s * 1e3, phase2_s * 1e3, serial_s * 1e3,
-                a.total_tokens / serial_s / 1e6, rel, tf32_s * 1e3, a.total_tokens / tf32_s / 1e6,
-                tf32_best.splits, tf32_phase1_s * 1e3, tf32_phase2_s * 1e3, rel_tf32);
+                chunk_s * 1e3, tf32_s * 1e3, bf16_best.s * 1e3, serial_s * 1e3, rel, rel_tf32,
+                rel_bf16);
     std::fflush(stdout);
   }
 
@@ -487,13 +513,17 @@ int main(int argc, char** argv) {
                  "\"serial_ms\": %.4f, \"serial_tokens_per_s\": %.1f, \"speedup\": %.2f, "
                  "\"rel_diff_chunk_vs_serial\": %.3e, \"tf32_ms\": %.4f, "
                  "\"tf32_tokens_per_s\": %.1f, \"tf32_splits\": %d, \"tf32_phase1_ms\": %.4f, "
-                 "\"tf32_phase2_ms\": %.4f, \"tf32_rel_diff_vs_serial\": %.3e}%s\n",
+                 "\"tf32_phase2_ms\": %.4f, \"tf32_rel_diff_vs_serial\": %.3e, "
+                 "\"bf16_in_tf32_ms\": %.4f, \"bf16_in_tf32_tokens_per_s\": %.1f, "
+                 "\"bf16_in_tf32_splits\": %d, \"bf16_in_tf32_phase1_ms\": %.4f, "
+                 "\"bf16_in_tf32_rel_diff_vs_f32_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
                  r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
                  r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3,
                  r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff, r.tf32_s * 1e3,
                  r.tokens / r.tf32_s, r.tf32_splits, r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3,
-                 r.tf32_rel_diff, i + 1 < rows.size() ? "," : "");
+                 r.tf32_rel_diff, r.bf16_s * 1e3, r.tokens / r.bf16_s, r.bf16_splits,
+                 r.bf16_phase1_s * 1e3, r.bf16_rel_diff, i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ],\n  \"model_prefill_gdn2_1.3B\": [\n");
   for (size_t i = 0; i < model_rows.size(); ++i)
@@ -503,18 +533,20 @@ int main(int argc, char** argv) {
   std::fprintf(f, "  ]\n}\n");
   std::fclose(f);
 
-  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %8s %8s %10s %8s %8s | %8s %8s %3s %7s %7s\n",
+  std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %8s %8s %10s %8s %8s | %8s %8s %3s %7s %7s | "
+              "%8s %8s %7s\n",
               "config", "T", "seqs", "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "p1 ms",
               "p2 ms", "serial ms", "M tok/s", "speedup", "tf32 ms", "M tok/s", "spl", "p1 ms",
-              "p2 ms");
+              "p2 ms", "bf16i ms", "M tok/s", "p1 ms");
   for (const Row& r : rows)
     std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %8.3f %8.3f %10.3f %8.3f %8.1f | "
-                "%8.3f %8.2f %3d %7.3f %7.3f\n",
+                "%8.3f %8.2f %3d %7.3f %7.3f | %8.3f %8.2f %7.3f\n",
                 r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.chunk_s * 1e3,
                 r.tokens / r.chunk_s / 1e6, r.flops / r.chunk_s / 1e12, r.splits, r.auto_s * 1e3,
                 r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
                 r.serial_s / r.chunk_s, r.tf32_s * 1e3, r.tokens / r.tf32_s / 1e6, r.tf32_splits,
-                r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3);
+                r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3, r.bf16_s * 1e3,
+                r.tokens / r.bf16_s / 1e6, r.bf16_phase1_s * 1e3);
   for (const ModelRow& r : model_rows)
     std::printf("gdn2_1.3B prefill (device work of TTFT) T=%6lld: %9.3f ms\n",
                 static_cast<long long>(r.tokens), r.seconds * 1e3);

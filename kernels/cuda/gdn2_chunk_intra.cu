@@ -21,9 +21,11 @@
 //    over the operand arrays;
 //  * the forward substitution runs one right-hand-side column per thread in registers (Y
 //    columns from E, U' columns from w v, both in shared memory), reading T rows as broadcasts.
+// Inputs q, k, b, v, w are f32 or bf16 (TIn; converted to fp32 as they are read), g is f32.
 // All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G. With kRound
 // (Gdn2PrefillPrecision::kTf32) the operands phase 2 multiplies (Y, Qg, Ktail, U', Aqk) are
 // stored rounded to tf32; gamma never is.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -39,9 +41,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kSlice = 16;                   // key channels per slice
 constexpr int kSlices = kDk / kSlice;        // 8
-constexpr int kLandPitch = kSlice + 4;       // landed rows: conflict-free column reads
-constexpr int kLandArray = kC * kLandPitch;  // one landed input (g, q, k or b) of a slice
-constexpr int kLandStage = 4 * kLandArray;
 constexpr int kStages = 2;
 constexpr int kDP = kC + 4;                  // [channel][token] operand arrays
 constexpr int kDerived = kSlice * kDP;
@@ -53,17 +52,41 @@ constexpr int kOffDiagTiles = kTiles * (kTiles - 1) / 2;  // 120
 // Operand arrays of a slice, [kSlice][kDP] each.
 enum Derived { kQf = 0, kBf, kKc, kG2, kQr, kBKr, kKr, kNumDerived };
 
-// Shared memory (floats).
-constexpr int kSmLand = 0;
-constexpr int kSmDer = kSmLand + kStages * kLandStage;
-constexpr int kSmE = kSmDer + kNumDerived * kDerived;
-constexpr int kSmTot = kSmE + kC * kEP;
-constexpr int kSmemFloats = kSmTot + kTiles * kSlice;
-// Once the slice loop is done, T aliases the landing stages and Z = w v (the right-hand side of
-// U', pitch kEP like E) the rest of them and the operand arrays.
-constexpr int kSmZ = kC * kTP;
-static_assert(kC * kTP <= kStages * kLandStage, "T must fit the landing area");
-static_assert(kSmZ + kC * kEP <= kSmE, "Z must end before E");
+// Shared memory (offsets in floats) for inputs q / k / b / v / w of type TIn. A landing stage
+// holds one slice: g [kC][kLandPitch] floats, then q, k, b [kC][kInPitch] of TIn each (rows
+// padded for conflict-free column reads, 16-byte aligned).
+template <typename TIn>
+struct Smem {
+  static constexpr int kLandPitch = kSlice + 4;
+  static constexpr int kInPitch = kSlice + 16 / static_cast<int>(sizeof(TIn));  // elements
+  static constexpr int kInArrayFloats = kC * kInPitch * static_cast<int>(sizeof(TIn)) / 4;
+  static constexpr int kLandStage = kC * kLandPitch + 3 * kInArrayFloats;
+  static constexpr int kLand = 0;
+  static constexpr int kDer = kLand + kStages * kLandStage;
+  static constexpr int kE = kDer + kNumDerived * kDerived;
+  static constexpr int kTot = kE + kC * kEP;
+  static constexpr int kFloats = kTot + kTiles * kSlice;
+  // Once the slice loop is done, T aliases the landing stages and Z = w v (the right-hand side
+  // of U', pitch kEP like E) the rest of them and the operand arrays.
+  static constexpr int kZ = kC * kTP;
+  static_assert(kC * kTP <= kStages * kLandStage, "T must fit the landing area");
+  static_assert(kZ + kC * kEP <= kE, "Z must end before E");
+  static_assert(kInArrayFloats % 4 == 0 && kLandStage % 4 == 0, "16-byte aligned arrays");
+};
+
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// Four consecutive inputs from 16-byte (float) or 8-byte (bf16) aligned `p`, as floats.
+__device__ __forceinline__ float4 Load4(const float* p) {
+  return __ldg(reinterpret_cast<const float4*>(p));
+}
+__device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
+  const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
 static_assert(kThreads == kTiles * kSlice, "precompute maps one thread per (4 tokens, channel)");
 
 constexpr float kLog2e = 1.4426950408889634f;
@@ -88,24 +111,26 @@ __device__ __forceinline__ float4 Op4(float x, float y, float z, float w) {
   return make_float4(Op<kRound>(x), Op<kRound>(y), Op<kRound>(z), Op<kRound>(w));
 }
 
-__device__ __forceinline__ void PrefetchL2(const float* p, int bytes) {
+__device__ __forceinline__ void PrefetchL2(const void* p, int bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 }
 
+template <typename TIn>
 struct Inputs {
-  const float* q;
-  const float* k;
+  const TIn* q;
+  const TIn* k;
   const float* g;
-  const float* b;
-  const float* v;
-  const float* w;
+  const TIn* b;
+  const TIn* v;
+  const TIn* w;
   int64_t q_stride, k_stride, g_stride, b_stride, v_stride, w_stride;
 };
 
-template <bool kRound>
+template <typename TIn, bool kRound>
 __global__ void __launch_bounds__(kThreads, 2)
-    Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs in,
+    Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs<TIn> in,
                             int num_v_heads, float* __restrict__ ws, int64_t gamma_base) {
+  using L = Smem<TIn>;
   extern __shared__ __align__(16) float smem[];
   // Phase 2 is a programmatic dependent: it may become resident as these blocks retire.
   cudaTriggerProgrammaticLaunchCompletion();
@@ -119,12 +144,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t row0 = start * num_v_heads + hv;
   auto ws_row = [&](int t) { return ws + (row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow; };
 
-  // Every input row of the chunk into L2 (512 bytes each); the slices and w v read from there.
+  // Every input row of the chunk into L2; the slices and w v read from there.
   for (int i = tid; i < 6 * kC; i += kThreads) {
     const int a = i / kC, t = i % kC;
     if (t >= len) continue;
     const int64_t tok = start + t;
-    const float* p;
+    const void* p;
     switch (a) {
       case 0: p = in.g + tok * in.g_stride + kh * kDk; break;
       case 1: p = in.q + tok * in.q_stride + kh * kDk; break;
@@ -133,27 +158,38 @@ __global__ void __launch_bounds__(kThreads, 2)
       case 4: p = in.w + tok * in.w_stride + hv * kDv; break;
       default: p = in.v + tok * in.v_stride + hv * kDv; break;
     }
-    PrefetchL2(p, kDk * 4);
+    PrefetchL2(p, a == 0 ? kDk * 4 : kDk * static_cast<int>(sizeof(TIn)));
   }
 
   // One slice of g, q, k, b into landing stage sl % kStages (rows >= len zero-filled). Thread
-  // tid copies 16 bytes of token tid / 4 of each input; the source addresses are formed once.
-  static_assert(kThreads == kC * 4, "one thread per (token, 16-byte piece) of a slice");
+  // tid copies 16-byte piece tid % 4 of token tid / 4's g, and pieces tid % 4 (+ 4, + 8) of the
+  // token's 3 kPieces pieces of q, k, b (in that order); the addresses are formed once.
+  static_assert(kThreads == kC * 4, "four threads per token of a slice");
+  constexpr int kPieces = kSlice * static_cast<int>(sizeof(TIn)) / 16;  // per input and token
+  constexpr int kPieceElems = 16 / static_cast<int>(sizeof(TIn));
   const int land_t = tid / 4, land_q4 = tid % 4;
   const bool land_ok = land_t < len;
-  const float* land_src[4];
-  {
-    const int64_t tok = start + (land_ok ? land_t : 0);
-    const int off = kh * kDk + land_q4 * 4;
-    land_src[0] = in.g + tok * in.g_stride + off;
-    land_src[1] = in.q + tok * in.q_stride + off;
-    land_src[2] = in.k + tok * in.k_stride + off;
-    land_src[3] = in.b + tok * in.b_stride + off;
+  const int64_t land_tok = start + (land_ok ? land_t : 0);
+  const float* g_src = in.g + land_tok * in.g_stride + kh * kDk + land_q4 * 4;
+  const TIn* in_src[3];
+  int in_dst[3];  // float offset within a landing stage
+#pragma unroll
+  for (int j = 0; j < 3; ++j) {
+    const int piece = land_q4 + 4 * j, a = piece / kPieces, sub = piece % kPieces;
+    const TIn* base = a == 0 ? in.q + land_tok * in.q_stride
+                      : a == 1 ? in.k + land_tok * in.k_stride
+                               : in.b + land_tok * in.b_stride;
+    in_src[j] = base + kh * kDk + sub * kPieceElems;
+    in_dst[j] = kC * L::kLandPitch + a * L::kInArrayFloats +
+                (land_t * L::kInPitch + sub * kPieceElems) * static_cast<int>(sizeof(TIn)) / 4;
   }
   auto issue_slice = [&](int sl) {
-    float* dst = smem + kSmLand + (sl % kStages) * kLandStage + land_t * kLandPitch + land_q4 * 4;
+    float* stage = smem + L::kLand + (sl % kStages) * L::kLandStage;
+    CpAsync16(stage + land_t * L::kLandPitch + land_q4 * 4, g_src + sl * kSlice, land_ok);
 #pragma unroll
-    for (int a = 0; a < 4; ++a) CpAsync16(dst + a * kLandArray, land_src[a] + sl * kSlice, land_ok);
+    for (int j = 0; j < 3; ++j)
+      if (land_q4 + 4 * j < 3 * kPieces)
+        CpAsync16(stage + in_dst[j], in_src[j] + sl * kSlice, land_ok);
     CpAsyncCommit();
   };
   issue_slice(0);
@@ -192,9 +228,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Precompute roles: channel pc of the slice, tokens 4 ph .. 4 ph + 3.
   const int pc = tid % kSlice, ph = tid / kSlice;
   float* const pre_row = ws_row(4 * ph);  // token 4 ph
-  float* der = smem + kSmDer;
-  float* es = smem + kSmE;
-  float* tot = smem + kSmTot;
+  float* der = smem + L::kDer;
+  float* es = smem + L::kE;
+  float* tot = smem + L::kTot;
 
   for (int sl = 0; sl < kSlices; ++sl) {
     if (sl + 1 < kSlices) {
@@ -204,18 +240,20 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     __syncthreads();
     // --- Precompute: local scan of 4 tokens, then the prefix over the 16 groups.
-    const float* land = smem + kSmLand + (sl % kStages) * kLandStage;
+    const float* land = smem + L::kLand + (sl % kStages) * L::kLandStage;
+    const TIn* land_in = reinterpret_cast<const TIn*>(land + kC * L::kLandPitch);
+    constexpr int kInArray = kC * L::kInPitch;  // elements
     float gl[4], qv[4], kv[4], bk[4];
     {
       float run = 0.f;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int o = (4 * ph + i) * kLandPitch + pc;
-        run += land[o] * kLog2e;
+        run += land[(4 * ph + i) * L::kLandPitch + pc] * kLog2e;
         gl[i] = run;
-        qv[i] = land[kLandArray + o];
-        kv[i] = land[2 * kLandArray + o];
-        bk[i] = land[3 * kLandArray + o] * kv[i];
+        const int o = (4 * ph + i) * L::kInPitch + pc;
+        qv[i] = ToFloat(land_in[o]);
+        kv[i] = ToFloat(land_in[kInArray + o]);
+        bk[i] = ToFloat(land_in[2 * kInArray + o]) * kv[i];
       }
       tot[ph * kSlice + pc] = run;
     }
@@ -316,7 +354,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 
   // T into shared memory (over the landing stages, free now), Aqk rows to the workspace.
-  float* ts = smem + kSmLand;
+  float* ts = smem + L::kLand;
   if (tid < kOffDiagTiles) {
     float* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_j;
 #pragma unroll
@@ -360,20 +398,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   float4 wz[kZRows], vz[kZRows];
   {
     const int r0 = tid / 32, c4 = (tid % 32) * 4;
-    const float* wp = in.w + (start + r0) * in.w_stride + hv * kDv + c4;
-    const float* vp = in.v + (start + r0) * in.v_stride + hv * kDv + c4;
+    const TIn* wp = in.w + (start + r0) * in.w_stride + hv * kDv + c4;
+    const TIn* vp = in.v + (start + r0) * in.v_stride + hv * kDv + c4;
     const int64_t wstep = (kThreads / 32) * in.w_stride, vstep = (kThreads / 32) * in.v_stride;
 #pragma unroll
     for (int j = 0; j < kZRows; ++j) {
       const bool ok = r0 + (kThreads / 32) * j < len;
-      wz[j] = ok ? __ldg(reinterpret_cast<const float4*>(wp)) : make_float4(0.f, 0.f, 0.f, 0.f);
-      vz[j] = ok ? __ldg(reinterpret_cast<const float4*>(vp)) : make_float4(0.f, 0.f, 0.f, 0.f);
+      wz[j] = ok ? Load4(wp) : make_float4(0.f, 0.f, 0.f, 0.f);
+      vz[j] = ok ? Load4(vp) : make_float4(0.f, 0.f, 0.f, 0.f);
       wp += wstep;
       vp += vstep;
     }
   }
   __syncthreads();  // every thread is past the slice loop: the operand arrays are free
-  float* zs = smem + kSmZ;
+  float* zs = smem + L::kZ;
   {
     const int r0 = tid / 32, c4 = (tid % 32) * 4;
 #pragma unroll
@@ -417,18 +455,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-template <bool kRound>
+template <typename TIn, bool kRound>
 absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                             cudaStream_t stream) {
   const int max_chunks = (a.max_seq_len + kC - 1) / kC;
-  constexpr int kSmemBytes = kSmemFloats * 4;
-  auto* kernel = Gdn2ChunkPhase1V3Kernel<kRound>;
+  constexpr int kSmemBytes = Smem<TIn>::kFloats * 4;
+  auto* kernel = Gdn2ChunkPhase1V3Kernel<TIn, kRound>;
   DS_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
-  const Inputs in{a.q,        a.k,        a.g,        a.b,        a.v,        a.w,
-                  a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride};
+  const Inputs<TIn> in{static_cast<const TIn*>(a.q), static_cast<const TIn*>(a.k), a.g,
+                       static_cast<const TIn*>(a.b), static_cast<const TIn*>(a.v),
+                       static_cast<const TIn*>(a.w), a.q_stride, a.k_stride, a.g_stride,
+                       a.b_stride, a.v_stride, a.w_stride};
   kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, kSmemBytes, stream>>>(
       shape.num_v_heads / shape.num_heads, a.cu_seqlens, in, shape.num_v_heads, a.workspace,
       GammaBase(a.total_tokens, shape.num_v_heads));
@@ -439,8 +479,12 @@ absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
 
 absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                           cudaStream_t stream) {
-  return a.precision == Gdn2PrefillPrecision::kFp32 ? LaunchPhase1As<false>(shape, a, stream)
-                                                    : LaunchPhase1As<true>(shape, a, stream);
+  const bool round = a.precision == Gdn2PrefillPrecision::kTf32;
+  if (a.input_type == DType::kBF16)
+    return round ? LaunchPhase1As<__nv_bfloat16, true>(shape, a, stream)
+                 : LaunchPhase1As<__nv_bfloat16, false>(shape, a, stream);
+  return round ? LaunchPhase1As<float, true>(shape, a, stream)
+               : LaunchPhase1As<float, false>(shape, a, stream);
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

@@ -5,9 +5,11 @@
 // for the retired phase versions (phase 1 v1-v2, phase 2 v1 with its FMA variant).
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_chunk_phases.h"
@@ -20,14 +22,18 @@ using gdn2_chunk::kC;
 using gdn2_chunk::kDk;
 using gdn2_chunk::kDv;
 
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+
 // Token-serial recurrence: one block per (column block of 32, value head, sequence); thread r
-// owns row r of the state block in registers.
+// owns row r of the state block in registers. Inputs q, k, b, v, w of type TIn.
 constexpr int kSerialCols = 32;
+template <typename TIn>
 __global__ void __launch_bounds__(kDk) Gdn2SerialKernel(
     int heads_per_group, const int32_t* __restrict__ cu, const int32_t* __restrict__ slots,
     char* __restrict__ pool, int64_t slot_stride, int64_t recurrent_offset,
-    const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ g,
-    const float* __restrict__ b, const float* __restrict__ v, const float* __restrict__ w,
+    const TIn* __restrict__ q, const TIn* __restrict__ k, const float* __restrict__ g,
+    const TIn* __restrict__ b, const TIn* __restrict__ v, const TIn* __restrict__ w,
     int64_t q_stride, int64_t k_stride, int64_t g_stride, int64_t b_stride, int64_t v_stride,
     int64_t w_stride, float* __restrict__ o, int64_t o_stride) {
   constexpr int kN = kSerialCols;
@@ -46,13 +52,13 @@ __global__ void __launch_bounds__(kDk) Gdn2SerialKernel(
   for (int n = 0; n < kN; ++n) sr[n] = state[n];
   for (int64_t tok = cu[s]; tok < cu[s + 1]; ++tok) {
     const int col = kh * kDk + r;
-    const float kc = k[tok * k_stride + col];
-    const float qc = q[tok * q_stride + col];
+    const float kc = ToFloat(k[tok * k_stride + col]);
+    const float qc = ToFloat(q[tok * q_stride + col]);
     const float alpha = expf(g[tok * g_stride + col]);
-    const float bk = b[tok * b_stride + col] * kc;
+    const float bk = ToFloat(b[tok * b_stride + col]) * kc;
     if (r < kN) {
       const int64_t vc = static_cast<int64_t>(hv) * kDv + n0 + r;
-      wv[r] = w[tok * w_stride + vc] * v[tok * v_stride + vc];
+      wv[r] = ToFloat(w[tok * w_stride + vc]) * ToFloat(v[tok * v_stride + vc]);
     }
     float part[kVals];
 #pragma unroll
@@ -116,9 +122,12 @@ absl::Status CheckArgs(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a) 
     return bad("q/k/g/b row strides must be >= key_dim");
   if (a.v_stride < vd || a.w_stride < vd || a.o_stride < vd)
     return bad("v/w/o row strides must be >= value_dim");
-  if ((a.q_stride | a.k_stride | a.g_stride | a.b_stride | a.v_stride | a.w_stride | a.o_stride) %
-          4 != 0)
-    return bad("row strides must be multiples of 4");
+  if (a.input_type != DType::kF32 && a.input_type != DType::kBF16)
+    return bad("input_type must be f32 or bf16");
+  const int in_align = a.input_type == DType::kF32 ? 4 : 8;  // elements per 16 bytes
+  if ((a.g_stride | a.o_stride) % 4 != 0 ||
+      (a.q_stride | a.k_stride | a.b_stride | a.v_stride | a.w_stride) % in_align != 0)
+    return bad("row strides must be multiples of 16 bytes (4 f32 or 8 bf16 elements)");
   for (const void* p : {static_cast<const void*>(a.q), static_cast<const void*>(a.k),
                         static_cast<const void*>(a.g), static_cast<const void*>(a.b),
                         static_cast<const void*>(a.v), static_cast<const void*>(a.w),
@@ -168,10 +177,21 @@ absl::Status LaunchGdn2SerialPrefill(const Gdn2PrefillShape& shape, const Gdn2Pr
                                      cudaStream_t stream) {
   if (absl::Status st = CheckArgs(shape, a); !st.ok()) return st;
   if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
-  Gdn2SerialKernel<<<dim3(kDv / kSerialCols, shape.num_v_heads, a.num_seqs), kDk, 0, stream>>>(
-      shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
-      a.slot_stride_bytes, a.recurrent_offset, a.q, a.k, a.g, a.b, a.v, a.w, a.q_stride,
-      a.k_stride, a.g_stride, a.b_stride, a.v_stride, a.w_stride, a.o, a.o_stride);
+  const dim3 grid(kDv / kSerialCols, shape.num_v_heads, a.num_seqs);
+  auto launch = [&](auto* kernel, auto* typed) {
+    using T = std::remove_cv_t<std::remove_pointer_t<decltype(typed)>>;
+    kernel<<<grid, kDk, 0, stream>>>(
+        shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
+        a.slot_stride_bytes, a.recurrent_offset, static_cast<const T*>(a.q),
+        static_cast<const T*>(a.k), a.g, static_cast<const T*>(a.b), static_cast<const T*>(a.v),
+        static_cast<const T*>(a.w), a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride,
+        a.w_stride, a.o, a.o_stride);
+  };
+  if (a.input_type == DType::kBF16) {
+    launch(Gdn2SerialKernel<__nv_bfloat16>, static_cast<const __nv_bfloat16*>(nullptr));
+  } else {
+    launch(Gdn2SerialKernel<float>, static_cast<const float*>(nullptr));
+  }
   return LaunchStatus("Gdn2SerialKernel");
 }
 

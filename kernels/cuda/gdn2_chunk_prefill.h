@@ -24,8 +24,10 @@
 //   slots       int32 [num_seqs]       distinct slot indices in [0, num_slots)
 //   pool        bytes [num_slots, slot_stride_bytes]; recurrent state f32 [HV, dk, dv]
 //               row-major at recurrent_offset (16-byte aligned); zero it for a fresh sequence
-//   q, k, g, b  f32 [total_tokens, H*dk]   (own row strides, multiples of 4)
-//   v, w        f32 [total_tokens, HV*dv]
+//   q, k, b     input_type [total_tokens, H*dk]   (own row strides: multiples of 4 for f32,
+//   v, w        input_type [total_tokens, HV*dv]   of 8 for bf16, i.e. 16-byte rows)
+//   g           f32 [total_tokens, H*dk]   (the log-decay stays f32: its cumulative sum is
+//                                           precision-sensitive; row stride a multiple of 4)
 //   o           f32 [total_tokens, HV*dv]  (row stride o_stride)
 //   workspace   f32 [Gdn2ChunkWorkspaceFloats(...)] (chunked launcher only; 16-byte aligned)
 // Supported: dk = dv = 128, HV a multiple of H, state f32. The launchers return
@@ -76,12 +78,14 @@ struct Gdn2PrefillArgs {
   int64_t recurrent_offset = 0;
   DType state_type = DType::kF32;
 
-  const float* q = nullptr;
-  const float* k = nullptr;
+  // q, k, b, v, w are input_type (f32 or bf16); g is always f32.
+  DType input_type = DType::kF32;
+  const void* q = nullptr;
+  const void* k = nullptr;
   const float* g = nullptr;
-  const float* b = nullptr;
-  const float* v = nullptr;
-  const float* w = nullptr;
+  const void* b = nullptr;
+  const void* v = nullptr;
+  const void* w = nullptr;
   int64_t q_stride = 0, k_stride = 0, g_stride = 0, b_stride = 0, v_stride = 0, w_stride = 0;
 
   float* o = nullptr;

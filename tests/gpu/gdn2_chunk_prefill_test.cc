@@ -5,7 +5,9 @@
 // regimes: trained-model ranges (decay down to exp(-5) per token) and extreme ones (decay down
 // to exp(-30), channels that barely decay, erase/write gates near 0 and 1, erase up to 2).
 // The token-serial GPU kernel is checked against the same reference. Single tf32 products
-// (Gdn2PrefillPrecision::kTf32) are checked at bf16-level tolerance in both gate regimes.
+// (Gdn2PrefillPrecision::kTf32) are checked at bf16-level tolerance in both gate regimes. bf16
+// inputs (q, k, b, v, w; g stays f32) are checked against the reference on the same bf16
+// values, at the tolerance of the products (fp32-level with 3xTF32).
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 
 #include <algorithm>
@@ -22,7 +24,9 @@
 namespace deltaserve::cuda {
 namespace {
 
+using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
+using ::deltaserve::testing::FloatToBf16;
 using ::deltaserve::testing::RelErr;
 
 constexpr int kD = 128;
@@ -92,6 +96,20 @@ Inputs MakeInputs(const Gdn2PrefillShape& sh, int64_t tokens, Regime regime, std
   return in;
 }
 
+// Rounds q, k, b, v, w to bf16 values (what a bf16-input launch sees).
+void RoundInputsToBf16(Inputs& in) {
+  for (std::vector<float>* x : {&in.q, &in.k, &in.b, &in.v, &in.w})
+    for (float& e : *x) e = Bf16ToFloat(FloatToBf16(e));
+}
+
+// x uploaded as `type` (f32, or bf16 bits of values that are already bf16).
+DeviceBuffer Upload(const std::vector<float>& x, DType type) {
+  if (type == DType::kF32) return DeviceBuffer::From(x);
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = FloatToBf16(x[i]);
+  return DeviceBuffer::From(h);
+}
+
 // Float64 token-serial recurrence over tokens [t0, t1) for value head hv; state [dk][dv].
 void SerialRef(const Gdn2PrefillShape& sh, const Inputs& in, int64_t t0, int64_t t1, int hv,
                std::vector<double>& s, std::vector<double>& out /* [tokens, HV*dv] */) {
@@ -158,15 +176,16 @@ struct RunResult {
 absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
                         const std::vector<int32_t>& lens, const std::vector<int32_t>& slots,
                         const Pool& pool, Path path, int splits, RunResult* res,
-                        Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32) {
+                        Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32,
+                        DType input_type = DType::kF32) {
   std::vector<int32_t> cu(lens.size() + 1, 0);
   for (size_t i = 0; i < lens.size(); ++i) cu[i + 1] = cu[i] + lens[i];
   const int64_t tokens = cu.back();
   DeviceBuffer d_cu = DeviceBuffer::From(cu), d_slots = DeviceBuffer::From(slots);
   DeviceBuffer d_pool = DeviceBuffer::From(pool.host);
-  DeviceBuffer dq = DeviceBuffer::From(in.q), dk = DeviceBuffer::From(in.k),
-               dg = DeviceBuffer::From(in.g), db = DeviceBuffer::From(in.b),
-               dv = DeviceBuffer::From(in.v), dw = DeviceBuffer::From(in.w);
+  DeviceBuffer dq = Upload(in.q, input_type), dk = Upload(in.k, input_type),
+               dg = DeviceBuffer::From(in.g), db = Upload(in.b, input_type),
+               dv = Upload(in.v, input_type), dw = Upload(in.w, input_type);
   std::vector<float> poison(tokens * sh.value_dim(), NAN);
   DeviceBuffer d_o = DeviceBuffer::From(poison);
   const int64_t wsf = Gdn2ChunkWorkspaceFloats(sh, tokens, static_cast<int>(lens.size()));
@@ -181,12 +200,13 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
   a.num_slots = pool.num_slots;
   a.slot_stride_bytes = pool.stride;
   a.recurrent_offset = pool.offset;
-  a.q = dq.get<float>();
-  a.k = dk.get<float>();
+  a.input_type = input_type;
+  a.q = dq.get();
+  a.k = dk.get();
   a.g = dg.get<float>();
-  a.b = db.get<float>();
-  a.v = dv.get<float>();
-  a.w = dw.get<float>();
+  a.b = db.get();
+  a.v = dv.get();
+  a.w = dw.get();
   a.q_stride = a.k_stride = a.g_stride = a.b_stride = sh.key_dim();
   a.v_stride = a.w_stride = a.o_stride = sh.value_dim();
   a.o = d_o.get<float>();
@@ -207,17 +227,20 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
 // unused slots are untouched.
 void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime regime,
            Path path, int splits, double tol, uint32_t seed,
-           Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32) {
+           Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32,
+           DType input_type = DType::kF32) {
   std::mt19937 rng(seed);
   const int64_t tokens = std::accumulate(lens.begin(), lens.end(), int64_t{0});
   Inputs in = MakeInputs(sh, tokens, regime, rng);
+  if (input_type == DType::kBF16) RoundInputsToBf16(in);
   const int64_t num_slots = static_cast<int64_t>(lens.size()) * 2 + 1;
   Pool pool = MakePool(sh, num_slots, rng);
   std::vector<int32_t> slots(lens.size());
   for (size_t i = 0; i < lens.size(); ++i)
     slots[i] = static_cast<int32_t>((num_slots - 1) - 2 * i);  // reversed, with gaps
   RunResult res;
-  const absl::Status run = RunPrefill(sh, in, lens, slots, pool, path, splits, &res, precision);
+  const absl::Status run = RunPrefill(sh, in, lens, slots, pool, path, splits, &res, precision,
+                                      input_type);
   if (run.code() == absl::StatusCode::kUnimplemented) GTEST_SKIP() << run;
   ASSERT_TRUE(run.ok()) << run;
 
@@ -252,10 +275,10 @@ void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime 
     ASSERT_TRUE(std::equal(res.pool.begin() + a, res.pool.begin() + e, pool.host.begin() + a))
         << "untouched slot " << slot << " changed";
   }
-  std::printf("  %-9s %s lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
+  std::printf("  %-9s %s %s in lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
               PathName(path), precision == Gdn2PrefillPrecision::kFp32 ? "fp32" : "tf32",
-              lens[0], lens.size(), regime == Regime::kTrained ? "trained" : "extreme", splits,
-              eo, worst_s);
+              DTypeName(input_type), lens[0], lens.size(),
+              regime == Regime::kTrained ? "trained" : "extreme", splits, eo, worst_s);
 }
 
 constexpr double kTolF32 = 2e-4;
@@ -317,6 +340,30 @@ TEST(Gdn2ChunkPrefillTest, Tf32ProductsPackedEverySplitAndGroupedHeads) {
           kTf32);
   }
   Check(Shape(1, 3), {90, 200}, Regime::kExtreme, Path::kChunk, 0, kTolTf32, 820, kTf32);
+}
+
+// bf16 inputs: both precisions, lengths around the chunk size, packed with every split count,
+// grouped heads, both gate regimes; the token-serial kernel too.
+TEST(Gdn2ChunkPrefillTest, Bf16Inputs) {
+  DS_SKIP_WITHOUT_GPU();
+  constexpr auto kFp32 = Gdn2PrefillPrecision::kFp32, kTf32 = Gdn2PrefillPrecision::kTf32;
+  constexpr DType kBf16 = DType::kBF16;
+  for (int len : {1, 63, 65, 300, 5000}) {
+    Check(Shape(1, 1), {len}, Regime::kTrained, Path::kChunk, 0, kTolF32, 1000 + len, kFp32,
+          kBf16);
+    Check(Shape(1, 1), {len}, Regime::kExtreme, Path::kChunk, 0, kTolF32, 1010 + len, kFp32,
+          kBf16);
+  }
+  const std::vector<int32_t> lens = {1, 64, 100, 17, 129, 700, 3, 65};
+  for (int splits : {2, 4, 8}) {
+    Check(Shape(2, 2), lens, Regime::kExtreme, Path::kChunk, splits, kTolF32, 1020 + splits,
+          kFp32, kBf16);
+    Check(Shape(2, 2), lens, Regime::kTrained, Path::kChunk, splits, kTolTf32, 1030 + splits,
+          kTf32, kBf16);
+  }
+  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, Path::kChunk, 0, kTolF32, 1040, kFp32, kBf16);
+  Check(Shape(2, 2), {1, 300, 77}, Regime::kExtreme, Path::kSerial, 0, kTolF32, 1050, kFp32,
+        kBf16);
 }
 
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
@@ -384,6 +431,9 @@ TEST(Gdn2ChunkPrefillTest, RejectsBadArguments) {
   a.state_type = DType::kBF16;
   EXPECT_EQ(LaunchGdn2SerialPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
   a.state_type = DType::kF32;
+  a.input_type = static_cast<DType>(9);
+  EXPECT_EQ(LaunchGdn2SerialPrefill(sh, a, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  a.input_type = DType::kF32;
   a.splits = 3;
   const absl::Status bad_splits = LaunchGdn2ChunkPrefill(sh, a, nullptr);
   EXPECT_EQ(bad_splits.code(), absl::StatusCode::kInvalidArgument);
@@ -399,7 +449,8 @@ TEST(Gdn2ChunkPrefillTest, RejectsBadArguments) {
     float* fake = reinterpret_cast<float*>(uintptr_t{1} << 20);
     m.cu_seqlens = m.slots = reinterpret_cast<const int32_t*>(fake);
     m.pool = fake;
-    m.q = m.k = m.g = m.b = m.v = m.w = fake;
+    m.q = m.k = m.b = m.v = m.w = fake;
+    m.g = fake;
     m.o = fake;
     m.q_stride = m.k_stride = m.g_stride = m.b_stride = sh.key_dim();
     m.v_stride = m.w_stride = m.o_stride = sh.value_dim();
