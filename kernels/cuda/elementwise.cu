@@ -64,11 +64,13 @@ __global__ void SwiGluKernel(const float* h, int64_t ldh, int64_t width, __nv_bf
   out[blockIdx.y * ldo + i] = __float2bfloat16_rn(a / (1.0f + __expf(-a)) * row[width + i]);
 }
 
+// Block (row, column block of 256).
 __global__ void CastKernel(const float* in, int64_t ldi, int64_t cols, __nv_bfloat16* out,
                            int64_t ldo) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t i = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= cols) return;
-  out[blockIdx.y * ldo + i] = __float2bfloat16_rn(in[blockIdx.y * ldi + i]);
+  const int64_t r = blockIdx.x;
+  out[r * ldo + i] = __float2bfloat16_rn(in[r * ldi + i]);
 }
 
 __global__ void AdvanceKernel(char* pool, int64_t stride, int64_t off, const int32_t* slots,
@@ -142,10 +144,10 @@ absl::Status LaunchSwiGlu(const float* h, int64_t ldh, int64_t rows, int64_t wid
 absl::Status LaunchCastToBf16(const float* in, int64_t ldi, int64_t rows, int64_t cols, void* out,
                               int64_t ldo, cudaStream_t stream) {
   if (absl::Status s = CheckRows("cast", rows); !s.ok()) return s;
-  if (cols <= 0 || ldi < cols || ldo < cols || rows > 65535)
+  if (cols <= 0 || cols > int64_t{65535} * 256 || ldi < cols || ldo < cols)
     return absl::InvalidArgumentError(absl::StrCat("cast: cols=", cols, " ldi=", ldi, " ldo=", ldo));
   if (rows == 0) return absl::OkStatus();
-  dim3 grid(static_cast<unsigned>((cols + 255) / 256), static_cast<unsigned>(rows));
+  dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((cols + 255) / 256));
   CastKernel<<<grid, 256, 0, stream>>>(in, ldi, cols, static_cast<__nv_bfloat16*>(out), ldo);
   return LaunchStatus("CastKernel");
 }

@@ -21,6 +21,7 @@ namespace {
 
 using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
+using ::deltaserve::testing::FloatToBf16;
 using ::deltaserve::testing::RelErr;
 
 class DecodeOpsTest : public ::testing::Test {
@@ -295,6 +296,22 @@ TEST_F(DecodeOpsTest, RowKernels) {
   std::vector<float> e = de.To<float>();
   for (int r = 0; r < rows; ++r)
     for (int i = 0; i < d; ++i) ASSERT_EQ(e[r * d + i], Bf16ToFloat(table[toks[r] * d + i]));
+
+  // Cast to bf16 over more rows than a grid dimension other than x allows, strided, columns
+  // not a multiple of the block: every element rounded to nearest even, padding untouched.
+  {
+    const int64_t crows = 70000, ccols = 300, cld = 304, cldo = 320;
+    std::vector<float> cin(crows * cld);
+    for (auto& v : cin) v = nd(rng);
+    std::vector<uint16_t> cout_init(crows * cldo, 0xffff);
+    DeviceBuffer dci = DeviceBuffer::From(cin), dco = DeviceBuffer::From(cout_init);
+    ASSERT_TRUE(LaunchCastToBf16(dci.get<float>(), cld, crows, ccols, dco.get(), cldo, nullptr).ok());
+    std::vector<uint16_t> co = dco.To<uint16_t>();
+    for (int64_t r = 0; r < crows; ++r)
+      for (int64_t i = 0; i < cldo; ++i)
+        ASSERT_EQ(co[r * cldo + i], i < ccols ? FloatToBf16(cin[r * cld + i]) : 0xffff)
+            << "row " << r << " col " << i;
+  }
 
   // Positions: only the listed slots advance; a negative slot (padding row) is skipped.
   const int64_t stride = 512, off = 64;
