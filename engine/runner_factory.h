@@ -14,8 +14,8 @@
 namespace deltaserve {
 
 // Products of the CUDA backend's chunked GDN-2 prefill (cuda::Gdn2PrefillPrecision): kFp32
-// (3xTF32, fp32-level) or kTf32 (single TF32 products, under 1e-3 relative on the recurrence outputs,
-// faster on long prompts; bench/NOTES.md). The CPU backend computes in fp32 either way.
+// (3xTF32, fp32-level) or kTf32 (single TF32 products, under 1e-3 relative on the recurrence
+// outputs, faster on long prompts; bench/NOTES.md). The CPU backend computes in fp32 either way.
 enum class PrefillPrecision { kFp32, kTf32 };
 
 struct RunnerOptions {

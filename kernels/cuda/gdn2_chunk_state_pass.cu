@@ -7,8 +7,9 @@
 //   S = diag(gamma) S + Ktail^T U
 // with the state block in registers (warp w: state rows 16w..16w+15), the products on the tensor
 // cores (mma.sync tf32: 3xTF32 split, or single products for Gdn2PrefillPrecision::kTf32, whose
-// operands every writer rounds to tf32: phase 1, and here U and S), and the next chunk's Y / Ktail / U' / gamma tiles copied
-// with cp.async into the other of two shared-memory stages while the current chunk computes. The
+// operands every writer rounds to tf32: phase 1, and here U and S), and the next chunk's Y /
+// Ktail / U' / gamma tiles copied with cp.async into the other of two shared-memory stages while
+// the current chunk computes. The
 // start state of every chunk but the first goes to the extra region; the first chunk's outputs
 // O = Qg S + Aqk U are computed here (its start state is the slot's, which this pass overwrites
 // with the final state).
@@ -329,8 +330,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
     float* us = st + L::kU;
     if (c == 0) {
       float oacc[kNA][4];
-      StepU<DVB, kSplit, true>(st + L::kY, us, ulo, ss, sslo, st1 + L::kY, oacc, ws_u, tok_stride, len,
-                       warp, lane);
+      StepU<DVB, kSplit, true>(st + L::kY, us, ulo, ss, sslo, st1 + L::kY, oacc, ws_u,
+                               tok_stride, len, warp, lane);
       __syncthreads();  // U of the chunk complete in shared memory
       // O = Qg S + Aqk U (oacc holds Qg (-S)); Aqk k-steps past the diagonal tile are zero.
       const float* as = st1 + L::kKt;
@@ -372,8 +373,8 @@ __global__ void __launch_bounds__(kThreads, 1) Phase2StatePassKernel(
       }
     } else {
       float unused[kNA][4];
-      StepU<DVB, kSplit, false>(st + L::kY, us, ulo, ss, sslo, nullptr, unused, ws_u, tok_stride, len,
-                        warp, lane);
+      StepU<DVB, kSplit, false>(st + L::kY, us, ulo, ss, sslo, nullptr, unused, ws_u,
+                                tok_stride, len, warp, lane);
       __syncthreads();  // U of the chunk complete in shared memory; -S reads done
     }
 

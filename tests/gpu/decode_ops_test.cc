@@ -305,7 +305,8 @@ TEST_F(DecodeOpsTest, RowKernels) {
     for (auto& v : cin) v = nd(rng);
     std::vector<uint16_t> cout_init(crows * cldo, 0xffff);
     DeviceBuffer dci = DeviceBuffer::From(cin), dco = DeviceBuffer::From(cout_init);
-    ASSERT_TRUE(LaunchCastToBf16(dci.get<float>(), cld, crows, ccols, dco.get(), cldo, nullptr).ok());
+    ASSERT_TRUE(
+        LaunchCastToBf16(dci.get<float>(), cld, crows, ccols, dco.get(), cldo, nullptr).ok());
     std::vector<uint16_t> co = dco.To<uint16_t>();
     for (int64_t r = 0; r < crows; ++r)
       for (int64_t i = 0; i < cldo; ++i)

@@ -61,7 +61,8 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
                   "--max-prompt-tokens=300", "--api-key-file=/k", "--tls-cert=c.pem",
                   "--tls-key=k.pem", "--max-message-bytes=1Mi", "--grpc-threads=64",
                   "--drain-grace=2.5", "--log-format=json", "--log-level=debug",
-                  "--state-dtype=bf16", "--prefill-precision=tf32", "--threads=3", "--device=1", "--pool-slots=5",
+                  "--state-dtype=bf16", "--prefill-precision=tf32", "--threads=3", "--device=1",
+                  "--pool-slots=5",
                   "--preempt-after-steps=9", "--max-swapped=3"});
   ASSERT_TRUE(r.ok()) << r.status();
   const ServerConfig& c = r->config;
