@@ -74,9 +74,6 @@ struct Smem {
   static_assert(kInArrayFloats % 4 == 0 && kLandStage % 4 == 0, "16-byte aligned arrays");
 };
 
-__device__ __forceinline__ float ToFloat(float x) { return x; }
-__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
-
 // Four consecutive inputs from 16-byte (float) or 8-byte (bf16) aligned `p`, as floats.
 __device__ __forceinline__ float4 Load4(const float* p) {
   return __ldg(reinterpret_cast<const float4*>(p));
@@ -97,18 +94,12 @@ __device__ __forceinline__ float Ex2(float x) {
   return y;
 }
 
-// A workspace operand as stored: rounded to tf32 for single tf32 products in phase 2.
+using p2v2::StoredOperand;  // workspace operands: rounded to tf32 for single tf32 products
+
 template <bool kRound>
-__device__ __forceinline__ float Op(float x) {
-  if constexpr (kRound) {
-    return p2v2::RoundTf32(x);
-  } else {
-    return x;
-  }
-}
-template <bool kRound>
-__device__ __forceinline__ float4 Op4(float x, float y, float z, float w) {
-  return make_float4(Op<kRound>(x), Op<kRound>(y), Op<kRound>(z), Op<kRound>(w));
+__device__ __forceinline__ float4 StoredOperand4(float x, float y, float z, float w) {
+  return make_float4(StoredOperand<kRound>(x), StoredOperand<kRound>(y),
+                     StoredOperand<kRound>(z), StoredOperand<kRound>(w));
 }
 
 __device__ __forceinline__ void PrefetchL2(const void* p, int bytes) {
@@ -284,8 +275,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         es[t * kEP + ch] = bk[i] * eg;
         if (t < len) {
           float* row = pre_row + i * tok_step;
-          row[kOffQg + ch] = Op<kRound>(qv[i] * eg);
-          row[kOffKt + ch] = Op<kRound>(kv[i] * Ex2(all - G[i]));
+          row[kOffQg + ch] = StoredOperand<kRound>(qv[i] * eg);
+          row[kOffKt + ch] = StoredOperand<kRound>(kv[i] * Ex2(all - G[i]));
         }
       }
       float* d = der + pc * kDP + 4 * ph;
@@ -364,7 +355,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           make_float4(tacc[a * 4], tacc[a * 4 + 1], tacc[a * 4 + 2], tacc[a * 4 + 3]);
       if (t < len)
         *reinterpret_cast<float4*>(arow) =
-            Op4<kRound>(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
+            StoredOperand4<kRound>(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
       arow += tok_step;
     }
   } else if (tid >= 128 && tid < 160) {
@@ -386,7 +377,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
         *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_r) =
             make_float4(tr[0], tr[1], tr[2], tr[3]);
-        if (t < len) *reinterpret_cast<float4*>(arow) = Op4<kRound>(ar[0], ar[1], ar[2], ar[3]);
+        if (t < len)
+          *reinterpret_cast<float4*>(arow) = StoredOperand4<kRound>(ar[0], ar[1], ar[2], ar[3]);
         arow += tok_step;
       }
     }
@@ -450,7 +442,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
 #pragma unroll
   for (int t = 0; t < kC; ++t) {
-    if (t < len) *out = Op<kRound>(x[t]);
+    if (t < len) *out = StoredOperand<kRound>(x[t]);
     out += tok_step;
   }
 }

@@ -14,6 +14,10 @@
 
 #include <cstdint>
 
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#endif
+
 #include "absl/status/status.h"
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 
@@ -44,6 +48,10 @@ inline int64_t ExtraBase(int64_t total_tokens, int num_seqs, int num_v_heads) {
 __device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
   return static_cast<int64_t>(s) + cu[s] / kC + c;
 }
+
+// An input element (Gdn2PrefillArgs::input_type: f32 or bf16) as fp32.
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
 #endif
 
 // Phase 1 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch. It triggers

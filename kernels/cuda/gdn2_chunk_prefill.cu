@@ -9,7 +9,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_chunk_phases.h"
@@ -21,9 +20,7 @@ namespace {
 using gdn2_chunk::kC;
 using gdn2_chunk::kDk;
 using gdn2_chunk::kDv;
-
-__device__ __forceinline__ float ToFloat(float x) { return x; }
-__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+using gdn2_chunk::ToFloat;
 
 // Token-serial recurrence: one block per (column block of 32, value head, sequence); thread r
 // owns row r of the state block in registers. Inputs q, k, b, v, w of type TIn.
@@ -97,6 +94,19 @@ __global__ void __launch_bounds__(kDk) Gdn2SerialKernel(
   }
 #pragma unroll
   for (int n = 0; n < kN; ++n) state[n] = sr[n];
+}
+
+// Gdn2SerialKernel<TIn> over `a` (checked); q, k, b, v, w are TIn.
+template <typename TIn>
+void LaunchSerialKernel(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+                        cudaStream_t stream) {
+  Gdn2SerialKernel<TIn><<<dim3(kDv / kSerialCols, shape.num_v_heads, a.num_seqs), kDk, 0,
+                          stream>>>(
+      shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
+      a.slot_stride_bytes, a.recurrent_offset, static_cast<const TIn*>(a.q),
+      static_cast<const TIn*>(a.k), a.g, static_cast<const TIn*>(a.b),
+      static_cast<const TIn*>(a.v), static_cast<const TIn*>(a.w), a.q_stride, a.k_stride,
+      a.g_stride, a.b_stride, a.v_stride, a.w_stride, a.o, a.o_stride);
 }
 
 absl::Status CheckArgs(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a) {
@@ -177,20 +187,10 @@ absl::Status LaunchGdn2SerialPrefill(const Gdn2PrefillShape& shape, const Gdn2Pr
                                      cudaStream_t stream) {
   if (absl::Status st = CheckArgs(shape, a); !st.ok()) return st;
   if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
-  const dim3 grid(kDv / kSerialCols, shape.num_v_heads, a.num_seqs);
-  auto launch = [&](auto* kernel, auto* typed) {
-    using T = std::remove_cv_t<std::remove_pointer_t<decltype(typed)>>;
-    kernel<<<grid, kDk, 0, stream>>>(
-        shape.num_v_heads / shape.num_heads, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
-        a.slot_stride_bytes, a.recurrent_offset, static_cast<const T*>(a.q),
-        static_cast<const T*>(a.k), a.g, static_cast<const T*>(a.b), static_cast<const T*>(a.v),
-        static_cast<const T*>(a.w), a.q_stride, a.k_stride, a.g_stride, a.b_stride, a.v_stride,
-        a.w_stride, a.o, a.o_stride);
-  };
   if (a.input_type == DType::kBF16) {
-    launch(Gdn2SerialKernel<__nv_bfloat16>, static_cast<const __nv_bfloat16*>(nullptr));
+    LaunchSerialKernel<__nv_bfloat16>(shape, a, stream);
   } else {
-    launch(Gdn2SerialKernel<float>, static_cast<const float*>(nullptr));
+    LaunchSerialKernel<float>(shape, a, stream);
   }
   return LaunchStatus("Gdn2SerialKernel");
 }

@@ -43,7 +43,6 @@ using p2v2::FragA;
 using p2v2::FragB;
 using p2v2::LdmatrixA;
 using p2v2::Mma;
-using p2v2::RoundTf32;
 using p2v2::StoreSplit2;
 
 constexpr int kThreads = 256;
@@ -82,14 +81,10 @@ __device__ __forceinline__ FragB LoadB(const float* hi, const float* lo, int i0,
     return FragB::Make<kSplit>(hi[i0], hi[i1]);
   }
 }
-// An operand value as stored for the products: itself for 3xTF32, else rounded to tf32.
+// Two operand values as stored for the products (StoredOperand): rounded to tf32 unless split.
 template <bool kSplit>
 __device__ __forceinline__ float2 Operand2(float x0, float x1) {
-  if constexpr (kSplit) {
-    return make_float2(x0, x1);
-  } else {
-    return make_float2(RoundTf32(x0), RoundTf32(x1));
-  }
+  return make_float2(p2v2::StoredOperand<!kSplit>(x0), p2v2::StoredOperand<!kSplit>(x1));
 }
 // Stores x0, x1 at i, i + 1 of such an operand.
 template <bool kPre, bool kSplit>

@@ -48,6 +48,17 @@ __device__ __forceinline__ float RoundTf32(float x) {
   return __uint_as_float((__float_as_uint(x) + 0x1000u) & 0xffffe000u);
 }
 
+// A product operand as its writer stores it: rounded to tf32 for single tf32 products
+// (kRound), else unchanged (3xTF32 splits it when it is read).
+template <bool kRound>
+__device__ __forceinline__ float StoredOperand(float x) {
+  if constexpr (kRound) {
+    return RoundTf32(x);
+  } else {
+    return x;
+  }
+}
+
 // kSplit: hi and lo parts for Mma3; otherwise only hi, the operand's bits as stored.
 struct FragA {
   uint32_t hi[4], lo[4];

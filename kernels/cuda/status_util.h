@@ -1,6 +1,6 @@
 // Host-side helpers for CUDA launchers: turning cudaError_t into absl::Status, the
-// programmatic-launch attribute and a launch that may carry it. Include only from .cu/.cc files of kernels/cuda and
-// engine/cuda (it includes the CUDA runtime header).
+// programmatic-launch attribute and a launch that may carry it. Include only from .cu/.cc files
+// of kernels/cuda and engine/cuda (it includes the CUDA runtime header).
 //
 // Thread-safety: stateless.
 #pragma once
