@@ -470,7 +470,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Pa
 // Finish. Thread roles as in Prologue.
 constexpr int kRegTaps = 4;
 
-template <int DK, int DV, int NT>
+template <int DK, int DV, int NT, int WC>
 struct StreamPrologue {
   static constexpr int HALF = NT / 2;
   static constexpr int QK_IT = (DK + HALF - 1) / HALF;
@@ -519,8 +519,13 @@ struct StreamPrologue {
   }
 
   // with_qk = false: the v columns only (no q/k channels, no gates).
+  // The conv width: WC when given at compile time (the loops then unroll to exactly W taps),
+  // else p.W.
+  __device__ __forceinline__ static int Width(const Params& p) { return WC > 0 ? WC : p.W; }
+
   __device__ __forceinline__ void Issue(const Params& p, const char* base, int kh, int col0,
                                         int tid, bool with_qk = true) {
+    const int W = Width(p);
     if (tid < HALF) {
       if (!with_qk) return;
       const float* q = reinterpret_cast<const float*>(base + p.cq_off);
@@ -530,8 +535,8 @@ struct StreamPrologue {
         const int i = tid + n * HALF;
         if (i < DK) {
           const int c = kh * DK + i;
-          LoadChannel(q + c, p.key_dim, p.W, p.q_cw + c * p.W, hq[n], wq[n]);
-          LoadChannel(k + c, p.key_dim, p.W, p.k_cw + c * p.W, hk[n], wk[n]);
+          LoadChannel(q + c, p.key_dim, W, p.q_cw + c * W, hq[n], wq[n]);
+          LoadChannel(k + c, p.key_dim, W, p.k_cw + c * W, hk[n], wk[n]);
         }
       }
     } else {
@@ -548,7 +553,7 @@ struct StreamPrologue {
         const int j = t + n * HALF;
         if (j < DV) {
           const int c = col0 + j;
-          LoadChannel(v + c, p.value_dim, p.W, p.v_cw + c * p.W, hvv[n], wv[n]);
+          LoadChannel(v + c, p.value_dim, W, p.v_cw + c * W, hvv[n], wv[n]);
         }
       }
     }
@@ -557,6 +562,7 @@ struct StreamPrologue {
   __device__ __forceinline__ void Finish(const Params& p, char* base, int b, int kh, int col0,
                                          int tid, PrologueSmem<DK, DV>& sm, float& sq,
                                          float& sk, float& sqk, bool with_qk = true) {
+    const int W = Width(p);
     if (tid < HALF) {
       if (!with_qk) return;
       float* q = reinterpret_cast<float*>(base + p.cq_off);
@@ -577,8 +583,8 @@ struct StreamPrologue {
         const int i = tid + n * HALF;
         if (i < DK) {
           const int c = kh * DK + i;
-          const float qv = ConvShift(q + c, p.key_dim, p.W, p.q_cw + c * p.W, hq[n], wq[n], xq[n]);
-          const float kv = ConvShift(k + c, p.key_dim, p.W, p.k_cw + c * p.W, hk[n], wk[n], xk[n]);
+          const float qv = ConvShift(q + c, p.key_dim, W, p.q_cw + c * W, hq[n], wq[n], xq[n]);
+          const float kv = ConvShift(k + c, p.key_dim, W, p.k_cw + c * W, hk[n], wk[n], xk[n]);
           sm.q[i] = qv;
           sm.k[i] = kv;
           sq += qv * qv;
@@ -619,7 +625,7 @@ struct StreamPrologue {
       for (int n = 0; n < V_IT; ++n) {
         const int j = t + n * HALF;
         if (j < DV) {
-          const float vv = ConvShift(v + col0 + j, p.value_dim, p.W, p.v_cw + (col0 + j) * p.W,
+          const float vv = ConvShift(v + col0 + j, p.value_dim, W, p.v_cw + (col0 + j) * W,
                                     hvv[n], wv[n], x[n]);
           sm.wv[j] = Sigmoid(w[n]) * vv;
         }
@@ -636,7 +642,7 @@ struct StreamPrologue {
 // how many are in flight.
 constexpr int kPrepThreads = 256;
 
-template <int DK, int DV>
+template <int DK, int DV, int WC>
 __global__ void __launch_bounds__(kPrepThreads, 6) Gdn2PrepKernel(const Params p) {
   constexpr int NT = kPrepThreads, NW = NT / 32;
   __shared__ PrologueSmem<DK, DV> sm;
@@ -651,7 +657,7 @@ __global__ void __launch_bounds__(kPrepThreads, 6) Gdn2PrepKernel(const Params p
   char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
   const int col0 = (kh * p.G + g) * DV;
   const bool with_qk = g == 0;
-  StreamPrologue<DK, DV, NT> pro;
+  StreamPrologue<DK, DV, NT, WC> pro;
   pro.Issue(p, base, kh, col0, tid, with_qk);
   float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
   pro.Finish(p, base, b, kh, col0, tid, sm, sq, sk, sqk, with_qk);
@@ -708,8 +714,11 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
 
 template <int DK, int DV>
 absl::Status PrepT(const Params& p, int batch, cudaStream_t stream) {
-  return LaunchKernel("Gdn2PrepKernel", Gdn2PrepKernel<DK, DV>, dim3(p.H, batch, p.G),
-                      dim3(kPrepThreads), 0, stream, p.overlap, p);
+  // The models' conv width 4 is compiled in (the conv loops unroll to four taps); others read
+  // it from p.W.
+  auto kernel = p.W == 4 ? Gdn2PrepKernel<DK, DV, 4> : Gdn2PrepKernel<DK, DV, 0>;
+  return LaunchKernel("Gdn2PrepKernel", kernel, dim3(p.H, batch, p.G), dim3(kPrepThreads), 0,
+                      stream, p.overlap, p);
 }
 
 }  // namespace
