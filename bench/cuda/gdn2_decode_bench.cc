@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
   BENCH_CUDA(cudaMalloc(&y, static_cast<size_t>(max_batch) * vd * 2));
   float* prep = nullptr;
   BENCH_CUDA(cudaMalloc(&prep, deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch) * 4));
+  BENCH_CUDA(cudaMemset(prep, 0, deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch) * 4));
   cudaStream_t stream;
   BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 

@@ -241,6 +241,8 @@ absl::Status CudaModelRunner::Init() {
       cudaMemset(b.swa_counters, 0, std::max<int64_t>(b.swa_num_counters, 1) * sizeof(uint32_t)));
   b.gdn2_prep_floats = cuda::Gdn2DecodePrepFloats(Gdn2ShapeOf(c), static_cast<int>(R));
   DS_RETURN_IF_ERROR(b.Alloc(&b.gdn2_prep, b.gdn2_prep_floats));
+  // The streamed decode's ready words start zero; each launch leaves them zero.
+  DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.gdn2_prep, 0, b.gdn2_prep_floats * 4, stream_));
   DS_RETURN_IF_ERROR(b.Alloc(&b.row_index, R));
   DS_RETURN_IF_ERROR(b.Alloc(&b.sample_params, R));
   DS_RETURN_IF_ERROR(b.Alloc(&b.penalty_params, R));

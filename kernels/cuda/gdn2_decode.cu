@@ -19,17 +19,36 @@ using namespace gdn2_detail;
 
 // kStreamed, kernel 2: one block per (sequence, value head), whole tile (splits = 1). Thread 0
 // starts one bulk asynchronous copy (TMA) of the contiguous [DK, DV] tile into shared memory,
-// completing on an mbarrier; meanwhile the block loads its epilogue operands and the prep
-// record. Pass 1 reads the tile from shared memory for the two reductions over dk; pass 2
-// re-reads it and streams S_bar + k u^T to global memory. No state array lives in registers, so
-// an SM holds as many blocks as shared memory allows (3 for fp32 128x128 tiles, 5 for bf16) and
-// their copies overlap each other's compute and stores.
+// completing on an mbarrier; meanwhile the block loads its epilogue operands and waits for its
+// prep record (the prep kernel runs beside this one). Pass 1 reads the tile from shared memory
+// for the two reductions over dk; pass 2 re-reads it and streams S_bar + k u^T to global memory.
+// No state array lives in registers, so an SM holds as many blocks as shared memory and the prep
+// blocks' registers allow (3 for fp32 128x128 tiles, 4 for bf16) and their copies overlap each
+// other's compute and stores.
 constexpr int kBulkChunkBytes = 16384;
+// 128 threads and at most 64 registers each: three fp32 tiles per SM take 24K registers,
+// leaving room for the prep kernel's resident blocks beside them.
+constexpr int kStreamedThreads = 128;
+
+// Spins until the ready word is nonzero (acquire), then takes one consumer away. A record that
+// never arrives is a bug, not a state to wait out: after about 2^34 cycles (seconds) the kernel
+// traps, so the launch fails instead of hanging the device.
+__device__ __forceinline__ void WaitPrepRecord(unsigned* ready) {
+  const long long start = clock64();
+  unsigned v;
+  for (;;) {
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(ready) : "memory");
+    if (v != 0) break;
+    if (clock64() - start > (1ll << 34)) __trap();
+    __nanosleep(64);
+  }
+  atomicSub(ready, 1u);
+}
 
 template <typename T, int DK, int DV>
-__global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
+__global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
     Gdn2RecurrenceStreamedKernel(const Params p) {
-  using TL = Tile<T, DK, DV>;
+  using TL = Tile<T, DK, DV, kStreamedThreads>;
   constexpr int VEC = TL::VEC, CG = TL::CG, NT = TL::NT, ROWS = TL::ROWS, RG = TL::RG,
                 NW = TL::NW;
   static_assert(DV <= NT, "one output column per thread");
@@ -50,6 +69,10 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
   const int tid = threadIdx.x;
   const int col0 = hv * DV;
 
+  // The last block of the grid waits for the whole prep grid before it ends, so this kernel
+  // completes after the prep kernel (and its history stores) as well: what follows on the stream
+  // may rely on both.
+  const bool last_block = blockIdx.x == gridDim.x - 1 && blockIdx.y == gridDim.y - 1;
   // Epilogue operands: written before the prep kernel started, so no wait is needed.
   float act = 0.0f, onorm = 0.0f;
   if (tid < DV) {
@@ -59,7 +82,10 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
     onorm = p.o_norm[tid];
   }
   const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;  // before any barrier: the whole block leaves
+  if (slot < 0 || slot >= p.num_slots) {  // before any barrier: the whole block leaves
+    if (last_block) cudaGridDependencySynchronize();
+    return;
+  }
   char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
   T* state = reinterpret_cast<T*>(base + p.rec_off) + static_cast<int64_t>(hv) * DK * DV;
 
@@ -73,23 +99,20 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
       const int n = kTileBytes - off < kBulkChunkBytes ? kTileBytes - off : kBulkChunkBytes;
       BulkCopy(dst + off, reinterpret_cast<const char*>(state) + off, n, bar);
     }
+    WaitPrepRecord(PrepReady(p, b, DK) + kh);
   }
-
-  // The prep kernel's results are visible after this.
-  cudaGridDependencySynchronize();
-  const float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
+  __syncthreads();  // the record of (b, kh) is published
+  // L2 loads: this SM's L1 may hold lines of records published after they were cached.
+  const float* rec = PrepRecord(p, b, kh, DK);
   for (int i = tid; i < DK; i += NT) {
-    q_s[i] = rec[i];
-    k_s[i] = rec[DK + i];
-    a_s[i] = rec[2 * DK + i];
-    bk_s[i] = rec[3 * DK + i];
+    q_s[i] = __ldcg(rec + i);
+    k_s[i] = __ldcg(rec + DK + i);
+    a_s[i] = __ldcg(rec + 2 * DK + i);
+    bk_s[i] = __ldcg(rec + 3 * DK + i);
   }
   float wv = 0.0f;
-  if (tid < DV) {
-    wv = p.prep[static_cast<int64_t>(gridDim.y) * p.H * PrepStride(DK) +
-                static_cast<int64_t>(b) * p.value_dim + col0 + tid];
-  }
-  if (tid == 0) kq_s = rec[4 * DK];
+  if (tid < DV) wv = __ldcg(PrepWv(p, b, DK) + col0 + tid);
+  if (tid == 0) kq_s = __ldcg(rec + 4 * DK);
   __syncthreads();  // mbarrier initialised; prep vectors in shared memory
   MbarWaitParity(bar, 0);
 
@@ -168,11 +191,12 @@ __global__ void __launch_bounds__(Tile<T, DK, DV>::NT, sizeof(T) == 4 ? 3 : 4)
       reinterpret_cast<float*>(p.y)[yi] = yv;
     }
   }
+  if (last_block) cudaGridDependencySynchronize();
 }
 
 template <typename T, int DK, int DV>
 absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
-  using TL = Tile<T, DK, DV>;
+  using TL = Tile<T, DK, DV, kStreamedThreads>;
   auto kernel = Gdn2RecurrenceStreamedKernel<T, DK, DV>;
   const int smem = DK * DV * static_cast<int>(sizeof(T));
   static bool attr_set = false;  // per instantiation; idempotent, so a benign race
@@ -194,7 +218,7 @@ bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) %
 }  // namespace
 
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch) {
-  return int64_t{batch} * (shape.num_heads * PrepStride(shape.head_k_dim) + shape.value_dim());
+  return int64_t{batch} * PrepRowFloats(shape.num_heads, shape.head_k_dim, shape.value_dim());
 }
 
 int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type,
@@ -295,6 +319,8 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: the streamed mode needs prep scratch of ",
         Gdn2DecodePrepFloats(shape, a.batch), " floats, got ", a.prep_floats));
+  if (streamed && !Aligned(a.prep, 16))
+    return absl::InvalidArgumentError("gdn2 decode: prep scratch must be 16-byte aligned");
 
   Params p;
   p.H = H; p.HV = HV; p.dv = dv; p.W = W; p.G = G; p.S = S;
@@ -321,6 +347,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.y_st = a.y_stride;
   p.y_bf16 = a.y_type == DType::kBF16;
   p.prep = streamed ? a.prep : nullptr;
+  p.prep_row = PrepRowFloats(H, dk, static_cast<int>(vd));
   p.overlap = a.overlap_launch;
   p.state_ready = a.state_ready;
   p.gate_rank = a.gate_rank;

@@ -103,14 +103,19 @@ struct Gdn2DecodeArgs {
   //   history and weight loads are issued before the wait of an overlapped launch (state_ready),
   //   the norms are folded into the reductions (one block reduction) and the cluster meets once.
   //   Fastest below ~1024 (sequence, head) items with fp32 state.
-  // kStreamed: a prep kernel (conv + history shift, norms, gates, per sequence and key head)
-  //   writes `prep` (Gdn2DecodePrepFloats floats); then one recurrence block per (sequence,
-  //   value head) (splits = 1), launched as a programmatic dependent, whose whole state tile
-  //   arrives in shared memory by bulk asynchronous copies, is updated from there and written
-  //   back with 16-byte streaming stores. Few registers per thread, so several tiles are in
-  //   flight per SM: the large-batch arrangement.
+  // kStreamed: a persistent prep kernel (conv + history shift, norms, gates, per sequence and
+  //   key head) writes records into `prep` and publishes each one; beside it, one recurrence
+  //   block per (sequence, value head) (splits = 1), launched as a programmatic dependent, waits
+  //   for its own record only. Its whole state tile arrives in shared memory by bulk
+  //   asynchronous copies, is updated from there and written back with 16-byte streaming
+  //   stores. Few registers per thread, so several tiles are in flight per SM: the large-batch
+  //   arrangement.
   enum class Mode { kFused, kStreamed };
   Mode mode = Mode::kFused;
+  // kStreamed scratch of at least Gdn2DecodePrepFloats(shape, batch) floats, 16-byte aligned,
+  // zero-filled once before its first use (cudaMemset): it holds per-row ready words that every
+  // completed launch leaves zero again, whatever the batch. One scratch must not serve two
+  // launches that may run at the same time.
   float* prep = nullptr;
   int64_t prep_floats = 0;
 
@@ -137,7 +142,9 @@ struct Gdn2DecodeArgs {
   const void* z_up = nullptr;
 };
 
-// Scratch floats kStreamed needs for `batch` rows.
+// Scratch floats kStreamed needs for `batch` rows: batch * Gdn2DecodePrepFloats(shape, 1). Row
+// b's part starts at b times the per-row count, whatever the batch; it ends with the row's
+// num_heads 32-bit ready words, padded to a multiple of 4 (the words that must start zero).
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch);
 
 absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& args,

@@ -36,7 +36,8 @@ struct Params {
   void* y;
   int64_t y_st;
   bool y_bf16;
-  float* prep;  // kStreamed: [batch, H, PrepStride(DK)] + [batch, HV, dv] (w*v)
+  float* prep;        // kStreamed: PrepRowFloats floats per batch row (see there)
+  int64_t prep_row;   // PrepRowFloats(H, dk, value_dim)
   bool overlap;      // kFused: programmatic dependent of the previous kernel
   bool state_ready;  // with overlap: slots, state and histories may be read before the wait
   // Fused with gate_rank > 0: f_raw / z_raw are the rank-r inputs, f_up / z_up the bf16
@@ -47,6 +48,28 @@ struct Params {
 
 // Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
 __host__ __device__ constexpr int64_t PrepStride(int dk) { return 4 * int64_t{dk} + 4; }
+
+// kStreamed's prep scratch, one row of PrepRowFloats floats per batch row b, laid out the same
+// whatever the batch size:
+//   H records of PrepStride(dk) floats, one per key head;
+//   value_dim floats of w*v;
+//   H ready words (uint32, padded to 4): the number of value heads that have not yet consumed
+//   the key head's record. The prep kernel publishes a record by storing G = HV/H there (release)
+//   and each recurrence block takes one away after its acquire, so every completed launch leaves
+//   the words zero, which is also what they must be before the first launch.
+// Every part starts 16-byte aligned.
+__host__ __device__ constexpr int64_t PrepRowFloats(int H, int dk, int value_dim) {
+  return H * PrepStride(dk) + value_dim + (H + 3) / 4 * 4;
+}
+__device__ __forceinline__ float* PrepRecord(const Params& p, int b, int kh, int dk) {
+  return p.prep + b * p.prep_row + kh * PrepStride(dk);
+}
+__device__ __forceinline__ float* PrepWv(const Params& p, int b, int dk) {
+  return p.prep + b * p.prep_row + p.H * PrepStride(dk);
+}
+__device__ __forceinline__ unsigned* PrepReady(const Params& p, int b, int dk) {
+  return reinterpret_cast<unsigned*>(PrepWv(p, b, dk) + p.value_dim);
+}
 
 // Fast division (two instructions instead of a correctly rounded divide; about 2 ulp): the
 // denominators are >= 1, and an infinite one (x very negative) gives 0, the correct limit.
@@ -94,12 +117,14 @@ struct StateVec<__nv_bfloat16> {
   }
 };
 
-template <typename T, int DK, int DVS>
+// Geometry of a [DK, DVS] tile handled by one block of at most MAXT threads, each owning
+// 16-byte units (VEC elements of one row).
+template <typename T, int DK, int DVS, int MAXT = 256>
 struct Tile {
   static constexpr int VEC = StateVec<T>::N;
   static constexpr int CG = DVS / VEC;             // column groups (threads along a row)
   static constexpr int UNITS = DK * CG;            // 16-byte units in the tile
-  static constexpr int NT = UNITS < 256 ? UNITS : 256;
+  static constexpr int NT = UNITS < MAXT ? UNITS : MAXT;
   static constexpr int ROWS = UNITS / NT;          // rows per thread
   static constexpr int RG = NT / CG;               // row groups
   static constexpr int NW = NT / 32;

@@ -463,221 +463,167 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Pa
   }
 }
 
-// Streamed-kernel prologue, one memory round trip for conv widths up to kRegTaps: Issue() loads
-// the histories and weights into registers without using them; Finish() loads the raw inputs,
-// completes conv and gates, and shifts the histories from the registers (the block owns every
-// channel it reads, since num_v_heads == num_heads). Wider convs read their extra taps in
-// Finish. Thread roles as in Prologue.
-constexpr int kRegTaps = 4;
+// Prep kernel of kStreamed: conv + history shift, norms and gates of one (sequence, key head)
+// item per group of DK threads (thread t owns key channel t and value columns t, t + DK, ...),
+// written as the item's prep record (PrepRowFloats) and published (ready word = G). Every load
+// of an item is issued before any is used (one memory round trip; the slot index is fetched an
+// item ahead), and groups never wait for each other, so a block has kPrepThreads / DK items in
+// flight. Persistent: a grid of kPrepBlocksPerSm blocks per SM walks the items in the order the
+// recurrence blocks consume them; it is resident at once and triggers its dependents at the
+// start, so the recurrence kernel runs beside it and each of its blocks waits for its own record
+// only.
+// Registers are capped so that the prep blocks and three fp32 recurrence blocks share an SM.
+constexpr int kPrepThreads = 256;
+constexpr int kPrepBlocksPerSm = 2;
 
-template <int DK, int DV, int NT, int WC>
-struct StreamPrologue {
-  static constexpr int HALF = NT / 2;
-  static constexpr int QK_IT = (DK + HALF - 1) / HALF;
-  static constexpr int V_IT = (DV + HALF - 1) / HALF;
-  static constexpr int NH = kRegTaps - 1;
-  float hq[QK_IT][NH], hk[QK_IT][NH], wq[QK_IT][kRegTaps], wk[QK_IT][kRegTaps];
-  float hvv[V_IT][NH], wv[V_IT][kRegTaps], dtb[QK_IT];
-  float alog = 0.0f;
+__device__ __forceinline__ void StoreRelease(unsigned* addr, unsigned v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(addr), "r"(v) : "memory");
+}
 
-  __device__ __forceinline__ static void LoadChannel(const float* hist, int64_t row_stride,
-                                                     int W, const float* wts, float (&h)[NH],
-                                                     float (&w)[kRegTaps]) {
+__device__ __forceinline__ void NamedBarrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// One channel of a causal depthwise conv of width W (WC when given at compile time, so the
+// loops unroll to exactly W taps; else the runtime width, at most kMaxConv): Load() reads the
+// history rows (W - 1, oldest first, row_stride apart), the weights and the new input into
+// registers; Finish() returns SiLU(conv) and shifts the history by one row with the input
+// appended.
+template <int WC>
+struct ConvChannel {
+  static constexpr int TAPS = WC > 0 ? WC : kMaxConv;
+  float h[TAPS], w[TAPS], x;
+
+  __device__ __forceinline__ void Load(const float* hist, int64_t row_stride, int w_rt,
+                                       const float* wts, const float* x_in) {
+    const int W = WC > 0 ? WC : w_rt;
+    x = *x_in;
 #pragma unroll
-    for (int j = 0; j < NH; ++j) {
+    for (int j = 0; j < TAPS; ++j) {
+      if (j < W) w[j] = __ldg(wts + j);
       if (j < W - 1) h[j] = hist[j * row_stride];
     }
-#pragma unroll
-    for (int j = 0; j < kRegTaps; ++j) {
-      if (j < W) w[j] = wts[j];
-    }
   }
-
-  // Conv + SiLU of one channel, then the history shift by one row with x appended. Taps
-  // >= kRegTaps (W > kRegTaps) come from memory; each history row is read before it is written.
-  __device__ __forceinline__ static float ConvShift(float* hist, int64_t row_stride, int W,
-                                                    const float* wts, const float (&h)[NH],
-                                                    const float (&w)[kRegTaps], float x) {
+  __device__ __forceinline__ float Finish(float* hist, int64_t row_stride, int w_rt) const {
+    const int W = WC > 0 ? WC : w_rt;
     float acc = 0.0f;
 #pragma unroll
-    for (int j = 0; j < kMaxConv; ++j) {
-      if (j < W) {
-        const float wj = j < kRegTaps ? w[j < kRegTaps ? j : 0] : wts[j];
-        const float hj = j == W - 1 ? x : (j < NH ? h[j < NH ? j : 0] : hist[j * row_stride]);
-        acc += wj * hj;
+    for (int j = 0; j < TAPS; ++j) {
+      if (j < W - 1) {
+        acc += w[j] * h[j];
+      } else if (j == W - 1) {
+        acc += w[j] * x;
       }
     }
 #pragma unroll
-    for (int j = 0; j < kMaxConv - 1; ++j) {
+    for (int j = 0; j + 1 < TAPS; ++j) {
       if (j < W - 2) {
-        hist[j * row_stride] = j + 1 < NH ? h[j + 1 < NH ? j + 1 : 0] : hist[(j + 1) * row_stride];
+        hist[j * row_stride] = h[j + 1];
       } else if (j == W - 2) {
         hist[j * row_stride] = x;
       }
     }
     return Silu(acc);
   }
-
-  // with_qk = false: the v columns only (no q/k channels, no gates).
-  // The conv width: WC when given at compile time (the loops then unroll to exactly W taps),
-  // else p.W.
-  __device__ __forceinline__ static int Width(const Params& p) { return WC > 0 ? WC : p.W; }
-
-  __device__ __forceinline__ void Issue(const Params& p, const char* base, int kh, int col0,
-                                        int tid, bool with_qk = true) {
-    const int W = Width(p);
-    if (tid < HALF) {
-      if (!with_qk) return;
-      const float* q = reinterpret_cast<const float*>(base + p.cq_off);
-      const float* k = reinterpret_cast<const float*>(base + p.ck_off);
-#pragma unroll
-      for (int n = 0; n < QK_IT; ++n) {
-        const int i = tid + n * HALF;
-        if (i < DK) {
-          const int c = kh * DK + i;
-          LoadChannel(q + c, p.key_dim, W, p.q_cw + c * W, hq[n], wq[n]);
-          LoadChannel(k + c, p.key_dim, W, p.k_cw + c * W, hk[n], wk[n]);
-        }
-      }
-    } else {
-      const int t = tid - HALF;
-      const float* v = reinterpret_cast<const float*>(base + p.cv_off);
-      alog = p.a_log[kh];
-#pragma unroll
-      for (int n = 0; n < QK_IT; ++n) {
-        const int i = t + n * HALF;
-        if (with_qk && i < DK) dtb[n] = p.dt_bias[kh * DK + i];
-      }
-#pragma unroll
-      for (int n = 0; n < V_IT; ++n) {
-        const int j = t + n * HALF;
-        if (j < DV) {
-          const int c = col0 + j;
-          LoadChannel(v + c, p.value_dim, W, p.v_cw + c * W, hvv[n], wv[n]);
-        }
-      }
-    }
-  }
-
-  __device__ __forceinline__ void Finish(const Params& p, char* base, int b, int kh, int col0,
-                                         int tid, PrologueSmem<DK, DV>& sm, float& sq,
-                                         float& sk, float& sqk, bool with_qk = true) {
-    const int W = Width(p);
-    if (tid < HALF) {
-      if (!with_qk) return;
-      float* q = reinterpret_cast<float*>(base + p.cq_off);
-      float* k = reinterpret_cast<float*>(base + p.ck_off);
-      const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
-      const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
-      float xq[QK_IT], xk[QK_IT];
-#pragma unroll
-      for (int n = 0; n < QK_IT; ++n) {
-        const int i = tid + n * HALF;
-        if (i < DK) {
-          xq[n] = qr[kh * DK + i];
-          xk[n] = kr[kh * DK + i];
-        }
-      }
-#pragma unroll
-      for (int n = 0; n < QK_IT; ++n) {
-        const int i = tid + n * HALF;
-        if (i < DK) {
-          const int c = kh * DK + i;
-          const float qv = ConvShift(q + c, p.key_dim, W, p.q_cw + c * W, hq[n], wq[n], xq[n]);
-          const float kv = ConvShift(k + c, p.key_dim, W, p.k_cw + c * W, hk[n], wk[n], xk[n]);
-          sm.q[i] = qv;
-          sm.k[i] = kv;
-          sq += qv * qv;
-          sk += kv * kv;
-          sqk += qv * kv;
-        }
-      }
-    } else {
-      const int t = tid - HALF;
-      float* v = reinterpret_cast<float*>(base + p.cv_off);
-      float f[QK_IT], bb[QK_IT], x[V_IT], w[V_IT];
-#pragma unroll
-      for (int n = 0; n < QK_IT; ++n) {
-        const int i = t + n * HALF;
-        if (with_qk && i < DK) {
-          f[n] = p.f_raw[static_cast<int64_t>(b) * p.f_st + kh * DK + i];
-          bb[n] = p.b_raw[static_cast<int64_t>(b) * p.b_st + kh * DK + i];
-        }
-      }
-#pragma unroll
-      for (int n = 0; n < V_IT; ++n) {
-        const int j = t + n * HALF;
-        if (j < DV) {
-          x[n] = p.v_raw[static_cast<int64_t>(b) * p.v_st + col0 + j];
-          w[n] = p.w_raw[static_cast<int64_t>(b) * p.w_st + col0 + j];
-        }
-      }
-      const float neg_a = -__expf(alog);
-#pragma unroll
-      for (int n = 0; n < QK_IT; ++n) {
-        const int i = t + n * HALF;
-        if (with_qk && i < DK) {
-          sm.a[i] = __expf(neg_a * Softplus(f[n] + dtb[n]));
-          sm.be[i] = Sigmoid(bb[n]) * (p.neg_eig ? 2.0f : 1.0f);
-        }
-      }
-#pragma unroll
-      for (int n = 0; n < V_IT; ++n) {
-        const int j = t + n * HALF;
-        if (j < DV) {
-          const float vv = ConvShift(v + col0 + j, p.value_dim, W, p.v_cw + (col0 + j) * W,
-                                    hvv[n], wv[n], x[n]);
-          sm.wv[j] = Sigmoid(w[n]) * vv;
-        }
-      }
-    }
-  }
 };
 
-// Prep kernel of kStreamed: conv + history shift, norms, gates into the prep record (see
-// PrepStride), with StreamPrologue's single memory round trip and 256 threads. Block (kh, b, g):
-// g == 0 does the key head's q/k channels and gates and the v columns of value head kh*G; g > 0
-// only the v columns of value head kh*G + g. Six blocks per SM (40 registers, no spills; the
-// default 48 allow five, and eight blocks spill): one round trip per block, so residency decides
-// how many are in flight.
-constexpr int kPrepThreads = 256;
-
 template <int DK, int DV, int WC>
-__global__ void __launch_bounds__(kPrepThreads, 6) Gdn2PrepKernel(const Params p) {
-  constexpr int NT = kPrepThreads, NW = NT / 32;
-  __shared__ PrologueSmem<DK, DV> sm;
-  __shared__ float sums[3][NW];
+__global__ void __launch_bounds__(kPrepThreads, 4) Gdn2PrepKernel(const Params p, int items) {
+  constexpr int GT = DK, GROUPS = kPrepThreads / GT, GW = GT / 32;
+  constexpr int VC = (DV + GT - 1) / GT;  // value columns per thread
+  static_assert(GT % 32 == 0 && kPrepThreads % GT == 0, "groups of whole warps");
+  __shared__ float sums[GROUPS][3][GW];
   // Overlapped launch: wait for the producer of the inputs first; the trigger comes after the
   // wait, because the recurrence kernel reads z without waiting.
   if (p.overlap) cudaGridDependencySynchronize();
   cudaTriggerProgrammaticLaunchCompletion();
-  const int kh = blockIdx.x, b = blockIdx.y, g = blockIdx.z, tid = threadIdx.x;
-  const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;
-  char* base = p.pool + static_cast<int64_t>(slot) * p.slot_stride;
-  const int col0 = (kh * p.G + g) * DV;
-  const bool with_qk = g == 0;
-  StreamPrologue<DK, DV, NT, WC> pro;
-  pro.Issue(p, base, kh, col0, tid, with_qk);
-  float sq = 0.0f, sk = 0.0f, sqk = 0.0f;
-  pro.Finish(p, base, b, kh, col0, tid, sm, sq, sk, sqk, with_qk);
-  BlockSum3<NW>(sq, sk, sqk, sums);  // also publishes sm
-  if (with_qk) {
+  const int group = threadIdx.x / GT, t = threadIdx.x % GT;
+  const int lane = threadIdx.x % 32, gwarp = t / 32;
+  const int stride = gridDim.x * GROUPS;
+  int item = blockIdx.x * GROUPS + group;
+  int slot = item < items ? p.slots[item / p.H] : -1;
+  for (; item < items; item += stride) {
+    const int b = item / p.H, kh = item % p.H;
+    const int cur_slot = slot;
+    if (item + stride < items) slot = p.slots[(item + stride) / p.H];
+    if (cur_slot < 0 || cur_slot >= p.num_slots) continue;  // the recurrence blocks skip it too
+    char* base = p.pool + static_cast<int64_t>(cur_slot) * p.slot_stride;
+    float* hq = reinterpret_cast<float*>(base + p.cq_off);
+    float* hk = reinterpret_cast<float*>(base + p.ck_off);
+    float* hv = reinterpret_cast<float*>(base + p.cv_off);
+    const int64_t c = int64_t{kh} * DK + t;
+    // Every load of the item first.
+    ConvChannel<WC> cq, ck, cv[VC];
+    cq.Load(hq + c, p.key_dim, p.W, p.q_cw + c * p.W, p.q_raw + b * p.q_st + c);
+    ck.Load(hk + c, p.key_dim, p.W, p.k_cw + c * p.W, p.k_raw + b * p.k_st + c);
+    const float f = p.f_raw[b * p.f_st + c] + __ldg(p.dt_bias + c);
+    const float braw = p.b_raw[b * p.b_st + c];
+    const float alog = __ldg(p.a_log + kh);
+    float wr[VC];
+    const int64_t col0 = int64_t{kh} * p.G * DV;  // value head kh * G first
+#pragma unroll
+    for (int m = 0; m < VC; ++m) {
+      const int64_t j = col0 + t + m * GT;
+      if (t + m * GT < DV) {
+        cv[m].Load(hv + j, p.value_dim, p.W, p.v_cw + j * p.W, p.v_raw + b * p.v_st + j);
+        wr[m] = p.w_raw[b * p.w_st + j];
+      }
+    }
+    // Conv, norms (group sums), gates.
+    const float qv = cq.Finish(hq + c, p.key_dim, p.W);
+    const float kv = ck.Finish(hk + c, p.key_dim, p.W);
+    float sq = WarpSum(qv * qv), sk = WarpSum(kv * kv), sqk = WarpSum(qv * kv);
+    if (GW > 1) {
+      if (lane == 0) {
+        sums[group][0][gwarp] = sq;
+        sums[group][1][gwarp] = sk;
+        sums[group][2][gwarp] = sqk;
+      }
+      NamedBarrier(1 + group, GT);
+      sq = sk = sqk = 0.0f;
+#pragma unroll
+      for (int w = 0; w < GW; ++w) {
+        sq += sums[group][0][w];
+        sk += sums[group][1][w];
+        sqk += sums[group][2][w];
+      }
+    }
     const float rq = rsqrtf(static_cast<float>(DK)) / sqrtf(sq + 1e-6f);
     const float rk = 1.0f / sqrtf(sk + 1e-6f);
-    float* rec = p.prep + (static_cast<int64_t>(b) * p.H + kh) * PrepStride(DK);
-    for (int i = tid; i < DK; i += NT) {
-      const float kn = sm.k[i] * rk;
-      rec[i] = sm.q[i] * rq;
-      rec[DK + i] = kn;
-      rec[2 * DK + i] = sm.a[i];
-      rec[3 * DK + i] = sm.be[i] * kn;
+    const float kn = kv * rk;
+    float* rec = PrepRecord(p, b, kh, DK);
+    rec[t] = qv * rq;
+    rec[DK + t] = kn;
+    rec[2 * DK + t] = __expf(-__expf(alog) * Softplus(f));
+    rec[3 * DK + t] = Sigmoid(braw) * (p.neg_eig ? 2.0f : 1.0f) * kn;
+    if (t == 0) rec[4 * DK] = sqk * rq * rk;
+    float* wv = PrepWv(p, b, DK);
+#pragma unroll
+    for (int m = 0; m < VC; ++m) {
+      const int64_t j = col0 + t + m * GT;
+      if (t + m * GT < DV) wv[j] = Sigmoid(wr[m]) * cv[m].Finish(hv + j, p.value_dim, p.W);
     }
-    if (tid == 0) rec[4 * DK] = sqk * rq * rk;
+    // Further value heads of a grouped key head: one more round trip each.
+    for (int g = 1; g < p.G; ++g) {
+#pragma unroll
+      for (int m = 0; m < VC; ++m) {
+        const int64_t j = col0 + g * DV + t + m * GT;
+        if (t + m * GT < DV) {
+          cv[m].Load(hv + j, p.value_dim, p.W, p.v_cw + j * p.W, p.v_raw + b * p.v_st + j);
+          wr[m] = p.w_raw[b * p.w_st + j];
+        }
+      }
+#pragma unroll
+      for (int m = 0; m < VC; ++m) {
+        const int64_t j = col0 + g * DV + t + m * GT;
+        if (t + m * GT < DV) wv[j] = Sigmoid(wr[m]) * cv[m].Finish(hv + j, p.value_dim, p.W);
+      }
+    }
+    // The group's stores are ordered before thread 0's release (cumulative), which also frees
+    // `sums` for the next item.
+    NamedBarrier(1 + group, GT);
+    if (t == 0) StoreRelease(PrepReady(p, b, DK) + kh, static_cast<unsigned>(p.G));
   }
-  float* wv = p.prep + static_cast<int64_t>(gridDim.y) * p.H * PrepStride(DK) +
-              static_cast<int64_t>(b) * p.value_dim + col0;
-  for (int j = tid; j < DV; j += NT) wv[j] = sm.wv[j];
 }
 
 template <typename T, int DK, int DVS>
@@ -714,11 +660,26 @@ absl::Status FusedT(const Params& p, int batch, cudaStream_t stream) {
 
 template <int DK, int DV>
 absl::Status PrepT(const Params& p, int batch, cudaStream_t stream) {
+  int device = 0, sms = 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int items = batch * p.H;
+  const int groups = kPrepThreads / DK;
+  const int blocks = std::min((items + groups - 1) / groups, sms * kPrepBlocksPerSm);
   // The models' conv width 4 is compiled in (the conv loops unroll to four taps); others read
   // it from p.W.
   auto kernel = p.W == 4 ? Gdn2PrepKernel<DK, DV, 4> : Gdn2PrepKernel<DK, DV, 0>;
-  return LaunchKernel("Gdn2PrepKernel", kernel, dim3(p.H, batch, p.G), dim3(kPrepThreads), 0,
-                      stream, p.overlap, p);
+  // The recurrence blocks need the SM's largest shared-memory configuration; an SM configured
+  // for the prep kernel's default (mostly L1) would not take them until its prep blocks leave.
+  static bool carveout_set[2] = {false, false};  // per instantiation; idempotent, benign race
+  bool& set = carveout_set[p.W == 4 ? 0 : 1];
+  if (!set) {
+    DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+    set = true;
+  }
+  return LaunchKernel("Gdn2PrepKernel", kernel, dim3(blocks), dim3(kPrepThreads), 0, stream,
+                      p.overlap, p, items);
 }
 
 }  // namespace

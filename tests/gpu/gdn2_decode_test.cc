@@ -202,8 +202,14 @@ void RunCase(const Case& c, uint32_t seed) {
   a.y_type = c.y_type;
   a.splits = c.splits;
   a.mode = c.mode;
-  DeviceBuffer d_prep(static_cast<size_t>(Gdn2DecodePrepFloats(s, B)) * 4);
-  ASSERT_EQ(cudaMemset(d_prep.get(), 0xff, d_prep.bytes()), cudaSuccess);
+  // Prep scratch: records poisoned (NaN), ready words zero as the contract asks.
+  const int64_t prep_row = Gdn2DecodePrepFloats(s, 1);
+  const int64_t ready_words = (H + 3) / 4 * 4;
+  std::vector<uint32_t> prep_init(static_cast<size_t>(prep_row) * B, 0xffffffffu);
+  for (int bi = 0; bi < B; ++bi) {
+    std::fill_n(prep_init.begin() + (bi + 1) * prep_row - ready_words, ready_words, 0u);
+  }
+  DeviceBuffer d_prep = DeviceBuffer::From(prep_init);
   a.prep = d_prep.get<float>();
   a.prep_floats = Gdn2DecodePrepFloats(s, B);
   cudaStream_t stream = nullptr;
@@ -233,6 +239,15 @@ void RunCase(const Case& c, uint32_t seed) {
     }
   }
 
+  if (c.mode == Gdn2DecodeArgs::Mode::kStreamed) {
+    // Every record was consumed as often as it was published: the ready words are zero again.
+    const std::vector<uint32_t> prep_after = d_prep.To<uint32_t>();
+    for (int bi = 0; bi < B; ++bi) {
+      for (int64_t w = 0; w < ready_words; ++w) {
+        ASSERT_EQ(prep_after[(bi + 1) * prep_row - ready_words + w], 0u) << "row " << bi;
+      }
+    }
+  }
   std::vector<uint8_t> pool_after = d_pool.To<uint8_t>();
   std::vector<uint8_t> y_bytes = d_y.To<uint8_t>();
 
