@@ -67,6 +67,23 @@ __device__ __forceinline__ void BulkCopy(uint32_t dst, const void* src, int byte
       : "memory");
 }
 
+// An L2 cache policy that keeps the lines it fetches ahead of normal ones (evict_last).
+__device__ __forceinline__ uint64_t L2EvictLastPolicy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+
+// BulkCopy whose L2 lines are fetched under `policy` (from L2EvictLastPolicy and the like).
+__device__ __forceinline__ void BulkCopyWithPolicy(uint32_t dst, const void* src, int bytes,
+                                                   uint32_t bar, uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
+      "l"(src), "r"(bytes), "r"(bar), "l"(policy)
+      : "memory");
+}
+
 // Arms `bar` for one bulk copy and starts it.
 __device__ __forceinline__ void BulkLoad(uint32_t dst, const void* src, int bytes, uint32_t bar) {
   MbarArriveExpectTx(bar, bytes);

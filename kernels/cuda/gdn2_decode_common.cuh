@@ -38,6 +38,9 @@ struct Params {
   bool y_bf16;
   float* prep;        // kStreamed: PrepRowFloats floats per batch row (see there)
   int64_t prep_row;   // PrepRowFloats(H, dk, value_dim)
+  // kStreamed: fetch state tiles with an L2 evict_last policy (large launches, see
+  // kStateEvictLastBytes in gdn2_decode.cu).
+  bool state_evict_last;
   bool overlap;      // kFused: programmatic dependent of the previous kernel
   bool state_ready;  // with overlap: slots, state and histories may be read before the wait
   // Fused with gate_rank > 0: f_raw / z_raw are the rank-r inputs, f_up / z_up the bf16
