@@ -18,4 +18,9 @@ enum class DType { kF32, kBF16 };
 inline int DTypeBytes(DType t) { return t == DType::kF32 ? 4 : 2; }
 inline const char* DTypeName(DType t) { return t == DType::kF32 ? "f32" : "bf16"; }
 
+// Whether `p` is a multiple of `bytes` (a power of two) apart from address 0.
+inline bool IsAligned(const void* p, int64_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes) == 0;
+}
+
 }  // namespace deltaserve::cuda

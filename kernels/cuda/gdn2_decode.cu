@@ -223,8 +223,6 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
                       smem, stream, /*programmatic=*/true, p);
 }
 
-bool Aligned(const void* p, int64_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
-
 }  // namespace
 
 int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch) {
@@ -290,7 +288,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
           "gdn2 decode: gate_rank ", a.gate_rank, " must be a multiple of 8 in [8, 128]"));
     if (a.f_up == nullptr || a.z_up == nullptr)
       return absl::InvalidArgumentError("gdn2 decode: gate_rank > 0 needs f_up and z_up");
-    if (!Aligned(a.f_up, 16) || !Aligned(a.z_up, 16))
+    if (!IsAligned(a.f_up, 16) || !IsAligned(a.z_up, 16))
       return absl::InvalidArgumentError("gdn2 decode: f_up and z_up must be 16-byte aligned");
   }
   // Strides at the boundary: each region must fit inside the slot, and rows must not overlap.
@@ -305,7 +303,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   if (a.slot_stride_bytes <= 0 || a.slot_stride_bytes % 16 != 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: slot_stride_bytes ", a.slot_stride_bytes, " must be a positive multiple of 16"));
-  if (!Aligned(a.pool, 16)) return absl::InvalidArgumentError("gdn2 decode: pool must be 16-byte aligned");
+  if (!IsAligned(a.pool, 16)) return absl::InvalidArgumentError("gdn2 decode: pool must be 16-byte aligned");
   for (const Region& r : regions) {
     if (r.off < 0 || r.off % r.align != 0 || r.off + r.bytes > a.slot_stride_bytes)
       return absl::InvalidArgumentError(absl::StrCat(
@@ -329,7 +327,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: the streamed mode needs prep scratch of ",
         Gdn2DecodePrepFloats(shape, a.batch), " floats, got ", a.prep_floats));
-  if (streamed && !Aligned(a.prep, 16))
+  if (streamed && !IsAligned(a.prep, 16))
     return absl::InvalidArgumentError("gdn2 decode: prep scratch must be 16-byte aligned");
 
   Params p;

@@ -285,6 +285,45 @@ TEST_F(DecodeOpsTest, RowKernels) {
   }
   EXPECT_LT(RelErr(got, ref), 4e-3) << "swiglu";
 
+  // Both kernels also take rows that the 16-byte paths do not: odd widths and strides, and
+  // RMSNorm rows wider than the registers hold (d > 8192).
+  for (auto [nd_, nld] : {std::pair{2301, 2305}, std::pair{9000, 9004}}) {
+    std::vector<float> x2(static_cast<size_t>(3) * nld);
+    for (auto& v : x2) v = nd(rng);
+    std::vector<float> g2(nd_, 1.0f);
+    DeviceBuffer dx2 = DeviceBuffer::From(x2), dg2 = DeviceBuffer::From(g2);
+    DeviceBuffer do2(static_cast<size_t>(3) * nd_ * 2);
+    ASSERT_TRUE(LaunchRmsNormToBf16(dx2.get<float>(), nld, 3, nd_, dg2.get<float>(), 1e-5f,
+                                    do2.get(), nd_, nullptr).ok());
+    std::vector<uint16_t> o2 = do2.To<uint16_t>();
+    got.clear();
+    ref.clear();
+    for (int r = 0; r < 3; ++r) {
+      double ss = 0;
+      for (int i = 0; i < nd_; ++i) ss += double{x2[r * nld + i]} * x2[r * nld + i];
+      const double inv = 1.0 / std::sqrt(ss / nd_ + 1e-5);
+      for (int i = 0; i < nd_; ++i) {
+        ref.push_back(x2[r * nld + i] * inv);
+        got.push_back(Bf16ToFloat(o2[r * nd_ + i]));
+      }
+    }
+    EXPECT_LT(RelErr(got, ref), 4e-3) << "rmsnorm d=" << nd_;
+    const int I2 = nd_ / 2 - 1;
+    DeviceBuffer ds2(static_cast<size_t>(3) * I2 * 2);
+    ASSERT_TRUE(LaunchSwiGlu(dx2.get<float>(), nld, 3, I2, ds2.get(), I2, nullptr).ok());
+    std::vector<uint16_t> s2 = ds2.To<uint16_t>();
+    got.clear();
+    ref.clear();
+    for (int r = 0; r < 3; ++r) {
+      for (int i = 0; i < I2; ++i) {
+        const double a = x2[r * nld + i], b = x2[r * nld + I2 + i];
+        ref.push_back(a / (1 + std::exp(-a)) * b);
+        got.push_back(Bf16ToFloat(s2[r * I2 + i]));
+      }
+    }
+    EXPECT_LT(RelErr(got, ref), 4e-3) << "swiglu width=" << I2;
+  }
+
   const int V = 77;
   std::vector<uint16_t> table(V * d);
   for (auto& t : table) t = static_cast<uint16_t>(0x3c00 + rng() % 0x0400);  // ~[0.0078, 0.0156)
