@@ -66,7 +66,7 @@ struct CudaModelRunner::Buffers {
   int64_t proj_cols = 0;
   void* f0g0 = nullptr;       // bf16 [max_rows, 2*dv]
   float* f = nullptr;         // [max_rows, key_dim]
-  float* z = nullptr;         // [max_rows, value_dim]
+  float* z = nullptr;         // [max_rows, value_dim], right after f (one batched product)
   void* y = nullptr;          // bf16 [max_rows, y_cols]
   int64_t y_cols = 0;
   float* logits = nullptr;    // [max_rows, padded_vocab]
@@ -230,8 +230,8 @@ absl::Status CudaModelRunner::Init() {
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.n, R * d * 2));
   DS_RETURN_IF_ERROR(b.Alloc(&b.proj, R * b.proj_cols));
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.f0g0, R * 2 * int64_t{gd.head_v_dim} * 2));
-  DS_RETURN_IF_ERROR(b.Alloc(&b.f, R * gd.key_dim()));
-  DS_RETURN_IF_ERROR(b.Alloc(&b.z, R * gd.value_dim()));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.f, R * (gd.key_dim() + gd.value_dim())));
+  b.z = b.f + R * gd.key_dim();
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.y, R * b.y_cols * 2));
   DS_RETURN_IF_ERROR(b.Alloc(&b.logits, R * V));
   DS_RETURN_IF_ERROR(b.Alloc(&b.swa_scratch, b.swa_scratch_floats));
@@ -777,10 +777,17 @@ absl::Status CudaModelRunner::Forward(int R) {
       const DeviceGdn2Weights& G = L.gdn2;
       const int64_t P = b.proj_cols;
       DS_RETURN_IF_ERROR(gemm_->Run(R, G.in_rows, d, b.n, d, G.in_proj, d, b.proj, P, F32, 0.0f, s));
-      DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.proj + G.col_f0, P, R, 2 * dv, b.f0g0, 2 * dv, s));
-      DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, b.f0g0, 2 * dv, G.f1, dv, b.f, kd, F32, 0.0f, s));
-      DS_RETURN_IF_ERROR(gemm_->Run(R, vd, dv, static_cast<char*>(b.f0g0) + dv * 2, 2 * dv, G.g1,
-                                    dv, b.z, vd, F32, 0.0f, s));
+      if (G.fg1_f32 != nullptr) {
+        // f = f0 . f1^T and z~ = g0 . g1^T as one batched TF32 product on the f32 projections.
+        DS_RETURN_IF_ERROR(gemm_->RunTf32Batched(R, kd, dv, b.proj + G.col_f0, P, dv, G.fg1_f32,
+                                                 dv, kd * dv, b.f, kd, b.z - b.f, 2, s));
+      } else {
+        DS_RETURN_IF_ERROR(
+            cuda::LaunchCastToBf16(b.proj + G.col_f0, P, R, 2 * dv, b.f0g0, 2 * dv, s));
+        DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, b.f0g0, 2 * dv, G.f1, dv, b.f, kd, F32, 0.0f, s));
+        DS_RETURN_IF_ERROR(gemm_->Run(R, vd, dv, static_cast<char*>(b.f0g0) + dv * 2, 2 * dv,
+                                      G.g1, dv, b.z, vd, F32, 0.0f, s));
+      }
       DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li));
       DS_RETURN_IF_ERROR(gemm_->Run(R, d, vd, b.y, b.y_cols, G.o_proj, vd, b.x, d, F32, 1.0f, s));
     } else {
