@@ -303,7 +303,8 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   if (a.slot_stride_bytes <= 0 || a.slot_stride_bytes % 16 != 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "gdn2 decode: slot_stride_bytes ", a.slot_stride_bytes, " must be a positive multiple of 16"));
-  if (!IsAligned(a.pool, 16)) return absl::InvalidArgumentError("gdn2 decode: pool must be 16-byte aligned");
+  if (!IsAligned(a.pool, 16))
+    return absl::InvalidArgumentError("gdn2 decode: pool must be 16-byte aligned");
   for (const Region& r : regions) {
     if (r.off < 0 || r.off % r.align != 0 || r.off + r.bytes > a.slot_stride_bytes)
       return absl::InvalidArgumentError(absl::StrCat(

@@ -35,7 +35,8 @@ TEST_F(GemmTest, Bf16OperandsAccumulateIntoF32) {
   for (auto& v : x) v = FloatToBf16(nd(rng));
   for (auto& v : w) v = FloatToBf16(nd(rng));
   for (auto& v : out) v = nd(rng);
-  DeviceBuffer dx = DeviceBuffer::From(x), dw = DeviceBuffer::From(w), dout = DeviceBuffer::From(out);
+  DeviceBuffer dx = DeviceBuffer::From(x), dw = DeviceBuffer::From(w);
+  DeviceBuffer dout = DeviceBuffer::From(out);
   auto gemm = Gemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   ASSERT_TRUE((*gemm)->Run(M, N, K, dx.get(), K, dw.get(), K, dout.get(), N, DType::kF32, 1.0f,
@@ -64,7 +65,8 @@ TEST_F(GemmTest, Tf32StridedBatchAsTheGateProducts) {
   for (auto& v : w) v = nd(rng);
   // Output: block 0 then block 1, rows_cap * N apart; the rest is poison that must survive.
   std::vector<float> out(2 * rows_cap * N, 12345.0f);
-  DeviceBuffer dx = DeviceBuffer::From(x), dw = DeviceBuffer::From(w), dout = DeviceBuffer::From(out);
+  DeviceBuffer dx = DeviceBuffer::From(x), dw = DeviceBuffer::From(w);
+  DeviceBuffer dout = DeviceBuffer::From(out);
   auto gemm = Gemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   ASSERT_TRUE((*gemm)->RunTf32Batched(M, N, K, dx.get<float>() + col0, ldx, K, dw.get<float>(), K,
