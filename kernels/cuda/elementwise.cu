@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/status_util.h"
 
@@ -98,8 +99,6 @@ __global__ void __launch_bounds__(kNormThreads)
   }
 }
 
-__device__ __forceinline__ float SiluFast(float a) { return __fdividef(a, 1.0f + __expf(-a)); }
-
 // SwiGluKernel on four columns per thread (16-byte loads, 8-byte stores). Rows of h 16-byte
 // aligned, rows of out 8-byte aligned, width a multiple of 4.
 __global__ void SwiGluVecKernel(const float* h, int64_t ldh, int w4, __nv_bfloat16* out,
@@ -108,8 +107,8 @@ __global__ void SwiGluVecKernel(const float* h, int64_t ldh, int w4, __nv_bfloat
   if (i >= w4) return;
   const float4* row = reinterpret_cast<const float4*>(h + blockIdx.y * ldh);
   const float4 a = row[i], b = row[w4 + i];
-  StoreBf16x4(out + blockIdx.y * ldo + 4 * i, SiluFast(a.x) * b.x, SiluFast(a.y) * b.y,
-              SiluFast(a.z) * b.z, SiluFast(a.w) * b.w);
+  StoreBf16x4(out + blockIdx.y * ldo + 4 * i, Silu(a.x) * b.x, Silu(a.y) * b.y,
+              Silu(a.z) * b.z, Silu(a.w) * b.w);
 }
 
 __global__ void SwiGluKernel(const float* h, int64_t ldh, int64_t width, __nv_bfloat16* out,
@@ -118,7 +117,7 @@ __global__ void SwiGluKernel(const float* h, int64_t ldh, int64_t width, __nv_bf
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= width) return;
   const float a = row[i];
-  out[blockIdx.y * ldo + i] = __float2bfloat16_rn(SiluFast(a) * row[width + i]);
+  out[blockIdx.y * ldo + i] = __float2bfloat16_rn(Silu(a) * row[width + i]);
 }
 
 // Block (row, column block of 256).
@@ -186,17 +185,12 @@ absl::Status LaunchRmsNormToBf16(const float* x, int64_t ldx, int64_t rows, int6
                    IsAligned(gamma, 16) && IsAligned(out, 8);
   const int64_t per_thread = (d / 4 + kNormThreads - 1) / kNormThreads;  // float4 per thread
   if (vec && per_thread <= 8) {
-    const dim3 grid(static_cast<unsigned>(rows));
-    const int d4 = static_cast<int>(d / 4);
-    if (per_thread <= 1) {
-      RmsNormVecKernel<1><<<grid, kNormThreads, 0, stream>>>(x, ldx, d4, gamma, eps, o, ldo);
-    } else if (per_thread <= 2) {
-      RmsNormVecKernel<2><<<grid, kNormThreads, 0, stream>>>(x, ldx, d4, gamma, eps, o, ldo);
-    } else if (per_thread <= 4) {
-      RmsNormVecKernel<4><<<grid, kNormThreads, 0, stream>>>(x, ldx, d4, gamma, eps, o, ldo);
-    } else {
-      RmsNormVecKernel<8><<<grid, kNormThreads, 0, stream>>>(x, ldx, d4, gamma, eps, o, ldo);
-    }
+    auto kernel = per_thread <= 1   ? RmsNormVecKernel<1>
+                  : per_thread <= 2 ? RmsNormVecKernel<2>
+                  : per_thread <= 4 ? RmsNormVecKernel<4>
+                                    : RmsNormVecKernel<8>;
+    kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(
+        x, ldx, static_cast<int>(d / 4), gamma, eps, o, ldo);
     return LaunchStatus("RmsNormVecKernel");
   }
   RmsNormKernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(x, ldx, d, gamma, eps,

@@ -1,8 +1,9 @@
 // Device-side pieces shared by the GDN-2 decode kernels (gdn2_decode.cu: the launcher and the
 // streamed recurrence; gdn2_decode_kernels.cu: the fused and prep kernels): the kernel parameter
-// block, the prep-record layout, activations, 16-byte state vectors, the tile geometry, block and
+// block, the prep-record layout, 16-byte state vectors, the tile geometry, block and
 // column reductions, the conv-history shift and the tile-shape dispatch (asynchronous copies and
-// mbarriers come from async_copy.cuh). Include only from CUDA sources of kernels/cuda.
+// mbarriers come from async_copy.cuh, SiLU and sigmoid from activations.cuh). Include only from
+// CUDA sources of kernels/cuda.
 //
 // Thread-safety: device helpers are per-thread or per-block as documented on each.
 #pragma once
@@ -14,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/activations.cuh"
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/cuda_common.h"
 
@@ -74,10 +76,6 @@ __device__ __forceinline__ unsigned* PrepReady(const Params& p, int b, int dk) {
   return reinterpret_cast<unsigned*>(PrepWv(p, b, dk) + p.value_dim);
 }
 
-// Fast division (two instructions instead of a correctly rounded divide; about 2 ulp): the
-// denominators are >= 1, and an infinite one (x very negative) gives 0, the correct limit.
-__device__ __forceinline__ float Silu(float x) { return __fdividef(x, 1.0f + __expf(-x)); }
-__device__ __forceinline__ float Sigmoid(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 __device__ __forceinline__ float Softplus(float x) {
   return x > 20.0f ? x : log1pf(__expf(x));
 }

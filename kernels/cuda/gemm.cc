@@ -9,8 +9,8 @@
 #include <cuda_runtime.h>
 
 #include <map>
-#include <utility>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/status_util.h"
@@ -65,6 +65,11 @@ struct Gemm::Impl {
     if (workspace != nullptr) cudaFree(workspace);
     if (handle != nullptr) cublasLtDestroy(handle);
   }
+
+  // One product with the plan of its shape and kind (planned on first use).
+  absl::Status Matmul(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w,
+                      int64_t ldw, void* out, int64_t ldo, const PlanKind& kind, float alpha,
+                      float beta, cudaStream_t stream);
 
   absl::StatusOr<const Plan*> GetPlan(int64_t M, int64_t N, int64_t K, int64_t ldx, int64_t ldw,
                                       int64_t ldo, const PlanKind& k) {
@@ -126,26 +131,45 @@ absl::StatusOr<std::unique_ptr<Gemm>> Gemm::Create() {
   return std::unique_ptr<Gemm>(new Gemm(std::move(impl)));
 }
 
+namespace {
+
+// The checks both entry points make; `what` names the entry point in the message.
+absl::Status CheckOperands(const char* what, int64_t M, int64_t N, int64_t K, const void* x,
+                           int64_t ldx, const void* w, int64_t ldw, const void* out,
+                           int64_t ldo) {
+  if (M < 0 || N <= 0 || K <= 0)
+    return absl::InvalidArgumentError(absl::StrCat(what, ": bad shape M=", M, " N=", N, " K=", K));
+  if (ldx < K || ldw < K || ldo < N)
+    return absl::InvalidArgumentError(absl::StrCat(what, ": strides ldx=", ldx, " ldw=", ldw,
+                                                   " ldo=", ldo, " below K=", K, " / N=", N));
+  if (x == nullptr || w == nullptr || out == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(what, ": null operand"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Gemm::Impl::Matmul(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx,
+                                const void* w, int64_t ldw, void* out, int64_t ldo,
+                                const PlanKind& kind, float alpha, float beta,
+                                cudaStream_t stream) {
+  auto plan = GetPlan(M, N, K, ldx, ldw, ldo, kind);
+  if (!plan.ok()) return plan.status();
+  const Plan* p = *plan;
+  LT_RETURN_IF_ERROR(cublasLtMatmul(handle, p->op, &alpha, w, p->a, x, p->b, &beta, out, p->c,
+                                    out, p->c, &p->algo, workspace, kWorkspaceBytes, stream));
+  return absl::OkStatus();
+}
+
 absl::Status Gemm::Run(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx,
                        const void* w, int64_t ldw, void* out, int64_t ldo, DType out_type,
                        float beta, cudaStream_t stream, float alpha) {
   if (M == 0) return absl::OkStatus();
-  if (M < 0 || N <= 0 || K <= 0)
-    return absl::InvalidArgumentError(absl::StrCat("gemm: bad shape M=", M, " N=", N, " K=", K));
-  if (ldx < K || ldw < K || ldo < N)
-    return absl::InvalidArgumentError(absl::StrCat("gemm: strides ldx=", ldx, " ldw=", ldw,
-                                                   " ldo=", ldo, " below K=", K, " / N=", N));
-  if (x == nullptr || w == nullptr || out == nullptr)
-    return absl::InvalidArgumentError("gemm: null operand");
+  if (absl::Status s = CheckOperands("gemm", M, N, K, x, ldx, w, ldw, out, ldo); !s.ok())
+    return s;
   PlanKind kind;
   kind.out_type = out_type;
-  auto plan = impl_->GetPlan(M, N, K, ldx, ldw, ldo, kind);
-  if (!plan.ok()) return plan.status();
-  const Plan* p = *plan;
-  LT_RETURN_IF_ERROR(cublasLtMatmul(impl_->handle, p->op, &alpha, w, p->a, x, p->b, &beta, out,
-                                    p->c, out, p->c, &p->algo, impl_->workspace, kWorkspaceBytes,
-                                    stream));
-  return absl::OkStatus();
+  return impl_->Matmul(M, N, K, x, ldx, w, ldw, out, ldo, kind, alpha, beta, stream);
 }
 
 absl::Status Gemm::RunTf32Batched(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
@@ -153,14 +177,9 @@ absl::Status Gemm::RunTf32Batched(int64_t M, int64_t N, int64_t K, const float* 
                                   int64_t w_stride, float* out, int64_t ldo, int64_t out_stride,
                                   int batch, cudaStream_t stream) {
   if (M == 0) return absl::OkStatus();
-  if (M < 0 || N <= 0 || K <= 0 || batch < 1)
-    return absl::InvalidArgumentError(absl::StrCat("gemm tf32: bad shape M=", M, " N=", N, " K=",
-                                                   K, " batch=", batch));
-  if (ldx < K || ldw < K || ldo < N)
-    return absl::InvalidArgumentError(absl::StrCat("gemm tf32: strides ldx=", ldx, " ldw=", ldw,
-                                                   " ldo=", ldo, " below K=", K, " / N=", N));
-  if (x == nullptr || w == nullptr || out == nullptr)
-    return absl::InvalidArgumentError("gemm tf32: null operand");
+  if (absl::Status s = CheckOperands("gemm tf32", M, N, K, x, ldx, w, ldw, out, ldo); !s.ok())
+    return s;
+  if (batch < 1) return absl::InvalidArgumentError(absl::StrCat("gemm tf32: batch=", batch));
   for (int64_t v : {ldx, ldw, ldo, x_stride, w_stride, out_stride}) {
     if (v % 4 != 0)
       return absl::InvalidArgumentError("gemm tf32: strides must be multiples of 4 elements");
@@ -175,14 +194,7 @@ absl::Status Gemm::RunTf32Batched(int64_t M, int64_t N, int64_t K, const float* 
     kind.w_stride = w_stride;
     kind.out_stride = out_stride;
   }
-  auto plan = impl_->GetPlan(M, N, K, ldx, ldw, ldo, kind);
-  if (!plan.ok()) return plan.status();
-  const Plan* p = *plan;
-  const float alpha = 1.0f, beta = 0.0f;
-  LT_RETURN_IF_ERROR(cublasLtMatmul(impl_->handle, p->op, &alpha, w, p->a, x, p->b, &beta, out,
-                                    p->c, out, p->c, &p->algo, impl_->workspace, kWorkspaceBytes,
-                                    stream));
-  return absl::OkStatus();
+  return impl_->Matmul(M, N, K, x, ldx, w, ldw, out, ldo, kind, 1.0f, 0.0f, stream);
 }
 
 }  // namespace deltaserve::cuda
