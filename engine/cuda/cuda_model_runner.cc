@@ -16,6 +16,7 @@
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 #include "kernels/cuda/gdn2_decode.h"
 #include "kernels/cuda/gdn2_prefill_ops.h"
+#include "kernels/cuda/gate_products.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/sampling.h"
@@ -396,10 +397,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
     if (L.is_gdn2) {
       const DeviceGdn2Weights& G = L.gdn2;
       DS_RETURN_IF_ERROR(gemm_->Run(T, G.in_rows, d, b.p_n, d, G.in_proj, d, b.p_proj, P, F32, 0.0f, s));
-      DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.p_proj + G.col_f0, P, T, 2 * dv, b.p_f0g0, 2 * dv, s));
-      DS_RETURN_IF_ERROR(gemm_->Run(T, kd, dv, b.p_f0g0, 2 * dv, G.f1, dv, b.p_f, kd, F32, 0.0f, s));
-      DS_RETURN_IF_ERROR(gemm_->Run(T, vd, dv, static_cast<char*>(b.p_f0g0) + dv * 2, 2 * dv, G.g1,
-                                    dv, b.p_z, vd, F32, 0.0f, s));
+      DS_RETURN_IF_ERROR(LaunchGateUpProjections(T, li, b.p_proj, b.p_f0g0, b.p_f, b.p_z, false));
       const struct {
         int64_t col, history, channels;
         const float* weight;
@@ -579,6 +577,12 @@ cuda::Gdn2DecodeArgs::Mode CudaModelRunner::Gdn2Mode(int R) const {
                                                                         : M::kFused;
 }
 
+bool CudaModelRunner::UsesGateProductsKernel() const {
+  const Gdn2Config& gd = config().gdn2;
+  return gd.head_v_dim % 16 == 0 && gd.head_v_dim <= 128 && gd.key_dim() % 64 == 0 &&
+         gd.value_dim() % 64 == 0;
+}
+
 bool CudaModelRunner::FoldsGateProjections(int R) const {
   const int rank = config().gdn2.head_v_dim;
   const int from = options_.fold_gates_from_rows;
@@ -628,7 +632,6 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, bool fold_gates) {
   a.y = b.y;
   a.y_stride = b.y_cols;
   a.y_type = B16;
-  using M = cuda::Gdn2DecodeArgs::Mode;
   a.mode = Gdn2Mode(R);
   if (fold_gates) {
     // f = F1 bf16(f0), z~ = G1 bf16(g0) inside the launch.
@@ -639,10 +642,10 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, bool fold_gates) {
     a.f_up = G.f1;
     a.z_up = G.g1;
   }
-  // The kernel before this launch is the z projection (a GEMM, or the GEMV that also computes
-  // f) or, with fold_gates, the input projection; neither writes the slot indices nor any
-  // state: the state loads may start before it finishes.
-  a.overlap_launch = options_.gdn2_overlap_launch && a.mode == M::kFused;
+  // The kernel before this launch forms f and z~ (the gate-products kernel, a GEMM, or the GEMV
+  // of both) or, with fold_gates, is the input projection; none writes the slot indices, any
+  // state or weights: the state loads may start before it finishes.
+  a.overlap_launch = options_.gdn2_overlap_launch && a.mode == cuda::Gdn2DecodeArgs::Mode::kFused;
   a.state_ready = a.overlap_launch;
   a.prep = b.gdn2_prep;
   a.prep_floats = b.gdn2_prep_floats;
@@ -756,6 +759,38 @@ absl::Status CudaModelRunner::ForwardGemv(int R) {
   return absl::OkStatus();
 }
 
+absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const float* proj,
+                                                     void* f0g0, float* f, float* z,
+                                                     bool programmatic) {
+  const Gdn2Config& gd = config().gdn2;
+  const DeviceGdn2Weights& G = weights_->layers()[li].gdn2;
+  const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
+  const int64_t P = buf_->proj_cols;
+  if (UsesGateProductsKernel()) {
+    cuda::GateProductsArgs ga;
+    ga.rows = R;
+    ga.rank = static_cast<int>(dv);
+    ga.f0 = proj + G.col_f0;
+    ga.g0 = proj + G.col_g0;
+    ga.ld_in = P;
+    ga.f_up = G.f1;
+    ga.nf = kd;
+    ga.z_up = G.g1;
+    ga.nz = vd;
+    ga.f = f;
+    ga.ld_f = kd;
+    ga.z = z;
+    ga.ld_z = vd;
+    ga.programmatic = programmatic;
+    return cuda::LaunchGateProducts(ga, stream_);
+  }
+  const auto F32 = cuda::DType::kF32;
+  DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(proj + G.col_f0, P, R, 2 * dv, f0g0, 2 * dv, stream_));
+  DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, f0g0, 2 * dv, G.f1, dv, f, kd, F32, 0.0f, stream_));
+  return gemm_->Run(R, vd, dv, static_cast<char*>(f0g0) + dv * 2, 2 * dv, G.g1, dv, z, vd, F32,
+                    0.0f, stream_);
+}
+
 absl::Status CudaModelRunner::Forward(int R) {
   if (R <= options_.gemv_max_rows) return ForwardGemv(R);
   const ModelConfig& c = config();
@@ -765,7 +800,7 @@ absl::Status CudaModelRunner::Forward(int R) {
   const float eps = static_cast<float>(c.norm_eps);
   const Gdn2Config& gd = c.gdn2;
   const SwaConfig& sw = c.swa;
-  const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
+  const int64_t vd = gd.value_dim();
   const auto F32 = cuda::DType::kF32;
   cudaStream_t s = stream_;
 
@@ -775,19 +810,11 @@ absl::Status CudaModelRunner::Forward(int R) {
     DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, L.norm_1, eps, b.n, d, s));
     if (L.is_gdn2) {
       const DeviceGdn2Weights& G = L.gdn2;
-      const int64_t P = b.proj_cols;
-      DS_RETURN_IF_ERROR(gemm_->Run(R, G.in_rows, d, b.n, d, G.in_proj, d, b.proj, P, F32, 0.0f, s));
-      if (G.fg1_f32 != nullptr) {
-        // f = f0 . f1^T and z~ = g0 . g1^T as one batched TF32 product on the f32 projections.
-        DS_RETURN_IF_ERROR(gemm_->RunTf32Batched(R, kd, dv, b.proj + G.col_f0, P, dv, G.fg1_f32,
-                                                 dv, kd * dv, b.f, kd, b.z - b.f, 2, s));
-      } else {
-        DS_RETURN_IF_ERROR(
-            cuda::LaunchCastToBf16(b.proj + G.col_f0, P, R, 2 * dv, b.f0g0, 2 * dv, s));
-        DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, b.f0g0, 2 * dv, G.f1, dv, b.f, kd, F32, 0.0f, s));
-        DS_RETURN_IF_ERROR(gemm_->Run(R, vd, dv, static_cast<char*>(b.f0g0) + dv * 2, 2 * dv,
-                                      G.g1, dv, b.z, vd, F32, 0.0f, s));
-      }
+      DS_RETURN_IF_ERROR(
+          gemm_->Run(R, G.in_rows, d, b.n, d, G.in_proj, d, b.proj, b.proj_cols, F32, 0.0f, s));
+      // f / z~ by the gate-products kernel, a programmatic dependent that triggers its own at
+      // once: a fused GDN-2 launch after it starts its state loads early.
+      DS_RETURN_IF_ERROR(LaunchGateUpProjections(R, li, b.proj, b.f0g0, b.f, b.z, true));
       DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li));
       DS_RETURN_IF_ERROR(gemm_->Run(R, d, vd, b.y, b.y_cols, G.o_proj, vd, b.x, d, F32, 1.0f, s));
     } else {

@@ -60,8 +60,8 @@ struct CudaRunnerOptions {
   // state) or >= 256 (bf16 state).
   enum class Gdn2Kernel { kAuto, kFused, kStreamed };
   Gdn2Kernel gdn2_kernel = Gdn2Kernel::kAuto;
-  // Fused GDN-2 decode launched as a programmatic dependent of the projection GEMM before it
-  // (Gdn2DecodeArgs::overlap_launch + state_ready): its state loads overlap the GEMM's tail.
+  // GDN-2 decode launched as a programmatic dependent of the kernel before it, which forms f and
+  // z~ (Gdn2DecodeArgs::overlap_launch + state_ready): its state loads overlap that kernel.
   bool gdn2_overlap_launch = true;
   // Prompts and prompt chunks (sequences feeding > 1 token) through the chunked prefill kernels;
   // off: token-serial through the decode kernels (the reference path). Unsupported model shapes
@@ -128,6 +128,15 @@ class CudaModelRunner final : public ModelRunner {
   absl::Status ForwardGemv(int rows);
   // The GDN-2 decode arrangement for a pass of `rows` rows (options.gdn2_kernel resolved).
   cuda::Gdn2DecodeArgs::Mode Gdn2Mode(int rows) const;
+  // Whether f / z~ can come from cuda::LaunchGateProducts (its shape limits); else a bf16 cast
+  // and two products.
+  bool UsesGateProductsKernel() const;
+  // Enqueues f = bf16(f0) . f1^T and z~ = bf16(g0) . g1^T of GDN-2 layer `li` for `rows` rows
+  // whose f0 / g0 are in `proj` (row stride proj_cols), into f / z (row strides key_dim /
+  // value_dim); `f0g0` is bf16 [rows, 2 * head_v_dim] scratch for the cast of the fallback.
+  // `programmatic`: the gate-products kernel launches as a programmatic dependent.
+  absl::Status LaunchGateUpProjections(int rows, int li, const float* proj, void* f0g0, float* f,
+                                       float* z, bool programmatic);
   // Whether the GEMV pass of `rows` rows leaves the f / z~ up-projections to the GDN-2 launch.
   bool FoldsGateProjections(int rows) const;
   // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj and f / z, or with

@@ -90,10 +90,6 @@ absl::Status DeviceWeights::Allocate() {
       DS_ALLOC(G.f1, uint16_t, kd * dv);
       DS_ALLOC(G.g1, uint16_t, vd * dv);
       DS_ALLOC(G.g1_bias, float, vd);
-      if (kd == vd) {
-        DS_ALLOC(G.fg1_f32, float, 2 * kd * dv);
-        bytes -= 2 * kd * dv * 4;  // read instead of f1 and g1, which are counted
-      }
       DS_ALLOC(G.q_conv, float, kd * W);
       DS_ALLOC(G.k_conv, float, kd * W);
       DS_ALLOC(G.v_conv, float, vd * W);
@@ -162,7 +158,6 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
     }
   }
 #undef DS_TRY
-  if (absl::Status s = dw->WidenGateUpProjections(); !s.ok()) return s;
   return dw;
 }
 
@@ -216,30 +211,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Random(const Model
   }
 #undef DS_TRY
   DS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-  if (absl::Status s = dw->WidenGateUpProjections(); !s.ok()) return s;
   return dw;
-}
-
-absl::Status DeviceWeights::WidenGateUpProjections() {
-  const Gdn2Config& g = config_.gdn2;
-  const int64_t n = g.key_dim() * g.head_v_dim;  // elements of f1 (and of g1, when used)
-  std::vector<uint16_t> h(static_cast<size_t>(n));
-  std::vector<float> wide(static_cast<size_t>(2 * n));
-  for (DeviceLayerWeights& L : layers_) {
-    DeviceGdn2Weights& G = L.gdn2;
-    if (!L.is_gdn2 || G.fg1_f32 == nullptr) continue;
-    for (int part = 0; part < 2; ++part) {
-      DS_CUDA_RETURN_IF_ERROR(cudaMemcpy(h.data(), part == 0 ? G.f1 : G.g1, n * 2,
-                                         cudaMemcpyDeviceToHost));
-      for (int64_t i = 0; i < n; ++i) {
-        const uint32_t bits = static_cast<uint32_t>(h[i]) << 16;
-        std::memcpy(&wide[part * n + i], &bits, 4);
-      }
-    }
-    DS_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy(G.fg1_f32, wide.data(), wide.size() * 4, cudaMemcpyHostToDevice));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace deltaserve

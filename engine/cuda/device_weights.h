@@ -28,9 +28,6 @@ struct DeviceGdn2Weights {
   int64_t col_q = 0, col_k = 0, col_v = 0, col_b = 0, col_w = 0, col_f0 = 0, col_g0 = 0;
   void* f1 = nullptr;
   void* g1 = nullptr;
-  // f32 [2, key_dim, dv]: f1 then g1, the same bf16 values widened, so both gate products run as
-  // one batched TF32 product on the f32 projections; null unless key_dim == value_dim.
-  float* fg1_f32 = nullptr;
   float* g1_bias = nullptr;
   float *q_conv = nullptr, *k_conv = nullptr, *v_conv = nullptr;
   float* a_log = nullptr;
@@ -78,8 +75,6 @@ class DeviceWeights {
  private:
   explicit DeviceWeights(const ModelConfig& config) : config_(config) {}
   absl::Status Allocate();
-  // Fills every fg1_f32 from f1 / g1 (after they were written).
-  absl::Status WidenGateUpProjections();
   absl::StatusOr<void*> Alloc(size_t bytes);
 
   ModelConfig config_;

@@ -1,5 +1,4 @@
-// Matrix products through cuBLASLt with fp32 accumulation, for the linear layers: bf16 operands
-// (Run) or f32 operands with TF32 multiplies (RunTf32Batched).
+// bf16 matrix products through cuBLASLt with fp32 accumulation, for the linear layers.
 //
 //   out[M, N] = alpha * x[M, K] . W[N, K]^T + beta * out[M, N]
 //     x    bf16, row-major, row stride ldx >= K (elements)
@@ -32,16 +31,6 @@ class Gemm {
   absl::Status Run(int64_t M, int64_t N, int64_t K, const void* x, int64_t ldx, const void* w,
                    int64_t ldw, void* out, int64_t ldo, DType out_type, float beta,
                    cudaStream_t stream, float alpha = 1.0f);
-
-  // `batch` independent f32 products out_i = x_i . W_i^T (beta = 0) with TF32 tensor-core
-  // multiplies and fp32 accumulation; problem i's operands start i * x_stride, i * w_stride and
-  // i * out_stride elements after x, w and out. f32 pointers 16-byte aligned, strides and
-  // leading dimensions multiples of 4 elements. Serves small products whose input is an f32
-  // activation (no cast to bf16 first).
-  absl::Status RunTf32Batched(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx,
-                              int64_t x_stride, const float* w, int64_t ldw, int64_t w_stride,
-                              float* out, int64_t ldo, int64_t out_stride, int batch,
-                              cudaStream_t stream);
 
  private:
   struct Impl;
