@@ -101,23 +101,26 @@ __global__ void __launch_bounds__(kNormThreads)
 
 // SwiGluKernel on four columns per thread (16-byte loads, 8-byte stores). Rows of h 16-byte
 // aligned, rows of out 8-byte aligned, width a multiple of 4.
+// Grids of both SwiGLU kernels: rows on x (up to 2^31 - 1), column blocks on y.
 __global__ void SwiGluVecKernel(const float* h, int64_t ldh, int w4, __nv_bfloat16* out,
                                 int64_t ldo) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const int i = blockIdx.y * blockDim.x + threadIdx.x;
   if (i >= w4) return;
-  const float4* row = reinterpret_cast<const float4*>(h + blockIdx.y * ldh);
+  const int64_t r = blockIdx.x;
+  const float4* row = reinterpret_cast<const float4*>(h + r * ldh);
   const float4 a = row[i], b = row[w4 + i];
-  StoreBf16x4(out + blockIdx.y * ldo + 4 * i, Silu(a.x) * b.x, Silu(a.y) * b.y,
-              Silu(a.z) * b.z, Silu(a.w) * b.w);
+  StoreBf16x4(out + r * ldo + 4 * i, Silu(a.x) * b.x, Silu(a.y) * b.y, Silu(a.z) * b.z,
+              Silu(a.w) * b.w);
 }
 
 __global__ void SwiGluKernel(const float* h, int64_t ldh, int64_t width, __nv_bfloat16* out,
                              int64_t ldo) {
-  const float* row = h + blockIdx.y * ldh;
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t r = blockIdx.x;
+  const float* row = h + r * ldh;
+  const int64_t i = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= width) return;
   const float a = row[i];
-  out[blockIdx.y * ldo + i] = __float2bfloat16_rn(Silu(a) * row[width + i]);
+  out[r * ldo + i] = __float2bfloat16_rn(Silu(a) * row[width + i]);
 }
 
 // Block (row, column block of 256).
@@ -201,18 +204,18 @@ absl::Status LaunchRmsNormToBf16(const float* x, int64_t ldx, int64_t rows, int6
 absl::Status LaunchSwiGlu(const float* h, int64_t ldh, int64_t rows, int64_t width, void* out,
                           int64_t ldo, cudaStream_t stream) {
   if (absl::Status s = CheckRows("swiglu", rows); !s.ok()) return s;
-  if (width <= 0 || ldh < 2 * width || ldo < width || rows > 65535)
-    return absl::InvalidArgumentError(absl::StrCat("swiglu: width=", width, " ldh=", ldh,
-                                                   " ldo=", ldo, " rows=", rows));
+  if (width <= 0 || width > int64_t{65535} * 256 || ldh < 2 * width || ldo < width)
+    return absl::InvalidArgumentError(
+        absl::StrCat("swiglu: width=", width, " ldh=", ldh, " ldo=", ldo));
   if (rows == 0) return absl::OkStatus();
   auto* o = static_cast<__nv_bfloat16*>(out);
   if (width % 4 == 0 && ldh % 4 == 0 && ldo % 4 == 0 && IsAligned(h, 16) && IsAligned(out, 8)) {
     const int w4 = static_cast<int>(width / 4);
-    const dim3 grid(static_cast<unsigned>((w4 + 255) / 256), static_cast<unsigned>(rows));
+    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((w4 + 255) / 256));
     SwiGluVecKernel<<<grid, 256, 0, stream>>>(h, ldh, w4, o, ldo);
     return LaunchStatus("SwiGluVecKernel");
   }
-  dim3 grid(static_cast<unsigned>((width + 255) / 256), static_cast<unsigned>(rows));
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((width + 255) / 256));
   SwiGluKernel<<<grid, 256, 0, stream>>>(h, ldh, width, o, ldo);
   return LaunchStatus("SwiGluKernel");
 }

@@ -353,6 +353,31 @@ TEST_F(DecodeOpsTest, RowKernels) {
             << "row " << r << " col " << i;
   }
 
+  // SwiGLU over more rows than a grid dimension other than x allows, both kernels (width a
+  // multiple of 4 and not), strided: every row computed, padding untouched.
+  for (const int64_t sw : {int64_t{8}, int64_t{7}}) {
+    const int64_t srows = 70000, sld = 2 * sw + 4, sldo = sw + 4;
+    std::vector<float> sin(srows * sld);
+    for (auto& v : sin) v = nd(rng);
+    std::vector<uint16_t> sout_init(srows * sldo, 0xffff);
+    DeviceBuffer dsi = DeviceBuffer::From(sin), dso = DeviceBuffer::From(sout_init);
+    ASSERT_TRUE(LaunchSwiGlu(dsi.get<float>(), sld, srows, sw, dso.get(), sldo, nullptr).ok());
+    const std::vector<uint16_t> so = dso.To<uint16_t>();
+    std::vector<double> g, r;
+    for (int64_t row = 0; row < srows; ++row) {
+      for (int64_t i = 0; i < sldo; ++i) {
+        if (i >= sw) {
+          ASSERT_EQ(so[row * sldo + i], 0xffff) << "row " << row << " col " << i;
+          continue;
+        }
+        const double a = sin[row * sld + i], b = sin[row * sld + sw + i];
+        r.push_back(a / (1 + std::exp(-a)) * b);
+        g.push_back(Bf16ToFloat(so[row * sldo + i]));
+      }
+    }
+    EXPECT_LT(RelErr(g, r), 4e-3) << "swiglu over 70000 rows, width " << sw;
+  }
+
   // Positions: only the listed slots advance; a negative slot (padding row) is skipped.
   const int64_t stride = 512, off = 64;
   std::vector<int64_t> pool(8 * stride / 8, 5);
