@@ -67,7 +67,7 @@ struct CudaModelRunner::Buffers {
   int64_t proj_cols = 0;
   void* f0g0 = nullptr;       // bf16 [max_rows, 2*dv]
   float* f = nullptr;         // [max_rows, key_dim]
-  float* z = nullptr;         // [max_rows, value_dim], right after f (one batched product)
+  float* z = nullptr;         // [max_rows, value_dim]
   void* y = nullptr;          // bf16 [max_rows, y_cols]
   int64_t y_cols = 0;
   float* logits = nullptr;    // [max_rows, padded_vocab]
@@ -231,8 +231,8 @@ absl::Status CudaModelRunner::Init() {
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.n, R * d * 2));
   DS_RETURN_IF_ERROR(b.Alloc(&b.proj, R * b.proj_cols));
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.f0g0, R * 2 * int64_t{gd.head_v_dim} * 2));
-  DS_RETURN_IF_ERROR(b.Alloc(&b.f, R * (gd.key_dim() + gd.value_dim())));
-  b.z = b.f + R * gd.key_dim();
+  DS_RETURN_IF_ERROR(b.Alloc(&b.f, R * gd.key_dim()));
+  DS_RETURN_IF_ERROR(b.Alloc(&b.z, R * gd.value_dim()));
   DS_RETURN_IF_ERROR(b.AllocBytes(&b.y, R * b.y_cols * 2));
   DS_RETURN_IF_ERROR(b.Alloc(&b.logits, R * V));
   DS_RETURN_IF_ERROR(b.Alloc(&b.swa_scratch, b.swa_scratch_floats));

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/activations.cuh"
+#include "kernels/cuda/bf16_store.cuh"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/status_util.h"
 
@@ -56,16 +57,6 @@ __global__ void __launch_bounds__(kNormThreads)
     o[i] = __float2bfloat16_rn(row[i] * inv * gamma[i]);
 }
 
-// Four bf16 from four floats, as one 8-byte store.
-__device__ __forceinline__ void StoreBf16x4(__nv_bfloat16* dst, float a, float b, float c,
-                                            float d) {
-  __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
-  uint2 v;
-  v.x = *reinterpret_cast<uint32_t*>(&lo);
-  v.y = *reinterpret_cast<uint32_t*>(&hi);
-  *reinterpret_cast<uint2*>(dst) = v;
-}
-
 // RmsNormKernel with 16-byte loads and the row held in registers (NV float4 per thread, so
 // d <= 4 * NV * kNormThreads): one read of the row, 8-byte stores. Rows of x and gamma
 // 16-byte aligned, rows of out 8-byte aligned, d a multiple of 4.
@@ -99,9 +90,10 @@ __global__ void __launch_bounds__(kNormThreads)
   }
 }
 
+// Grids of both SwiGLU kernels: rows on x (up to 2^31 - 1), column blocks on y.
+//
 // SwiGluKernel on four columns per thread (16-byte loads, 8-byte stores). Rows of h 16-byte
 // aligned, rows of out 8-byte aligned, width a multiple of 4.
-// Grids of both SwiGLU kernels: rows on x (up to 2^31 - 1), column blocks on y.
 __global__ void SwiGluVecKernel(const float* h, int64_t ldh, int w4, __nv_bfloat16* out,
                                 int64_t ldo) {
   const int i = blockIdx.y * blockDim.x + threadIdx.x;

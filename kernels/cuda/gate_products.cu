@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/async_copy.cuh"
+#include "kernels/cuda/bf16_store.cuh"
 #include "kernels/cuda/gate_products.h"
 #include "kernels/cuda/status_util.h"
 
@@ -20,7 +21,7 @@ constexpr int kPad = 8;        // bf16 per shared row: 8 consecutive rows start 
 constexpr int kRowElems = kMaxRank + kPad;
 
 struct P {
-  int rows, rank, tiles_f;
+  int rows, tiles_f;
   const float *f0, *g0;
   int64_t ld_in;
   const uint16_t *f_up, *z_up;
@@ -86,12 +87,8 @@ __global__ void __launch_bounds__(kWarps * 32) GateProductsKernel(const P p) {
   for (int j = 0; j < kPerThread; ++j) {
     const int i = tid + j * kWarps * 32;
     const int r = i / kQuads, c = i % kQuads;
-    const __nv_bfloat162 lo = __floats2bfloat162_rn(v[j].x, v[j].y);
-    const __nv_bfloat162 hi = __floats2bfloat162_rn(v[j].z, v[j].w);
-    uint2 packed;
-    packed.x = *reinterpret_cast<const uint32_t*>(&lo);
-    packed.y = *reinterpret_cast<const uint32_t*>(&hi);
-    *reinterpret_cast<uint2*>(&a_s[r][4 * c]) = packed;
+    StoreBf16x4(reinterpret_cast<__nv_bfloat16*>(&a_s[r][4 * c]), v[j].x, v[j].y, v[j].z,
+                v[j].w);
   }
   CpAsyncWait<0>();
   __syncthreads();
@@ -163,7 +160,6 @@ absl::Status LaunchGateProducts(const GateProductsArgs& a, cudaStream_t stream) 
     return absl::InvalidArgumentError(absl::StrCat("gate products: ", a.rows, " rows"));
   P p;
   p.rows = a.rows;
-  p.rank = a.rank;
   p.tiles_f = static_cast<int>(a.nf / kTile);
   p.f0 = a.f0;
   p.g0 = a.g0;
