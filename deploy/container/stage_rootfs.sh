@@ -17,16 +17,21 @@
 # container runtime injects the host's at start. A library ldd cannot find is an error, except
 # libcuda.so.1 on a machine without a driver.
 #
-# Usage: stage_rootfs.sh --variant cpu|cuda --binary FILE --model DIR --out DIR
+# With --link, the libraries and the model are hard-linked rather than copied where the file
+# system allows (the staged tree then costs almost no disk; a check that only inspects it needs
+# nothing more). build_image.sh stages without it, so an image never depends on it.
+#
+# Usage: stage_rootfs.sh --variant cpu|cuda --binary FILE --model DIR --out DIR [--link]
 set -euo pipefail
 
-variant="" binary="" model="" out=""
+variant="" binary="" model="" out="" link=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) variant=$2; shift 2 ;;
     --binary) binary=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --link) link=1; shift ;;
     *) echo "stage_rootfs: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +45,13 @@ rm -rf "$root"
 mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/models"
 chmod 1777 "$root/tmp"
 install -m 0755 "$binary" "$root/usr/local/bin/deltaserve"
+
+# stage_file SRC DEST: DEST gets SRC's content (symlinks followed); a hard link under --link
+# when SRC and DEST share a file system, a copy otherwise.
+stage_file() {
+  if [ $link -eq 1 ] && cp -L --link "$1" "$2" 2>/dev/null; then return 0; fi
+  cp -L "$1" "$2"
+}
 
 is_driver_lib() {
   case "$(basename "$1")" in libcuda.so*|libnvidia-*.so*|libnvcuvid.so*) return 0 ;; *) return 1 ;; esac
@@ -68,7 +80,7 @@ copy_deps() {
       *) dest=/usr/local/lib/deltaserve/$(basename "$path") ;;
     esac
     mkdir -p "$root$(dirname "$dest")"
-    cp -L "$path" "$root$dest"
+    stage_file "$path" "$root$dest"
   done < <(ldd "$1")
 }
 copy_deps "$binary"
@@ -93,8 +105,14 @@ printf '/usr/local/lib/deltaserve\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-
 mkdir -p "$root/usr/local/lib/deltaserve"
 ldconfig -r "$root"
 
-cp -r "$model" "$root/models/default"
-chmod -R a+rX,go-w "$root/models"
+# Linked files share their mode with the source, so only copies get the image's modes.
+if [ $link -eq 1 ] && cp -rL --link "$model" "$root/models/default" 2>/dev/null; then
+  :
+else
+  rm -rf "$root/models/default"
+  cp -rL "$model" "$root/models/default"
+  chmod -R a+rX,go-w "$root/models"
+fi
 
 cat > "$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/sbin/nologin
@@ -107,4 +125,6 @@ GROUP
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$root/etc/nsswitch.conf"
 printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 
-echo "stage_rootfs: $variant root file system in $root ($(du -sh "$root" | cut -f1))"
+linked=""
+[ $link -eq 1 ] && linked=", libraries and model hard-linked where possible"
+echo "stage_rootfs: $variant root file system in $root ($(du -sh "$root" | cut -f1)$linked)"

@@ -4,15 +4,18 @@
 # needs resolves inside the image; only the NVIDIA driver (libcuda, libnvidia-*), which the NVIDIA
 # container runtime injects, may be missing. For the cuda variant, each CUDA runtime library the
 # binary links must be in the image and no driver library may be.
+# The variants are staged one at a time with hard links (--link), each removed once checked, so
+# the check needs little free disk (a copied cuda tree is over 1 GB).
 # Usage: check_rootfs.sh SOURCE_DIR BINARY WORK_DIR
 set -euo pipefail
 src=$1 binary=$2 work=$3
 rm -rf "$work"
 mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
 fail=0
 for variant in cpu cuda; do
   "$src/deploy/container/stage_rootfs.sh" --variant "$variant" --binary "$binary" \
-    --model "$src/models/default" --out "$work/$variant"
+    --model "$src/models/default" --out "$work/$variant" --link
   root="$work/$variant/rootfs"
   listing=$(chroot "$root" /lib64/ld-linux-x86-64.so.2 --list /usr/local/bin/deltaserve)
   while read -r line; do
@@ -35,7 +38,7 @@ for variant in cpu cuda; do
     fi
   done
   echo "$variant: $(echo "$listing" | grep -c '=>') libraries resolve inside the image"
+  rm -rf "${work:?}/$variant"
 done
-rm -rf "$work"
 [ $fail -eq 0 ] && echo "rootfs check passed"
 exit $fail
