@@ -11,8 +11,9 @@
 4. From the host: grpc.health.v1 Check answers SERVING, a Generate call streams 8 tokens, and
    /metrics counts them.
 5. `podman stop` (SIGTERM) ends the container with exit status 0 within the drain grace.
-The image and container are removed afterwards. The test is skipped (exit 77) only when
-`podman info` fails, i.e. no container engine can run on this machine at all.
+The image, the container and the staged build context are removed afterwards. The test is
+skipped (exit 77) only when `podman info` fails, i.e. no container engine can run on this machine
+at all.
 
 Usage: check_container.py --binary FILE --source-dir DIR --work DIR RENDERED_CPU.yaml
 """
@@ -129,6 +130,7 @@ def main():
       print("container log (last lines):\n  " + "\n  ".join((logs.stdout + logs.stderr).splitlines()))
     subprocess.run(["podman", "rm", "-f", name], capture_output=True, timeout=60)
     subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, timeout=60)
+    shutil.rmtree(work / "context", ignore_errors=True)  # the staged image tree (~600 MB)
 
 
 if __name__ == "__main__":
