@@ -38,6 +38,9 @@ struct Case {
   // > 0: the gate up-projections run inside the launch (Gdn2DecodeArgs::gate_rank); f_raw /
   // z_raw then carry rank-r inputs, and the producer of an overlapped launch writes g0.
   int gate_rank = 0;
+  // > 0: rows 1, 1 + skip_every, ... carry slot indices out of range (-1 or >= num_slots),
+  // which the kernel must skip: no state, history or output of theirs is written.
+  int skip_every = 0;
 };
 
 double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
@@ -107,6 +110,10 @@ void RunCase(const Case& c, uint32_t seed) {
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), rng);
   std::vector<int32_t> slots(perm.begin(), perm.begin() + B);
+  auto skipped = [&](int bi) { return c.skip_every > 0 && bi % c.skip_every == 1; };
+  for (int bi = 0; bi < B; ++bi) {
+    if (skipped(bi)) slots[bi] = bi % 4 == 1 ? -1 : num_slots + bi;
+  }
 
   // Inputs with padded row strides.
   const int64_t pad = 8;
@@ -266,6 +273,7 @@ void RunCase(const Case& c, uint32_t seed) {
 
   std::vector<double> ref_state, got_state, ref_hist, got_hist, ref_y, got_y;
   for (int bi = 0; bi < B; ++bi) {
+    if (skipped(bi)) continue;
     const uint8_t* base = pool.data() + static_cast<size_t>(slots[bi]) * L.stride;
     const uint8_t* abase = pool_after.data() + static_cast<size_t>(slots[bi]) * L.stride;
     auto conv = [&](int64_t hist_off, int width, const std::vector<float>& raw,
@@ -357,7 +365,9 @@ void RunCase(const Case& c, uint32_t seed) {
 
   // Untouched: every byte outside the kernel's regions of touched slots, and all other slots.
   std::vector<bool> touched(num_slots, false);
-  for (int32_t sl : slots) touched[sl] = true;
+  for (int32_t sl : slots) {
+    if (sl >= 0 && sl < num_slots) touched[sl] = true;
+  }
   const int64_t state_end =
       L.rec + int64_t{HV} * dk * dv * DTypeBytes(c.state_type);
   int64_t changed_outside = 0;
@@ -384,7 +394,9 @@ void RunCase(const Case& c, uint32_t seed) {
         std::memcpy(&h, y_bytes.data() + 2 * yi, 2);
         val = Bf16ToFloat(h);
       }
-      if (j < vd) {
+      if (skipped(bi)) {
+        ASSERT_TRUE(std::isnan(val)) << "y row " << bi << " of a skipped slot written";
+      } else if (j < vd) {
         ASSERT_TRUE(std::isfinite(val)) << "y[" << bi << "][" << j << "] unwritten";
       } else {
         ASSERT_TRUE(std::isnan(val)) << "y padding overwritten";
@@ -497,6 +509,21 @@ TEST_F(Gdn2DecodeTest, StreamedModeAllShapes) {
   RunCase({t, 7, DType::kF32, DType::kF32, 1, kS}, 308);
   t.conv_size = 1;
   RunCase({t, 5, DType::kF32, DType::kF32, 1, kS}, 309);
+}
+
+// Rows whose slot index is out of range are skipped by both arrangements; under kStreamed the
+// skipped tiles sit between others in a block's ring, and their ready words stay zero.
+TEST_F(Gdn2DecodeTest, OutOfRangeSlotsAreSkipped) {
+  for (auto mode : {Gdn2DecodeArgs::Mode::kFused, Gdn2DecodeArgs::Mode::kStreamed}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    const int splits = mode == Gdn2DecodeArgs::Mode::kFused ? 0 : 1;
+    Case c{Ref13B(), 40, DType::kF32, DType::kF32, splits, mode};
+    c.skip_every = 3;
+    RunCase(c, 801);
+    Case bf{Grouped(), 300, DType::kBF16, DType::kBF16, splits, mode};
+    bf.skip_every = 5;
+    RunCase(bf, 802);
+  }
 }
 
 TEST_F(Gdn2DecodeTest, FusedOverlappedLaunchWaitsForProducer) {
