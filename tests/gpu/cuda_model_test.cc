@@ -412,10 +412,7 @@ void CompareChunkedPrefill(
   std::filesystem::remove_all(dir);
 }
 
-class CudaModelTest : public ::testing::Test {
- protected:
-  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
-};
+using CudaModelTest = ::deltaserve::testing::GpuTest;
 
 TEST_F(CudaModelTest, PureF32State) { CompareModels(false, StateDtype::kF32); }
 TEST_F(CudaModelTest, PureBf16State) { CompareModels(false, StateDtype::kBF16); }

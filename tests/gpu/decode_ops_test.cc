@@ -24,10 +24,7 @@ using ::deltaserve::testing::DeviceBuffer;
 using ::deltaserve::testing::FloatToBf16;
 using ::deltaserve::testing::RelErr;
 
-class DecodeOpsTest : public ::testing::Test {
- protected:
-  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
-};
+using DecodeOpsTest = ::deltaserve::testing::GpuTest;
 
 // overlap: launched as a programmatic dependent right after a kernel that writes qkv over a NaN
 // poison; the attention must read qkv only after that kernel finished.

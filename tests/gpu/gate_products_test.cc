@@ -23,10 +23,7 @@ using ::deltaserve::testing::DeviceBuffer;
 using ::deltaserve::testing::FloatToBf16;
 using ::deltaserve::testing::RelErr;
 
-class GateProductsTest : public ::testing::Test {
- protected:
-  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
-};
+using GateProductsTest = ::deltaserve::testing::GpuTest;
 
 constexpr float kPoison = 12345.0f;
 

@@ -421,10 +421,7 @@ Gdn2DecodeShape Grouped(bool neg_eig_sigmoid_gate = false, int conv_size = 3) {
   return g;
 }
 
-class Gdn2DecodeTest : public ::testing::Test {
- protected:
-  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
-};
+using Gdn2DecodeTest = ::deltaserve::testing::GpuTest;
 
 TEST_F(Gdn2DecodeTest, Batch1AllSplitsF32) {
   for (int splits : {0, 1, 2, 4, 8}) {

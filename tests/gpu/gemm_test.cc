@@ -18,10 +18,7 @@ using ::deltaserve::testing::DeviceBuffer;
 using ::deltaserve::testing::FloatToBf16;
 using ::deltaserve::testing::RelErr;
 
-class GemmTest : public ::testing::Test {
- protected:
-  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
-};
+using GemmTest = ::deltaserve::testing::GpuTest;
 
 TEST_F(GemmTest, Bf16OperandsAccumulateIntoF32) {
   const int64_t M = 5, N = 64, K = 96;

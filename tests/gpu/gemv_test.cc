@@ -23,10 +23,7 @@ using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
 using ::deltaserve::testing::FloatToBf16;
 
-class GemvTest : public ::testing::Test {
- protected:
-  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
-};
+using GemvTest = ::deltaserve::testing::GpuTest;
 
 float RoundBf16(float v) { return Bf16ToFloat(FloatToBf16(v)); }
 

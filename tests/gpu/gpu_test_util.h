@@ -1,5 +1,5 @@
-// Helpers for the GPU tests: skipping when no device is present, RAII device buffers, bf16
-// conversion on the host, and error norms.
+// Helpers for the GPU tests: skipping when no device is present (GpuTest, the tests' fixture),
+// RAII device buffers, bf16 conversion on the host, and error norms.
 //
 // Thread-safety: test-only, single-threaded.
 #pragma once
@@ -22,6 +22,12 @@ inline bool HaveGpu() {
 
 #define DS_SKIP_WITHOUT_GPU() \
   if (!::deltaserve::testing::HaveGpu()) GTEST_SKIP() << "no CUDA device"
+
+// Fixture of the GPU tests: each test is skipped when no device is present.
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override { DS_SKIP_WITHOUT_GPU(); }
+};
 
 #define DS_CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
