@@ -7,6 +7,11 @@
 // measured in the same run. Slots rotate over enough disjoint sets that the state cannot sit in
 // L2. A "_pdl" mode launches each kernel as a programmatic dependent of the previous launch
 // (which touches other slots: overlap_launch + state_ready), as the runner does after the z GEMM.
+// Two peers are timed at every fp32 batch: "peer_tile_roundtrip" moves exactly the launch's
+// state tiles with the recurrence's grid and copy pattern and does nothing else
+// (state_roundtrip_peer.h); "peer_copy" is a device-to-device copy of the launch's bytes
+// (cudaMemcpyAsync, timed as copies queued on a stream). Their ratios show how close the access
+// pattern itself gets to the 1 GiB copy at that size.
 //
 // Usage: gdn2_decode_bench [out.json] [--modes=a,b] [--batches=1,64] [--states=f32,bf16]
 //                          [--splits=1,2]   (filters; default: everything)
@@ -22,6 +27,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/cuda/state_roundtrip_peer.h"
 #include "kernels/cuda/gdn2_decode.h"
 
 using namespace deltaserve::bench;
@@ -83,6 +89,9 @@ bool Selected(const std::vector<std::string>& filter, const std::string& v) {
   return filter.empty() || std::find(filter.begin(), filter.end(), v) != filter.end();
 }
 
+constexpr const char* kPeerRoundTrip = "peer_tile_roundtrip";
+constexpr const char* kPeerCopy = "peer_copy";
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,6 +106,7 @@ int main(int argc, char** argv) {
   for (const std::string& m : f_modes) {
     bool known = false;
     for (const ModeSpec& ms : kModes) known = known || m == ms.name;
+    known = known || m == kPeerRoundTrip || m == kPeerCopy;
     if (!known) {
       std::fprintf(stderr, "unknown mode %s\n", m.c_str());
       return 1;
@@ -130,6 +140,18 @@ int main(int argc, char** argv) {
   BENCH_CUDA(cudaMemset(prep, 0, deltaserve::cuda::Gdn2DecodePrepFloats(shape, max_batch) * 4));
   cudaStream_t stream;
   BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  // The copy peer's source and destination: two copies of the largest launch's bytes, and
+  // >= 256 MB of rotation at every batch.
+  const size_t copy_buf_bytes =
+      static_cast<size_t>(deltaserve::cuda::Gdn2DecodeBytes(shape, max_batch, DType::kF32,
+                                                            DType::kBF16)) + (size_t{256} << 20);
+  char *copy_src = nullptr, *copy_dst = nullptr;
+  if (Selected(f_modes, kPeerCopy) && Selected(f_states, "f32")) {
+    BENCH_CUDA(cudaMalloc(&copy_src, copy_buf_bytes));
+    BENCH_CUDA(cudaMalloc(&copy_dst, copy_buf_bytes));
+    BENCH_CUDA(cudaMemset(copy_src, 1, copy_buf_bytes));
+    BENCH_CUDA(cudaMemset(copy_dst, 2, copy_buf_bytes));
+  }
 
   std::vector<Row> rows;
   for (DType st : {DType::kF32, DType::kBF16}) {
@@ -228,10 +250,57 @@ int main(int argc, char** argv) {
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         bytes / t_graph / copy_bw0});
       }
+      if (st != DType::kF32) continue;
+      // The peers, rotated over the same slot sets (round trip) or as many distinct ranges.
+      const double state_bytes = 2.0 * batch * shape.num_v_heads * 128 * 128 * 4;
+      if (Selected(f_modes, kPeerRoundTrip)) {
+        const bool evict_last = state_bytes / 2 >= double{int64_t{128} << 20};
+        int launch_i = 0;
+        auto body_n = [&](int n) {
+          for (int i = 0; i < n; ++i) {
+            const int32_t* slots =
+                d_perm + (static_cast<int64_t>(launch_i++ % sets) * batch) % num_slots;
+            BENCH_CUDA(deltaserve::bench::LaunchStateRoundTripPeer(
+                slots, batch, shape.num_v_heads, pool, stride, rec, num_slots, evict_last,
+                stream));
+          }
+        };
+        body_n(3);
+        BENCH_CUDA(cudaStreamSynchronize(stream));
+        const double t_graph = TimeGraph(stream, [&] { body_n(launches); }, launches);
+        const double t_single = TimeSingle(stream, [&] { body_n(1); });
+        rows.push_back({kPeerRoundTrip, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
+                        state_bytes, state_bytes / t_graph / 1e9,
+                        state_bytes / t_graph / copy_bw0});
+      }
+      if (copy_src != nullptr) {
+        const double bytes = static_cast<double>(
+            deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
+        const size_t half = (static_cast<size_t>(bytes / 2) + 255) / 256 * 256;
+        const int copy_sets = static_cast<int>(std::max<size_t>(2, copy_buf_bytes / half));
+        int launch_i = 0;
+        auto body_n = [&](int n) {
+          for (int i = 0; i < n; ++i) {
+            const size_t off = static_cast<size_t>(launch_i++ % copy_sets) * half;
+            BENCH_CUDA(cudaMemcpyAsync(copy_dst + off, copy_src + off, half,
+                                       cudaMemcpyDeviceToDevice, stream));
+          }
+        };
+        body_n(3);
+        BENCH_CUDA(cudaStreamSynchronize(stream));
+        // N copies queued on the stream between events, not a graph: as graph nodes, copies of
+        // >= 512 MB ran at ~2.75 TB/s on an H200 (bench/NOTES.md, "peers").
+        const double t_graph = TimeSingle(stream, [&] { body_n(launches); }, 7) / launches;
+        const double t_single = TimeSingle(stream, [&] { body_n(1); });
+        rows.push_back({kPeerCopy, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
+                        2.0 * half, 2.0 * half / t_graph / 1e9, 2.0 * half / t_graph / copy_bw0});
+      }
     }
     cudaFree(d_perm);
     cudaFree(pool);
   }
+  cudaFree(copy_src);
+  cudaFree(copy_dst);
   const double copy_bw1 = CopyBandwidth(size_t{1} << 30);
 
   FILE* f = std::fopen(out_path.c_str(), "w");
