@@ -31,9 +31,23 @@ constexpr int kBulkChunkBytes = 16384;
 // streaming hint). Measured on an H200 (bench/NOTES.md, "evict_last"): +2 % at 256 MB of fp32
 // state and +4 % at 1 GB, but -2 % at 32-64 MB; 128 MB is about even.
 constexpr int64_t kStateEvictLastBytes = int64_t{128} << 20;
+// The first wave of tiles starts its copies spread over this many nanoseconds (block i of the
+// wave waits i / wave of it). Started together, the first wave's 25 MB (fp32, 132 SMs) land
+// together after ~8 us; then every block reduces and stores while no read is in flight, and the
+// waves after it stay in step. Spread out, early blocks store while later ones read. Measured
+// on an H200 (bench/NOTES.md, "first wave"), fp32 us per launch at batch 64 / 256: no ramp
+// 45.3 / 159.8, 8 us 44.0 / 158.3, 12 us 43.1 / 157.5, 16 us 43.3 / 157.1.
+constexpr int kFirstWaveRampNs = 12000;
 // 128 threads and at most 64 registers each: three fp32 tiles per SM take 24K registers,
 // leaving room for the prep kernel's resident blocks beside them.
 constexpr int kStreamedThreads = 128;
+
+// Spins for about `ns` nanoseconds (global timer).
+__device__ __forceinline__ void SleepNs(long long ns) {
+  if (ns <= 0) return;
+  const unsigned long long start = GlobalTimerNs();
+  while (GlobalTimerNs() - start < static_cast<unsigned long long>(ns)) __nanosleep(128);
+}
 
 // Spins until the ready word is nonzero (acquire), then takes one consumer away. A record that
 // never arrives is a bug, not a state to wait out: after about 2^34 cycles (seconds) the kernel
@@ -96,6 +110,8 @@ __global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
 
   const uint32_t bar = SharedAddr(&full);
   if (tid == 0) {
+    const int linear = blockIdx.y * gridDim.x + blockIdx.x;
+    if (linear < p.ramp_blocks) SleepNs(int64_t{linear} * p.ramp_ns / p.ramp_blocks);
     MbarInit(bar);
     MbarArriveExpectTx(bar, kTileBytes);
     const uint32_t dst = SharedAddr(streamed_smem);
@@ -217,10 +233,34 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
         kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     attr_set = true;
   }
-  const absl::Status prep = gdn2_detail::LaunchPrep(p, DK, DV, batch, stream);
+  // Tiles resident at once on the device beside the prep kernel's blocks (at most
+  // kPrepBlocksPerSm per SM): the first wave. A launch of at most this many blocks is one wave,
+  // which a ramp would only delay. Blocks past the first wave must not wait (they start late
+  // already), so this must not overestimate. Computed for the first device it runs on.
+  static int wave[2] = {0, 0};  // per instantiation and conv-width kernel; benign race
+  int& first_wave = wave[p.W == 4 ? 0 : 1];
+  if (first_wave == 0) {
+    int device = 0, sms = 0, regs_sm = 0, per_sm = 0, prep_regs = 0;
+    DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+    DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    DS_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&regs_sm, cudaDevAttrMaxRegistersPerMultiprocessor, device));
+    DS_CUDA_RETURN_IF_ERROR(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, TL::NT, smem));
+    const absl::Status prep_status = gdn2_detail::PrepRegistersPerSm(p, DK, DV, &prep_regs);
+    if (!prep_status.ok()) return prep_status;
+    cudaFuncAttributes fa;
+    DS_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&fa, kernel));
+    per_sm = std::min(per_sm, (regs_sm - prep_regs) / BlockRegisters(TL::NT, fa.numRegs));
+    first_wave = std::max(1, sms * per_sm);
+  }
+  Params q = p;
+  q.ramp_blocks = int64_t{p.HV} * batch > first_wave ? first_wave : 0;
+  q.ramp_ns = kFirstWaveRampNs;
+  const absl::Status prep = gdn2_detail::LaunchPrep(q, DK, DV, batch, stream);
   if (!prep.ok()) return prep;
-  return LaunchKernel("Gdn2RecurrenceStreamedKernel", kernel, dim3(p.HV, batch, 1), dim3(TL::NT),
-                      smem, stream, /*programmatic=*/true, p);
+  return LaunchKernel("Gdn2RecurrenceStreamedKernel", kernel, dim3(q.HV, batch, 1), dim3(TL::NT),
+                      smem, stream, /*programmatic=*/true, q);
 }
 
 }  // namespace
@@ -358,6 +398,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.prep = streamed ? a.prep : nullptr;
   p.prep_row = PrepRowFloats(H, dk, static_cast<int>(vd));
   p.state_evict_last = streamed && int64_t{a.batch} * state_bytes >= kStateEvictLastBytes;
+  p.ramp_blocks = p.ramp_ns = 0;  // LaunchStreamed sets them
   p.overlap = a.overlap_launch;
   p.state_ready = a.state_ready;
   p.gate_rank = a.gate_rank;

@@ -43,6 +43,10 @@ struct Params {
   // kStreamed: fetch state tiles with an L2 evict_last policy (large launches, see
   // kStateEvictLastBytes in gdn2_decode.cu).
   bool state_evict_last;
+  // kStreamed: blocks with a linear index below ramp_blocks (the first wave of resident tiles,
+  // or 0) wait index * ramp_ns / ramp_blocks nanoseconds before they start their tile copy
+  // (kFirstWaveRampNs in gdn2_decode.cu).
+  int ramp_blocks, ramp_ns;
   bool overlap;      // kFused: programmatic dependent of the previous kernel
   bool state_ready;  // with overlap: slots, state and histories may be read before the wait
   // Fused with gate_rank > 0: f_raw / z_raw are the rank-r inputs, f_up / z_up the bf16
@@ -74,6 +78,13 @@ __device__ __forceinline__ float* PrepWv(const Params& p, int b, int dk) {
 }
 __device__ __forceinline__ unsigned* PrepReady(const Params& p, int b, int dk) {
   return reinterpret_cast<unsigned*>(PrepWv(p, b, dk) + p.value_dim);
+}
+
+// The global nanosecond timer (shared by all SMs).
+__device__ __forceinline__ unsigned long long GlobalTimerNs() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+  return t;
 }
 
 __device__ __forceinline__ float Softplus(float x) {
@@ -221,5 +232,13 @@ absl::Status LaunchFused(const Params& p, int dk, int dvs, DType state_type, int
 // The prep kernel of kStreamed: writes the prep record (PrepStride) and w*v. dv = the whole
 // head_v_dim.
 absl::Status LaunchPrep(const Params& p, int dk, int dv, int batch, cudaStream_t stream);
+// Registers the prep kernel's resident blocks take on one SM (allocated per warp in units of
+// 256), for a launch with these shapes; the recurrence blocks beside them share the rest.
+absl::Status PrepRegistersPerSm(const Params& p, int dk, int dv, int* regs);
+
+// Registers a block of `threads` threads of a kernel using `regs_per_thread` is allocated.
+inline int BlockRegisters(int threads, int regs_per_thread) {
+  return (threads + 31) / 32 * ((regs_per_thread * 32 + 255) / 256 * 256);
+}
 
 }  // namespace deltaserve::cuda::gdn2_detail

@@ -690,6 +690,16 @@ absl::Status LaunchPrep(const Params& p, int dk, int dv, int batch, cudaStream_t
   });
 }
 
+absl::Status PrepRegistersPerSm(const Params& p, int dk, int dv, int* regs) {
+  return DispatchTileShape(dk, dv, "gdn2 decode (prep): ", [&]<int DK, int DV>() {
+    cudaFuncAttributes fa;
+    DS_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(
+        &fa, p.W == 4 ? Gdn2PrepKernel<DK, DV, 4> : Gdn2PrepKernel<DK, DV, 0>));
+    *regs = kPrepBlocksPerSm * BlockRegisters(kPrepThreads, fa.numRegs);
+    return absl::OkStatus();
+  });
+}
+
 absl::Status LaunchFused(const Params& p, int dk, int dvs, DType state_type, int batch,
                            cudaStream_t stream) {
   return DispatchTileShape(dk, dvs, "gdn2 decode (fused): ", [&]<int DK, int DV>() {
