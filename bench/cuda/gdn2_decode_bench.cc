@@ -254,7 +254,8 @@ int main(int argc, char** argv) {
       // The peers, rotated over the same slot sets (round trip) or as many distinct ranges.
       const double state_bytes = 2.0 * batch * shape.num_v_heads * 128 * 128 * 4;
       if (Selected(f_modes, kPeerRoundTrip)) {
-        const bool evict_last = state_bytes / 2 >= double{int64_t{128} << 20};
+        const bool evict_last =
+            deltaserve::cuda::Gdn2DecodeStateEvictLast(shape, batch, DType::kF32);
         int launch_i = 0;
         auto body_n = [&](int n) {
           for (int i = 0; i < n; ++i) {

@@ -269,6 +269,12 @@ int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch) {
   return int64_t{batch} * PrepRowFloats(shape.num_heads, shape.head_k_dim, shape.value_dim());
 }
 
+bool Gdn2DecodeStateEvictLast(const Gdn2DecodeShape& shape, int batch, DType state_type) {
+  const int64_t state_bytes = static_cast<int64_t>(shape.num_v_heads) * shape.head_k_dim *
+                              shape.head_v_dim * DTypeBytes(state_type);
+  return int64_t{batch} * state_bytes >= kStateEvictLastBytes;
+}
+
 int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type,
                         DType y_type) {
   const int64_t kd = shape.key_dim(), vd = shape.value_dim();
@@ -397,7 +403,7 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.y_bf16 = a.y_type == DType::kBF16;
   p.prep = streamed ? a.prep : nullptr;
   p.prep_row = PrepRowFloats(H, dk, static_cast<int>(vd));
-  p.state_evict_last = streamed && int64_t{a.batch} * state_bytes >= kStateEvictLastBytes;
+  p.state_evict_last = streamed && Gdn2DecodeStateEvictLast(shape, a.batch, a.state_type);
   p.ramp_blocks = p.ramp_ns = 0;  // LaunchStreamed sets them
   p.overlap = a.overlap_launch;
   p.state_ready = a.state_ready;

@@ -150,6 +150,10 @@ int64_t Gdn2DecodePrepFloats(const Gdn2DecodeShape& shape, int batch);
 absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs& args,
                               cudaStream_t stream);
 
+// Whether kStreamed fetches the state tiles of a `batch`-row launch under the L2 evict_last
+// policy (large launches; see kStateEvictLastBytes in gdn2_decode.cu). For peers that mimic it.
+bool Gdn2DecodeStateEvictLast(const Gdn2DecodeShape& shape, int batch, DType state_type);
+
 // Bytes one launch must move through device memory at the minimum: state read + written,
 // conv histories read + written, raw inputs read, output written. For bandwidth reports.
 int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type, DType y_type);
