@@ -7,7 +7,8 @@
 // difference between the two paths' outputs; then the same with single tf32 products
 // (Gdn2PrefillPrecision::kTf32, the bf16-level mode), and with those products on bf16 copies of
 // q, k, b, v, w (g stays f32; the inputs the Triton reference reads are bf16 too; its relative
-// difference includes the inputs' rounding). (The retired phase versions' numbers are in
+// difference includes the inputs' rounding), and bf16 inputs with bf16 products
+// (Gdn2PrefillPrecision::kBf16: bf16 workspace, one fused phase-2 pass). (The retired phase versions' numbers are in
 // bench/results/gdn2_prefill_*_h200.json.)
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
@@ -59,6 +60,9 @@ struct Row {
   double bf16_s;  // bf16 inputs, kTf32, best split count
   int bf16_splits;
   double bf16_phase1_s, bf16_rel_diff;
+  double bp_s;  // bf16 inputs, kBf16 (bf16 products), best split count
+  int bp_splits;
+  double bp_phase1_s, bp_phase2_s, bp_rel_diff;
 };
 
 // A bf16 copy of the f32 device array x [kMaxTokens, width].
@@ -411,6 +415,8 @@ int main(int argc, char** argv) {
     ab.b = bb;
     ab.v = bv;
     ab.w = bw;
+    Gdn2PrefillArgs ap = ab;  // and bf16 products
+    ap.precision = deltaserve::cuda::Gdn2PrefillPrecision::kBf16;
     auto run_from_zero = [&](auto launcher, const Gdn2PrefillArgs& args) {
       BENCH_CUDA(cudaMemset(pool, 0, max_seqs * slot_bytes));
       const absl::Status launched = launcher(shape, args, stream);
@@ -438,6 +444,8 @@ int main(int argc, char** argv) {
     const double rel_tf32 = rel_to_serial();
     if (!run_from_zero(deltaserve::cuda::LaunchGdn2ChunkPrefill, ab)) return 1;
     const double rel_bf16 = rel_to_serial();
+    if (!run_from_zero(deltaserve::cuda::LaunchGdn2ChunkPrefill, ap)) return 1;
+    const double rel_bp = rel_to_serial();
 
     const int reps = a.total_tokens >= 65536 ? 10 : 30;
     auto time_chunk = [&](const Gdn2PrefillArgs& args) {
@@ -473,6 +481,8 @@ int main(int argc, char** argv) {
     const double tf32_phase1_s = time_phase(at, 1), tf32_phase2_s = time_phase(at, 2);
     const Best bf16_best = best_of(ab, time_chunk(ab));
     const double bf16_phase1_s = time_phase(ab, 1);
+    const Best bp_best = best_of(ap, time_chunk(ap));
+    const double bp_phase1_s = time_phase(ap, 1), bp_phase2_s = time_phase(ap, 2);
     const double serial_s = TimeSingle(
         stream, [&] { (void)deltaserve::cuda::LaunchGdn2SerialPrefill(shape, as, stream); },
         a.total_tokens >= 16384 ? 3 : 10);
@@ -481,12 +491,13 @@ int main(int argc, char** argv) {
     rows.push_back({cfg.name, a.total_tokens, a.num_seqs, a.max_seq_len, chunk_s, best.splits,
                     auto_s, phase1_s, phase2_s, serial_s, flops, rel, tf32_s, tf32_best.splits,
                     tf32_phase1_s, tf32_phase2_s, rel_tf32, bf16_best.s, bf16_best.splits,
-                    bf16_phase1_s, rel_bf16});
-    std::printf("%-9s T=%6lld seqs=%2d: chunk %.3f ms, tf32 %.3f, bf16 in + tf32 %.3f, serial "
-                "%.3f; rel diff to serial %.2e / %.2e / %.2e\n",
+                    bf16_phase1_s, rel_bf16, bp_best.s, bp_best.splits, bp_phase1_s,
+                    bp_phase2_s, rel_bp});
+    std::printf("%-9s T=%6lld seqs=%2d: chunk %.3f ms, tf32 %.3f, bf16 in + tf32 %.3f, bf16 in + "
+                "bf16 %.3f, serial %.3f; rel diff to serial %.2e / %.2e / %.2e / %.2e\n",
                 cfg.name.c_str(), static_cast<long long>(a.total_tokens), a.num_seqs,
-                chunk_s * 1e3, tf32_s * 1e3, bf16_best.s * 1e3, serial_s * 1e3, rel, rel_tf32,
-                rel_bf16);
+                chunk_s * 1e3, tf32_s * 1e3, bf16_best.s * 1e3, bp_best.s * 1e3, serial_s * 1e3,
+                rel, rel_tf32, rel_bf16, rel_bp);
     std::fflush(stdout);
   }
 
@@ -516,14 +527,19 @@ int main(int argc, char** argv) {
                  "\"tf32_phase2_ms\": %.4f, \"tf32_rel_diff_vs_serial\": %.3e, "
                  "\"bf16_in_tf32_ms\": %.4f, \"bf16_in_tf32_tokens_per_s\": %.1f, "
                  "\"bf16_in_tf32_splits\": %d, \"bf16_in_tf32_phase1_ms\": %.4f, "
-                 "\"bf16_in_tf32_rel_diff_vs_f32_serial\": %.3e}%s\n",
+                 "\"bf16_in_tf32_rel_diff_vs_f32_serial\": %.3e, \"bf16_in_bf16_ms\": %.4f, "
+                 "\"bf16_in_bf16_tokens_per_s\": %.1f, \"bf16_in_bf16_splits\": %d, "
+                 "\"bf16_in_bf16_phase1_ms\": %.4f, \"bf16_in_bf16_phase2_ms\": %.4f, "
+                 "\"bf16_in_bf16_rel_diff_vs_f32_serial\": %.3e}%s\n",
                  r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.max_len,
                  r.chunk_s * 1e3, r.tokens / r.chunk_s, r.flops / r.chunk_s / 1e12, r.splits,
                  r.auto_s * 1e3, r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3,
                  r.tokens / r.serial_s, r.serial_s / r.chunk_s, r.rel_diff, r.tf32_s * 1e3,
                  r.tokens / r.tf32_s, r.tf32_splits, r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3,
                  r.tf32_rel_diff, r.bf16_s * 1e3, r.tokens / r.bf16_s, r.bf16_splits,
-                 r.bf16_phase1_s * 1e3, r.bf16_rel_diff, i + 1 < rows.size() ? "," : "");
+                 r.bf16_phase1_s * 1e3, r.bf16_rel_diff, r.bp_s * 1e3, r.tokens / r.bp_s,
+                 r.bp_splits, r.bp_phase1_s * 1e3, r.bp_phase2_s * 1e3, r.bp_rel_diff,
+                 i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ],\n  \"model_prefill_gdn2_1.3B\": [\n");
   for (size_t i = 0; i < model_rows.size(); ++i)
@@ -534,19 +550,20 @@ int main(int argc, char** argv) {
   std::fclose(f);
 
   std::printf("\n%-9s %6s %4s %9s %8s %7s %3s %9s %8s %8s %10s %8s %8s | %8s %8s %3s %7s %7s | "
-              "%8s %8s %7s\n",
+              "%8s %8s %7s | %8s %8s %7s %7s\n",
               "config", "T", "seqs", "chunk ms", "M tok/s", "TFLOP/s", "spl", "auto ms", "p1 ms",
               "p2 ms", "serial ms", "M tok/s", "speedup", "tf32 ms", "M tok/s", "spl", "p1 ms",
-              "p2 ms", "bf16i ms", "M tok/s", "p1 ms");
+              "p2 ms", "bf16i ms", "M tok/s", "p1 ms", "bf16 ms", "M tok/s", "p1 ms", "p2 ms");
   for (const Row& r : rows)
     std::printf("%-9s %6lld %4d %9.3f %8.2f %7.2f %3d %9.3f %8.3f %8.3f %10.3f %8.3f %8.1f | "
-                "%8.3f %8.2f %3d %7.3f %7.3f | %8.3f %8.2f %7.3f\n",
+                "%8.3f %8.2f %3d %7.3f %7.3f | %8.3f %8.2f %7.3f | %8.3f %8.2f %7.3f %7.3f\n",
                 r.name.c_str(), static_cast<long long>(r.tokens), r.seqs, r.chunk_s * 1e3,
                 r.tokens / r.chunk_s / 1e6, r.flops / r.chunk_s / 1e12, r.splits, r.auto_s * 1e3,
                 r.phase1_s * 1e3, r.phase2_s * 1e3, r.serial_s * 1e3, r.tokens / r.serial_s / 1e6,
                 r.serial_s / r.chunk_s, r.tf32_s * 1e3, r.tokens / r.tf32_s / 1e6, r.tf32_splits,
                 r.tf32_phase1_s * 1e3, r.tf32_phase2_s * 1e3, r.bf16_s * 1e3,
-                r.tokens / r.bf16_s / 1e6, r.bf16_phase1_s * 1e3);
+                r.tokens / r.bf16_s / 1e6, r.bf16_phase1_s * 1e3, r.bp_s * 1e3,
+                r.tokens / r.bp_s / 1e6, r.bp_phase1_s * 1e3, r.bp_phase2_s * 1e3);
   for (const ModelRow& r : model_rows)
     std::printf("gdn2_1.3B prefill (device work of TTFT) T=%6lld: %9.3f ms\n",
                 static_cast<long long>(r.tokens), r.seconds * 1e3);

@@ -24,11 +24,12 @@
 // Inputs q, k, b, v, w are f32 or bf16 (TIn; converted to fp32 as they are read), g is f32.
 // All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G. With kRound
 // (Gdn2PrefillPrecision::kTf32) the operands phase 2 multiplies (Y, Qg, Ktail, U', Aqk) are
-// stored rounded to tf32; gamma never is.
+// stored rounded to tf32, for kBf16 as bf16 (TWs); gamma is always f32.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
@@ -96,10 +97,28 @@ __device__ __forceinline__ float Ex2(float x) {
 
 using p2v2::StoredOperand;  // workspace operands: rounded to tf32 for single tf32 products
 
-template <bool kRound>
-__device__ __forceinline__ float4 StoredOperand4(float x, float y, float z, float w) {
-  return make_float4(StoredOperand<kRound>(x), StoredOperand<kRound>(y),
-                     StoredOperand<kRound>(z), StoredOperand<kRound>(w));
+// A workspace operand as stored: TWs f32 (rounded to tf32 with kRound) or bf16 (nearest).
+template <typename TWs, bool kRound>
+__device__ __forceinline__ TWs Stored(float x) {
+  if constexpr (std::is_same_v<TWs, float>) {
+    return StoredOperand<kRound>(x);
+  } else {
+    return __float2bfloat16_rn(x);
+  }
+}
+
+// Four consecutive operands at p (16-byte aligned for f32, 8-byte for bf16).
+template <typename TWs, bool kRound>
+__device__ __forceinline__ void Store4(TWs* p, float x, float y, float z, float w) {
+  if constexpr (std::is_same_v<TWs, float>) {
+    *reinterpret_cast<float4*>(p) =
+        make_float4(StoredOperand<kRound>(x), StoredOperand<kRound>(y),
+                    StoredOperand<kRound>(z), StoredOperand<kRound>(w));
+  } else {
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(x, y), hi = __floats2bfloat162_rn(z, w);
+    *reinterpret_cast<uint2*>(p) =
+        make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+  }
 }
 
 __device__ __forceinline__ void PrefetchL2(const void* p, int bytes) {
@@ -117,10 +136,10 @@ struct Inputs {
   int64_t q_stride, k_stride, g_stride, b_stride, v_stride, w_stride;
 };
 
-template <typename TIn, bool kRound>
+template <typename TIn, typename TWs, bool kRound>
 __global__ void __launch_bounds__(kThreads, 2)
     Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs<TIn> in,
-                            int num_v_heads, float* __restrict__ ws, int64_t gamma_base) {
+                            int num_v_heads, TWs* __restrict__ ws, float* __restrict__ gammas) {
   using L = Smem<TIn>;
   extern __shared__ __align__(16) float smem[];
   // Phase 2 is a programmatic dependent: it may become resident as these blocks retire.
@@ -133,7 +152,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int len = static_cast<int>(min(static_cast<int64_t>(kC), end - start));
   const int tid = threadIdx.x;
   const int64_t row0 = start * num_v_heads + hv;
-  auto ws_row = [&](int t) { return ws + (row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow; };
+  auto ws_row = [&](int t) {
+    return ws + (row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow;
+  };
 
   // Every input row of the chunk into L2; the slices and w v read from there.
   for (int i = tid; i < 6 * kC; i += kThreads) {
@@ -192,11 +213,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   {
     constexpr int kRowsPerPass = kThreads / kTiles;
     const int j4 = tid % kTiles, t0 = tid / kTiles;
-    float* p = ws_row(t0) + kOffA + 4 * j4;
+    TWs* p = ws_row(t0) + kOffA + 4 * j4;
 #pragma unroll
     for (int r = 0; r < kC / kRowsPerPass; ++r) {
       const int t = t0 + r * kRowsPerPass;
-      if (t < len && j4 > t / 4) *reinterpret_cast<float4*>(p) = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (t < len && j4 > t / 4) Store4<TWs, kRound>(p, 0.f, 0.f, 0.f, 0.f);
       p += kRowsPerPass * tok_step;
     }
   }
@@ -218,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // Precompute roles: channel pc of the slice, tokens 4 ph .. 4 ph + 3.
   const int pc = tid % kSlice, ph = tid / kSlice;
-  float* const pre_row = ws_row(4 * ph);  // token 4 ph
+  TWs* const pre_row = ws_row(4 * ph);  // token 4 ph
   float* der = smem + L::kDer;
   float* es = smem + L::kE;
   float* tot = smem + L::kTot;
@@ -274,9 +295,9 @@ __global__ void __launch_bounds__(kThreads, 2)
         const float eg = Ex2(G[i]);
         es[t * kEP + ch] = bk[i] * eg;
         if (t < len) {
-          float* row = pre_row + i * tok_step;
-          row[kOffQg + ch] = StoredOperand<kRound>(qv[i] * eg);
-          row[kOffKt + ch] = StoredOperand<kRound>(kv[i] * Ex2(all - G[i]));
+          TWs* row = pre_row + i * tok_step;
+          row[kOffQg + ch] = Stored<TWs, kRound>(qv[i] * eg);
+          row[kOffKt + ch] = Stored<TWs, kRound>(kv[i] * Ex2(all - G[i]));
         }
       }
       float* d = der + pc * kDP + 4 * ph;
@@ -288,7 +309,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       *reinterpret_cast<float4*>(d + kBKr * kDerived) = make_float4(bk[0], bk[1], bk[2], bk[3]);
       *reinterpret_cast<float4*>(d + kKr * kDerived) = make_float4(kv[0], kv[1], kv[2], kv[3]);
       if (ph == 0) {
-        ws[gamma_base + (ChunkSlot(cu, s, c) * num_v_heads + hv) * kDk + ch] = Ex2(all);
+        gammas[(ChunkSlot(cu, s, c) * num_v_heads + hv) * kDk + ch] = Ex2(all);
       }
     }
     __syncthreads();
@@ -347,15 +368,14 @@ __global__ void __launch_bounds__(kThreads, 2)
   // T into shared memory (over the landing stages, free now), Aqk rows to the workspace.
   float* ts = smem + L::kLand;
   if (tid < kOffDiagTiles) {
-    float* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_j;
+    TWs* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_j;
 #pragma unroll
     for (int a = 0; a < 4; ++a) {
       const int t = 4 * tile_r + a;
       *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_j) =
           make_float4(tacc[a * 4], tacc[a * 4 + 1], tacc[a * 4 + 2], tacc[a * 4 + 3]);
       if (t < len)
-        *reinterpret_cast<float4*>(arow) =
-            StoredOperand4<kRound>(aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
+        Store4<TWs, kRound>(arow, aacc[a * 4], aacc[a * 4 + 1], aacc[a * 4 + 2], aacc[a * 4 + 3]);
       arow += tok_step;
     }
   } else if (tid >= 128 && tid < 160) {
@@ -365,7 +385,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       aacc[i] += __shfl_xor_sync(0xffffffffu, aacc[i], kTiles);
     }
     if (diag_half == 0) {
-      float* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_r;
+      TWs* arow = ws_row(4 * tile_r) + kOffA + 4 * tile_r;
 #pragma unroll
       for (int a = 0; a < 4; ++a) {
         const int t = 4 * tile_r + a;
@@ -377,8 +397,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
         *reinterpret_cast<float4*>(ts + t * kTP + 4 * tile_r) =
             make_float4(tr[0], tr[1], tr[2], tr[3]);
-        if (t < len)
-          *reinterpret_cast<float4*>(arow) = StoredOperand4<kRound>(ar[0], ar[1], ar[2], ar[3]);
+        if (t < len) Store4<TWs, kRound>(arow, ar[0], ar[1], ar[2], ar[3]);
         arow += tok_step;
       }
     }
@@ -439,20 +458,20 @@ __global__ void __launch_bounds__(kThreads, 2)
     x[t] = (a0 + a1) + (a2 + a3);
   }
   // The row pointer advances by the workspace row stride (no per-token address products).
-  float* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
+  TWs* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
 #pragma unroll
   for (int t = 0; t < kC; ++t) {
-    if (t < len) *out = StoredOperand<kRound>(x[t]);
+    if (t < len) *out = Stored<TWs, kRound>(x[t]);
     out += tok_step;
   }
 }
 
-template <typename TIn, bool kRound>
+template <typename TIn, typename TWs, bool kRound>
 absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                             cudaStream_t stream) {
   const int max_chunks = (a.max_seq_len + kC - 1) / kC;
   constexpr int kSmemBytes = Smem<TIn>::kFloats * 4;
-  auto* kernel = Gdn2ChunkPhase1V3Kernel<TIn, kRound>;
+  auto* kernel = Gdn2ChunkPhase1V3Kernel<TIn, TWs, kRound>;
   DS_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
@@ -462,8 +481,9 @@ absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
                        static_cast<const TIn*>(a.w), a.q_stride, a.k_stride, a.g_stride,
                        a.b_stride, a.v_stride, a.w_stride};
   kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, kSmemBytes, stream>>>(
-      shape.num_v_heads / shape.num_heads, a.cu_seqlens, in, shape.num_v_heads, a.workspace,
-      GammaBase(a.total_tokens, shape.num_v_heads));
+      shape.num_v_heads / shape.num_heads, a.cu_seqlens, in, shape.num_v_heads,
+      reinterpret_cast<TWs*>(a.workspace),
+      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads));
   return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
 }
 
@@ -471,12 +491,19 @@ absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
 
 absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                           cudaStream_t stream) {
-  const bool round = a.precision == Gdn2PrefillPrecision::kTf32;
-  if (a.input_type == DType::kBF16)
-    return round ? LaunchPhase1As<__nv_bfloat16, true>(shape, a, stream)
-                 : LaunchPhase1As<__nv_bfloat16, false>(shape, a, stream);
-  return round ? LaunchPhase1As<float, true>(shape, a, stream)
-               : LaunchPhase1As<float, false>(shape, a, stream);
+  using bf16 = __nv_bfloat16;
+  const bool in_bf16 = a.input_type == DType::kBF16;
+  switch (a.precision) {
+    case Gdn2PrefillPrecision::kTf32:
+      return in_bf16 ? LaunchPhase1As<bf16, float, true>(shape, a, stream)
+                     : LaunchPhase1As<float, float, true>(shape, a, stream);
+    case Gdn2PrefillPrecision::kBf16:
+      return in_bf16 ? LaunchPhase1As<bf16, bf16, false>(shape, a, stream)
+                     : LaunchPhase1As<float, bf16, false>(shape, a, stream);
+    default:
+      return in_bf16 ? LaunchPhase1As<bf16, float, false>(shape, a, stream)
+                     : LaunchPhase1As<float, float, false>(shape, a, stream);
+  }
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

@@ -5,10 +5,13 @@
 //
 // Workspace (f32), for a launch of total_tokens rows, HV value heads, chunk C = 64:
 //   rows      [total_tokens * HV][kWsRow]  per (token, value head):
-//             [Y (dk) | Qg (dk) | Ktail (dk) | U' (dv) | Aqk row (C)]
+//             [Y (dk) | Qg (dk) | Ktail (dk) | U' (dv) | Aqk row (C)]; f32, or bf16 for
+//             Gdn2PrefillPrecision::kBf16 (the same layout in bf16 elements, in the first half
+//             of the region)
 //   gamma     [chunk slots * HV][dk]       from GammaBase(); chunk c of sequence s uses chunk
 //             slot ChunkSlot(cu, s, c) (distinct over the batch, < num_seqs + total_tokens/C + 1)
-//   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2.
+//   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 (unused by the
+//             kBf16 phase 2).
 // Phase 2 may overwrite U' in place (phase 1 of the same launch has finished by then).
 #pragma once
 
@@ -65,6 +68,10 @@ absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
 // write, before it waits for phase 1.
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                           bool after_phase1, cudaStream_t stream);
+// Phase 2 for kBf16 (gdn2_chunk_bf16_pass.cu), called by LaunchPhase2: one pass that writes o and
+// the final states from the bf16 workspace rows.
+absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                              bool after_phase1, cudaStream_t stream);
 // Floats phase 2 needs beyond the gamma region.
 int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
 

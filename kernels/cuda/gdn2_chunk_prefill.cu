@@ -166,8 +166,9 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
     return absl::InvalidArgumentError("gdn2 prefill: splits must be 0, 2, 4 or 8");
   if (a.phase_mask < 1 || a.phase_mask > 3)
     return absl::InvalidArgumentError("gdn2 prefill: phase_mask must be 1, 2 or 3");
-  if (a.precision != Gdn2PrefillPrecision::kFp32 && a.precision != Gdn2PrefillPrecision::kTf32)
-    return absl::InvalidArgumentError("gdn2 prefill: precision must be kFp32 or kTf32");
+  if (a.precision != Gdn2PrefillPrecision::kFp32 && a.precision != Gdn2PrefillPrecision::kTf32 &&
+      a.precision != Gdn2PrefillPrecision::kBf16)
+    return absl::InvalidArgumentError("gdn2 prefill: precision must be kFp32, kTf32 or kBf16");
   if (absl::Status st = CheckArgs(shape, a); !st.ok()) return st;
   if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
   const int64_t need = Gdn2ChunkWorkspaceFloats(shape, a.total_tokens, a.num_seqs);

@@ -53,8 +53,11 @@ inline constexpr int kGdn2PrefillChunk = 64;
 //          6e-4 relative on outputs and states in the tests): for models whose q/k/v come from
 //          bf16 projections, well inside their bf16-level error; three times fewer tensor-core
 //          instructions.
+//   kBf16  bf16 products (2^-9 relative per operand) on a bf16 workspace, in one phase-2 pass
+//          that also computes the outputs: the precision of the reference Triton kernels, for
+//          bf16 models; the fastest, and no chunk-start states in the workspace.
 // The token-serial launcher ignores it (plain fp32).
-enum class Gdn2PrefillPrecision { kFp32, kTf32 };
+enum class Gdn2PrefillPrecision { kFp32, kTf32, kBf16 };
 
 struct Gdn2PrefillShape {
   int num_heads = 16;    // H
@@ -96,7 +99,7 @@ struct Gdn2PrefillArgs {
   int64_t workspace_floats = 0;
 
   // State-column blocks per value head in phase 2 (2, 4 or 8: 64, 32 or 16 columns per block);
-  // 0 picks by the grid size. (Phase 1 computes in fp32 FMA, phase 2's products run on the
+  // 0 picks by the grid size. kBf16 always uses 64 columns (one warpgroup per block). (Phase 1 computes in fp32 FMA, phase 2's products run on the
   // tensor cores as `precision` says; bench/NOTES.md records the retired versions.)
   int splits = 0;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a

@@ -621,9 +621,14 @@ int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, i
 
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                           bool after_phase1, cudaStream_t stream) {
-  return a.precision == Gdn2PrefillPrecision::kFp32
-             ? LaunchPhase2Products<true>(shape, a, after_phase1, stream)
-             : LaunchPhase2Products<false>(shape, a, after_phase1, stream);
+  switch (a.precision) {
+    case Gdn2PrefillPrecision::kBf16:
+      return LaunchPhase2Bf16(shape, a, after_phase1, stream);
+    case Gdn2PrefillPrecision::kTf32:
+      return LaunchPhase2Products<false>(shape, a, after_phase1, stream);
+    default:
+      return LaunchPhase2Products<true>(shape, a, after_phase1, stream);
+  }
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

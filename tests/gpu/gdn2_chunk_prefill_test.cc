@@ -7,7 +7,8 @@
 // The token-serial GPU kernel is checked against the same reference. Single tf32 products
 // (Gdn2PrefillPrecision::kTf32) are checked at bf16-level tolerance in both gate regimes. bf16
 // inputs (q, k, b, v, w; g stays f32) are checked against the reference on the same bf16
-// values, at the tolerance of the products (fp32-level with 3xTF32).
+// values, at the tolerance of the products (fp32-level with 3xTF32). bf16 products
+// (Gdn2PrefillPrecision::kBf16) are checked at a bf16-level tolerance the same ways.
 #include "kernels/cuda/gdn2_chunk_prefill.h"
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -223,6 +225,11 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
   return absl::OkStatus();
 }
 
+const char* PrecisionName(Gdn2PrefillPrecision p) {
+  return p == Gdn2PrefillPrecision::kFp32 ? "fp32" : p == Gdn2PrefillPrecision::kTf32 ? "tf32"
+                                                                                     : "bf16";
+}
+
 // Runs one configuration and checks every output, every used slot's final state and that the
 // unused slots are untouched.
 void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime regime,
@@ -276,7 +283,7 @@ void Check(const Gdn2PrefillShape& sh, const std::vector<int32_t>& lens, Regime 
         << "untouched slot " << slot << " changed";
   }
   std::printf("  %-9s %s %s in lens[0]=%d seqs=%zu regime=%s splits=%d: out %.2e state %.2e\n",
-              PathName(path), precision == Gdn2PrefillPrecision::kFp32 ? "fp32" : "tf32",
+              PathName(path), PrecisionName(precision),
               DTypeName(input_type), lens[0], lens.size(),
               regime == Regime::kTrained ? "trained" : "extreme", splits, eo, worst_s);
 }
@@ -285,6 +292,9 @@ constexpr double kTolF32 = 2e-4;
 // Single tf32 products: each operand rounded to 2^-11 relative; the bound is that of a bf16
 // input (2^-8), which is what this precision is for.
 constexpr double kTolTf32 = 4e-3;
+// bf16 products: each operand rounded to 2^-9 relative (the state and every sum stay fp32), the
+// precision of the reference Triton kernels; a bf16-level bound.
+constexpr double kTolBf16 = 1.5e-2;
 
 Gdn2PrefillShape Shape(int h, int hv) {
   Gdn2PrefillShape sh;
@@ -366,6 +376,34 @@ TEST(Gdn2ChunkPrefillTest, Bf16Inputs) {
         kBf16);
 }
 
+// bf16 products (one fused phase-2 pass): lengths around the chunk size, both gate regimes,
+// bf16 inputs (what they are for) and f32 ones, packed with every split count, grouped heads.
+TEST(Gdn2ChunkPrefillTest, Bf16ProductsLengthsAndGates) {
+  DS_SKIP_WITHOUT_GPU();
+  constexpr auto kBf16P = Gdn2PrefillPrecision::kBf16;
+  for (int len : {1, 17, 63, 64, 65, 300, 5000}) {
+    Check(Shape(1, 1), {len}, Regime::kTrained, Path::kChunk, 0, kTolBf16, 1100 + len, kBf16P,
+          DType::kBF16);
+    Check(Shape(1, 1), {len}, Regime::kExtreme, Path::kChunk, 0, kTolBf16, 1110 + len, kBf16P,
+          DType::kBF16);
+  }
+  Check(Shape(1, 1), {1000}, Regime::kExtreme, Path::kChunk, 0, kTolBf16, 1120, kBf16P);
+}
+
+TEST(Gdn2ChunkPrefillTest, Bf16ProductsPackedEverySplitAndGroupedHeads) {
+  DS_SKIP_WITHOUT_GPU();
+  constexpr auto kBf16P = Gdn2PrefillPrecision::kBf16;
+  const std::vector<int32_t> lens = {1, 64, 100, 17, 129, 700, 3, 65};
+  for (int splits : {0, 2, 4, 8}) {
+    Check(Shape(2, 2), lens, Regime::kTrained, Path::kChunk, splits, kTolBf16, 1200 + splits,
+          kBf16P, DType::kBF16);
+    Check(Shape(2, 2), lens, Regime::kExtreme, Path::kChunk, splits, kTolBf16, 1210 + splits,
+          kBf16P, DType::kBF16);
+  }
+  Check(Shape(1, 3), {90, 200}, Regime::kExtreme, Path::kChunk, 0, kTolBf16, 1220, kBf16P,
+        DType::kBF16);
+}
+
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
   DS_SKIP_WITHOUT_GPU();
   Check(Shape(2, 2), {1, 300, 77}, Regime::kTrained, Path::kSerial, 0, kTolF32, 500);
@@ -381,38 +419,44 @@ TEST(Gdn2ChunkPrefillTest, ContinuationAcrossCalls) {
   const std::vector<int32_t> pieces = {100, 37, 500, 1};
   const int64_t tokens = std::accumulate(pieces.begin(), pieces.end(), int64_t{0});
   const Path path = Path::kChunk;
-  for (Regime regime : {Regime::kTrained, Regime::kExtreme}) {
-    Inputs all = MakeInputs(sh, tokens, regime, rng);
-    Pool pool = MakePool(sh, 3, rng);
-    RunResult whole;
-    ASSERT_TRUE(
-        RunPrefill(sh, all, {static_cast<int32_t>(tokens)}, {1}, pool, path, 0, &whole).ok());
-    Pool cur = pool;
-    std::vector<float> o;
-    int64_t t0 = 0;
-    for (int32_t len : pieces) {
-      Inputs part;
-      part.tokens = len;
-      auto slice = [&](const std::vector<float>& x, int width) {
-        return std::vector<float>(x.begin() + t0 * width, x.begin() + (t0 + len) * width);
-      };
-      part.q = slice(all.q, sh.key_dim());
-      part.k = slice(all.k, sh.key_dim());
-      part.g = slice(all.g, sh.key_dim());
-      part.b = slice(all.b, sh.key_dim());
-      part.v = slice(all.v, sh.value_dim());
-      part.w = slice(all.w, sh.value_dim());
-      RunResult r;
-      ASSERT_TRUE(RunPrefill(sh, part, {len}, {1}, cur, path, 0, &r).ok());
-      cur.host = r.pool;
-      o.insert(o.end(), r.o.begin(), r.o.end());
-      t0 += len;
+  // bf16 products round differently where the chunk boundaries differ: a bf16-level bound.
+  const std::pair<Gdn2PrefillPrecision, double> cases[] = {
+      {Gdn2PrefillPrecision::kFp32, 5e-5}, {Gdn2PrefillPrecision::kBf16, kTolBf16}};
+  for (const auto& [precision, tol] : cases) {
+    for (Regime regime : {Regime::kTrained, Regime::kExtreme}) {
+      Inputs all = MakeInputs(sh, tokens, regime, rng);
+      Pool pool = MakePool(sh, 3, rng);
+      RunResult whole;
+      ASSERT_TRUE(RunPrefill(sh, all, {static_cast<int32_t>(tokens)}, {1}, pool, path, 0, &whole,
+                             precision)
+                      .ok());
+      Pool cur = pool;
+      std::vector<float> o;
+      int64_t t0 = 0;
+      for (int32_t len : pieces) {
+        Inputs part;
+        part.tokens = len;
+        auto slice = [&](const std::vector<float>& x, int width) {
+          return std::vector<float>(x.begin() + t0 * width, x.begin() + (t0 + len) * width);
+        };
+        part.q = slice(all.q, sh.key_dim());
+        part.k = slice(all.k, sh.key_dim());
+        part.g = slice(all.g, sh.key_dim());
+        part.b = slice(all.b, sh.key_dim());
+        part.v = slice(all.v, sh.value_dim());
+        part.w = slice(all.w, sh.value_dim());
+        RunResult r;
+        ASSERT_TRUE(RunPrefill(sh, part, {len}, {1}, cur, path, 0, &r, precision).ok());
+        cur.host = r.pool;
+        o.insert(o.end(), r.o.begin(), r.o.end());
+        t0 += len;
+      }
+      const std::vector<double> a(o.begin(), o.end()), b(whole.o.begin(), whole.o.end());
+      EXPECT_LT(RelErr(a, b), tol) << PrecisionName(precision);
+      const std::vector<double> sa(cur.host.begin(), cur.host.end()),
+          sb(whole.pool.begin(), whole.pool.end());
+      EXPECT_LT(RelErr(sa, sb), tol) << PrecisionName(precision);
     }
-    const std::vector<double> a(o.begin(), o.end()), b(whole.o.begin(), whole.o.end());
-    EXPECT_LT(RelErr(a, b), 5e-5);
-    const std::vector<double> sa(cur.host.begin(), cur.host.end()),
-        sb(whole.pool.begin(), whole.pool.end());
-    EXPECT_LT(RelErr(sa, sb), 5e-5);
   }
 }
 
