@@ -67,6 +67,9 @@ constexpr int kSmemBytes = kStages * kStageBytes + 8 * kStages + 1024;  // + bas
 __constant__ int kTileColumn[kTiles] = {kOffY,  kOffY + 64,  kOffQg, kOffQg + 64,
                                         kOffKt, kOffKt + 64, kOffA,  kOffU};
 
+// Byte offset of k16 step k of a K-major operand of K = dk (two swizzled tiles of 64 columns).
+__host__ __device__ constexpr uint32_t TileStep(int k) { return (k / 4) * kTile + 32 * (k % 4); }
+
 // One 64 x 64 box of the workspace rows (tensor map: columns, value heads, tokens) into the
 // swizzled tile at shared address `dst`, counted on `bar`.
 __device__ __forceinline__ void TensorLoad(uint32_t dst, const CUtensorMap* map, int col, int hv,
@@ -181,24 +184,35 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
     }
     MbarWaitParity(bars + 8 * (c % kStages), (c / kStages) & 1);
 
-    // P^T = S^T Y^T and O^T = S^T Qg^T over the dk k-steps.
+    // P^T = S^T Y^T and O^T = S^T Qg^T over the dk k-steps (two commit groups: U needs only P).
     float pacc[kC / 2], oacc[kC / 2];
     uint32_t sa[kDk / 16][4];
 #pragma unroll
     for (int k = 0; k < kDk / 16; ++k) AFromD(sa[k], sacc, k);
     WgmmaFence();
 #pragma unroll
-    for (int k = 0; k < kDk / 16; ++k) {
-      const uint32_t kofs = (k / 4) * kTile + 32 * (k % 4);
-      WgmmaM64N64K16<0>(pacc, sa[k], SmemDesc128(st + kOffYs + kofs, 16), k > 0);
-      WgmmaM64N64K16<0>(oacc, sa[k], SmemDesc128(st + kOffQs + kofs, 16), k > 0);
-    }
+    for (int k = 0; k < kDk / 16; ++k)
+      WgmmaM64N64K16<0>(pacc, sa[k], SmemDesc128(st + kOffYs + TileStep(k), 16), k > 0);
     WgmmaCommit();
-    WgmmaWait<0>();
-    FenceOperands(pacc);
-    FenceOperands(oacc);
+#pragma unroll
+    for (int k = 0; k < kDk / 16; ++k)
+      WgmmaM64N64K16<0>(oacc, sa[k], SmemDesc128(st + kOffQs + TileStep(k), 16), k > 0);
+    WgmmaCommit();
+
+    // S^T diag(gamma), while those run (they read only the bf16 copy sa).
+    const float* gam = reinterpret_cast<const float*>(st_ptr + kOffGs);
+#pragma unroll
+    for (int n = 0; n < kDk / 8; ++n) {
+      const float2 gm = *reinterpret_cast<const float2*>(gam + 8 * n + 2 * t4);
+      sacc[4 * n] *= gm.x;
+      sacc[4 * n + 1] *= gm.y;
+      sacc[4 * n + 2] *= gm.x;
+      sacc[4 * n + 3] *= gm.y;
+    }
 
     // U^T = U'^T - P^T (U' read transposed into D layout), then as A fragments per token k-step.
+    WgmmaWait<1>();
+    FenceOperands(pacc);
     uint32_t ua[kC / 16][4];
 #pragma unroll
     for (int p = 0; p < kC / 16; ++p) {
@@ -222,25 +236,19 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
       AFromD(ua[p], pacc, p);
     }
 
-    // S^T = S^T diag(gamma) + U^T Ktail, O^T += U^T Aqk^T.
-    const float* gam = reinterpret_cast<const float*>(st_ptr + kOffGs);
-#pragma unroll
-    for (int n = 0; n < kDk / 8; ++n) {
-      const float2 gm = *reinterpret_cast<const float2*>(gam + 8 * n + 2 * t4);
-      sacc[4 * n] *= gm.x;
-      sacc[4 * n + 1] *= gm.y;
-      sacc[4 * n + 2] *= gm.x;
-      sacc[4 * n + 3] *= gm.y;
-    }
+    // O^T += U^T Aqk^T, then S^T += U^T Ktail (the outputs are stored while S's products run).
+    WgmmaWait<0>();
+    FenceOperands(oacc);
     WgmmaFence();
 #pragma unroll
-    for (int k = 0; k < kC / 16; ++k) {
-      WgmmaM64N128K16<1>(sacc, ua[k], SmemDesc128(st + kOffKs + 2048 * k, kTile), true);
+    for (int k = 0; k < kC / 16; ++k)
       WgmmaM64N64K16<0>(oacc, ua[k], SmemDesc128(st + kOffAs + 32 * k, 16), true);
-    }
     WgmmaCommit();
-    WgmmaWait<0>();
-    FenceOperands(sacc);
+#pragma unroll
+    for (int k = 0; k < kC / 16; ++k)
+      WgmmaM64N128K16<1>(sacc, ua[k], SmemDesc128(st + kOffKs + 2048 * k, kTile), true);
+    WgmmaCommit();
+    WgmmaWait<1>();
     FenceOperands(oacc);
 #pragma unroll
     for (int n = 0; n < kC / 8; ++n) {
@@ -256,6 +264,8 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
       }
     }
     out += kC * o_stride;
+    WgmmaWait<0>();
+    FenceOperands(sacc);
   }
 
 #pragma unroll
