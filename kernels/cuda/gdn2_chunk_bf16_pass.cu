@@ -67,6 +67,18 @@ constexpr int kSmemBytes = kStages * kStageBytes + 8 * kStages + 1024;  // + bas
 __constant__ int kTileColumn[kTiles] = {kOffY,  kOffY + 64,  kOffQg, kOffQg + 64,
                                         kOffKt, kOffKt + 64, kOffA,  kOffU};
 
+// Spins until phase 1 has published the chunk at `word` (acquire, GPU scope), then orders the
+// tensor copies (async proxy) after that.
+__device__ __forceinline__ void WaitReady(const int* word) {
+  for (;;) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(word) : "memory");
+    if (v != 0) break;
+    __nanosleep(200);
+  }
+  asm volatile("fence.proxy.async.global;\n" ::: "memory");
+}
+
 // Byte offset of k16 step k of a K-major operand of K = dk (two swizzled tiles of 64 columns).
 __host__ __device__ constexpr uint32_t TileStep(int k) { return (k / 4) * kTile + 32 * (k % 4); }
 
@@ -110,7 +122,7 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
     const __grid_constant__ CUtensorMap rows, const int32_t* __restrict__ cu,
     const int32_t* __restrict__ slots, char* __restrict__ pool, int64_t slot_stride,
     int64_t recurrent_offset, int num_v_heads, const float* __restrict__ gammas,
-    float* __restrict__ o, int64_t o_stride) {
+    const int* __restrict__ ready, float* __restrict__ o, int64_t o_stride) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t smem = (SharedAddr(smem_raw) + 1023) & ~1023u;
   const unsigned char* smem_ptr = smem_raw + (smem - SharedAddr(smem_raw));
@@ -152,8 +164,12 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
   __syncthreads();
   // Chunk c goes to stage c % kStages, completing phase c / kStages of its mbarrier. Thread 0
   // issues; a stage is refilled only after a block barrier past its last readers.
+  const int* chunk_ready =
+      ready == nullptr ? nullptr
+                       : ready + (static_cast<int64_t>(s) + seq_start / kC) * num_v_heads + hv;
   auto issue = [&](int c) {
     if (c >= nchunks) return;
+    if (chunk_ready != nullptr) WaitReady(chunk_ready + c * num_v_heads);
     const uint32_t st = smem + (c % kStages) * kStageBytes, bar = bars + 8 * (c % kStages);
     MbarArriveExpectTx(bar, kStageTx);
 #pragma unroll
@@ -310,8 +326,12 @@ absl::Status RowsTensorMap(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs&
 
 }  // namespace
 
+int64_t Phase2Bf16Blocks(const Gdn2PrefillShape& shape, int num_seqs) {
+  return int64_t{kDv / kCols} * shape.num_v_heads * num_seqs;
+}
+
 absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                              bool after_phase1, cudaStream_t stream) {
+                              bool after_phase1, const int* ready, cudaStream_t stream) {
   CUtensorMap map;
   if (absl::Status st = RowsTensorMap(shape, a, &map); !st.ok()) return st;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
@@ -323,7 +343,7 @@ absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
                       kSmemBytes, stream, after_phase1, map, a.cu_seqlens, a.slots,
                       static_cast<char*>(a.pool), a.slot_stride_bytes, a.recurrent_offset,
                       shape.num_v_heads,
-                      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads), a.o,
+                      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads), ready, a.o,
                       a.o_stride);
 }
 

@@ -139,12 +139,14 @@ struct Inputs {
 template <typename TIn, typename TWs, bool kRound>
 __global__ void __launch_bounds__(kThreads, 2)
     Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs<TIn> in,
-                            int num_v_heads, TWs* __restrict__ ws, float* __restrict__ gammas) {
+                            int num_v_heads, TWs* __restrict__ ws, float* __restrict__ gammas,
+                            int* __restrict__ ready) {
   using L = Smem<TIn>;
   extern __shared__ __align__(16) float smem[];
   // Phase 2 is a programmatic dependent: it may become resident as these blocks retire.
   cudaTriggerProgrammaticLaunchCompletion();
-  const int c = blockIdx.x, s = blockIdx.y, hv = blockIdx.z;
+  // Blocks in order of (chunk, value head), so chunk c of every head is done about together.
+  const int c = blockIdx.x / num_v_heads, hv = blockIdx.x % num_v_heads, s = blockIdx.y;
   const int kh = hv / heads_per_group;
   const int64_t start = static_cast<int64_t>(cu[s]) + static_cast<int64_t>(c) * kC;
   const int64_t end = cu[s + 1];
@@ -464,12 +466,24 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (t < len) *out = Stored<TWs, kRound>(x[t]);
     out += tok_step;
   }
+  if (ready != nullptr) {  // the chunk's rows and gamma are complete (release, GPU scope)
+    __syncthreads();
+    if (tid == 0) {
+      __threadfence();
+      asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(
+                       ready + ChunkSlot(cu, s, c) * num_v_heads + hv),
+                   "r"(1)
+                   : "memory");
+    }
+  }
 }
 
 template <typename TIn, typename TWs, bool kRound>
 absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                            cudaStream_t stream) {
-  const int max_chunks = (a.max_seq_len + kC - 1) / kC;
+                            int* ready, cudaStream_t stream) {
+  const int64_t blocks_x = (a.max_seq_len + int64_t{kC} - 1) / kC * shape.num_v_heads;
+  if (blocks_x > 0x7fffffff)
+    return absl::InvalidArgumentError("gdn2 prefill: max_seq_len too large for phase 1's grid");
   constexpr int kSmemBytes = Smem<TIn>::kFloats * 4;
   auto* kernel = Gdn2ChunkPhase1V3Kernel<TIn, TWs, kRound>;
   DS_CUDA_RETURN_IF_ERROR(
@@ -480,29 +494,29 @@ absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
                        static_cast<const TIn*>(a.b), static_cast<const TIn*>(a.v),
                        static_cast<const TIn*>(a.w), a.q_stride, a.k_stride, a.g_stride,
                        a.b_stride, a.v_stride, a.w_stride};
-  kernel<<<dim3(max_chunks, a.num_seqs, shape.num_v_heads), kThreads, kSmemBytes, stream>>>(
+  kernel<<<dim3(static_cast<unsigned>(blocks_x), a.num_seqs), kThreads, kSmemBytes, stream>>>(
       shape.num_v_heads / shape.num_heads, a.cu_seqlens, in, shape.num_v_heads,
       reinterpret_cast<TWs*>(a.workspace),
-      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads));
+      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads), ready);
   return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
 }
 
 }  // namespace
 
-absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a, int* ready,
                           cudaStream_t stream) {
   using bf16 = __nv_bfloat16;
   const bool in_bf16 = a.input_type == DType::kBF16;
   switch (a.precision) {
     case Gdn2PrefillPrecision::kTf32:
-      return in_bf16 ? LaunchPhase1As<bf16, float, true>(shape, a, stream)
-                     : LaunchPhase1As<float, float, true>(shape, a, stream);
+      return in_bf16 ? LaunchPhase1As<bf16, float, true>(shape, a, ready, stream)
+                     : LaunchPhase1As<float, float, true>(shape, a, ready, stream);
     case Gdn2PrefillPrecision::kBf16:
-      return in_bf16 ? LaunchPhase1As<bf16, bf16, false>(shape, a, stream)
-                     : LaunchPhase1As<float, bf16, false>(shape, a, stream);
+      return in_bf16 ? LaunchPhase1As<bf16, bf16, false>(shape, a, ready, stream)
+                     : LaunchPhase1As<float, bf16, false>(shape, a, ready, stream);
     default:
-      return in_bf16 ? LaunchPhase1As<bf16, float, false>(shape, a, stream)
-                     : LaunchPhase1As<float, float, false>(shape, a, stream);
+      return in_bf16 ? LaunchPhase1As<bf16, float, false>(shape, a, ready, stream)
+                     : LaunchPhase1As<float, float, false>(shape, a, ready, stream);
   }
 }
 

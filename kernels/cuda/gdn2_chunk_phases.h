@@ -11,7 +11,9 @@
 //   gamma     [chunk slots * HV][dk]       from GammaBase(); chunk c of sequence s uses chunk
 //             slot ChunkSlot(cu, s, c) (distinct over the batch, < num_seqs + total_tokens/C + 1)
 //   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 (unused by the
-//             kBf16 phase 2).
+//             kBf16 phase 2)
+//   ready     int32 [chunk slots * HV] from ReadyBase(): per (chunk slot, value head), set to 1 by
+//             phase 1 once that chunk's rows and gamma are written, when phase 2 runs beside it.
 // Phase 2 may overwrite U' in place (phase 1 of the same launch has finished by then).
 #pragma once
 
@@ -46,6 +48,9 @@ inline int64_t ExtraBase(int64_t total_tokens, int num_seqs, int num_v_heads) {
   return GammaBase(total_tokens, num_v_heads) +
          ChunkSlotCount(total_tokens, num_seqs) * num_v_heads * kDk;
 }
+inline int64_t ReadyWords(int64_t total_tokens, int num_seqs, int num_v_heads) {
+  return ChunkSlotCount(total_tokens, num_seqs) * num_v_heads;
+}
 
 #ifdef __CUDACC__
 __device__ __forceinline__ int64_t ChunkSlot(const int32_t* cu, int s, int c) {
@@ -58,9 +63,10 @@ __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162fl
 #endif
 
 // Phase 1 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch. It triggers
-// its dependents at once, so a programmatic dependent may start while it runs.
-absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
-                            cudaStream_t stream);
+// its dependents at once, so a programmatic dependent may start while it runs. With `ready`
+// (the zeroed ready region) it also publishes each finished chunk there.
+absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args, int* ready,
+                          cudaStream_t stream);
 
 // Phase 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots' states, writes
 // o and the final states. With after_phase1 (phase 1 was the launch just before on `stream`) the
@@ -69,10 +75,18 @@ absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                           bool after_phase1, cudaStream_t stream);
 // Phase 2 for kBf16 (gdn2_chunk_bf16_pass.cu), called by LaunchPhase2: one pass that writes o and
-// the final states from the bf16 workspace rows.
+// the final states from the bf16 workspace rows. With `ready` it runs beside phase 1 (launched
+// before it, on another stream) and waits for each chunk's ready word before it reads the chunk.
 absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
-                              bool after_phase1, cudaStream_t stream);
+                              bool after_phase1, const int* ready, cudaStream_t stream);
+// Blocks of that pass (one per SM at most): LaunchGdn2ChunkPrefill runs it beside phase 1 only
+// when they all fit on the GPU at once with room left for phase 1.
+int64_t Phase2Bf16Blocks(const Gdn2PrefillShape& shape, int num_seqs);
 // Floats phase 2 needs beyond the gamma region.
 int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
+inline int64_t ReadyBase(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs) {
+  return ExtraBase(total_tokens, num_seqs, shape.num_v_heads) +
+         Phase2ExtraFloats(shape, total_tokens, num_seqs);
+}
 
 }  // namespace deltaserve::cuda::gdn2_chunk

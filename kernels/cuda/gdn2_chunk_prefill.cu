@@ -9,7 +9,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/status_util.h"
@@ -152,12 +155,76 @@ absl::Status CheckArgs(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a) 
   return absl::OkStatus();
 }
 
+// A stream of the greatest priority on the current device, created once and kept for the process,
+// on which phase 2 runs beside phase 1 (its blocks then take SMs before phase 1's waiting ones).
+absl::StatusOr<cudaStream_t> SideStream() {
+  static std::mutex mu;
+  static std::map<int, cudaStream_t>* streams = new std::map<int, cudaStream_t>();
+  int device = 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = streams->find(device);
+  if (it != streams->end()) return it->second;
+  int least = 0, greatest = 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  cudaStream_t side = nullptr;
+  DS_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithPriority(&side, cudaStreamNonBlocking, greatest));
+  (*streams)[device] = side;
+  return side;
+}
+
+// Whether phase 2 runs beside phase 1: kBf16 with both phases, and a phase-2 grid small enough
+// (a quarter of the SMs at most: a few long prompts) that it would leave most of the GPU idle.
+bool SideBySide(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a) {
+  if (a.precision != Gdn2PrefillPrecision::kBf16 || a.phase_mask != 3) return false;
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    return false;
+  return gdn2_chunk::Phase2Bf16Blocks(shape, a.num_seqs) * 4 <= sms;
+}
+
+// Phase 1 on `stream`, then phase 2 on the side stream, which waits for each chunk's ready word
+// instead of for the whole of phase 1; `stream` waits for both. (Phase 1 never waits for phase 2,
+// so every chunk is published whatever the order the blocks of the two grids get SMs in.)
+absl::Status LaunchSideBySide(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+                              cudaStream_t stream) {
+  absl::StatusOr<cudaStream_t> side = SideStream();
+  if (!side.ok()) return side.status();
+  int* ready = reinterpret_cast<int*>(
+      a.workspace + gdn2_chunk::ReadyBase(shape, a.total_tokens, a.num_seqs));
+  const int64_t words = gdn2_chunk::ReadyWords(a.total_tokens, a.num_seqs, shape.num_v_heads);
+  DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(ready, 0, words * sizeof(int), stream));
+  cudaEvent_t forked = nullptr, joined = nullptr;
+  DS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&forked, cudaEventDisableTiming));
+  if (cudaError_t err = cudaEventCreateWithFlags(&joined, cudaEventDisableTiming);
+      err != cudaSuccess) {
+    cudaEventDestroy(forked);
+    return CudaStatus(err, "cudaEventCreateWithFlags");
+  }
+  // The side stream waits for the zeroed ready words only, not for phase 1.
+  absl::Status st;
+  cudaError_t err = cudaEventRecord(forked, stream);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(*side, forked);
+  if (err == cudaSuccess) {
+    st = gdn2_chunk::LaunchPhase1(shape, a, ready, stream);
+    if (st.ok()) st = gdn2_chunk::LaunchPhase2Bf16(shape, a, /*after_phase1=*/false, ready, *side);
+    if ((err = cudaEventRecord(joined, *side)) == cudaSuccess)
+      err = cudaStreamWaitEvent(stream, joined);
+  }
+  cudaEventDestroy(forked);
+  cudaEventDestroy(joined);
+  if (!st.ok()) return st;
+  if (err != cudaSuccess) return CudaStatus(err, "gdn2 prefill: side-stream fork / join");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int64_t Gdn2ChunkWorkspaceFloats(const Gdn2PrefillShape& shape, int64_t total_tokens,
                                  int num_seqs) {
-  return gdn2_chunk::ExtraBase(total_tokens, num_seqs, shape.num_v_heads) +
-         gdn2_chunk::Phase2ExtraFloats(shape, total_tokens, num_seqs);
+  return gdn2_chunk::ReadyBase(shape, total_tokens, num_seqs) +
+         gdn2_chunk::ReadyWords(total_tokens, num_seqs, shape.num_v_heads);
 }
 
 absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
@@ -177,8 +244,11 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
   if (a.workspace == nullptr || a.workspace_floats < need)
     return absl::InvalidArgumentError(
         absl::StrCat("gdn2 prefill: workspace needs ", need, " floats, got ", a.workspace_floats));
+  if (SideBySide(shape, a)) return LaunchSideBySide(shape, a, stream);
   if (a.phase_mask & 1) {
-    if (absl::Status st = gdn2_chunk::LaunchPhase1(shape, a, stream); !st.ok()) return st;
+    if (absl::Status st = gdn2_chunk::LaunchPhase1(shape, a, /*ready=*/nullptr, stream);
+        !st.ok())
+      return st;
   }
   if (!(a.phase_mask & 2)) return absl::OkStatus();
   return gdn2_chunk::LaunchPhase2(shape, a, (a.phase_mask & 1) != 0, stream);

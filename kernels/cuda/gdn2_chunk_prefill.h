@@ -34,7 +34,10 @@
 // InvalidArgument naming the offending field, never abort.
 //
 // Thread-safety: launches are ordered on `stream`; sequences of one launch must use distinct
-// slots, and concurrent launches touching the same slot are a caller error.
+// slots, and concurrent launches touching the same slot are a caller error. With kBf16 and few
+// sequences the chunked launcher runs phase 2 beside phase 1 on an internal high-priority stream
+// of the device (forked from and joined back into `stream` with events, so it can be captured in
+// a CUDA graph); `stream` still orders the whole launch.
 #pragma once
 
 #include <cstdint>

@@ -623,7 +623,7 @@ absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
                           bool after_phase1, cudaStream_t stream) {
   switch (a.precision) {
     case Gdn2PrefillPrecision::kBf16:
-      return LaunchPhase2Bf16(shape, a, after_phase1, stream);
+      return LaunchPhase2Bf16(shape, a, after_phase1, /*ready=*/nullptr, stream);
     case Gdn2PrefillPrecision::kTf32:
       return LaunchPhase2Products<false>(shape, a, after_phase1, stream);
     default:

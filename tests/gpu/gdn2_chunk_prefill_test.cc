@@ -404,6 +404,16 @@ TEST(Gdn2ChunkPrefillTest, Bf16ProductsPackedEverySplitAndGroupedHeads) {
         DType::kBF16);
 }
 
+// Few phase-2 blocks (the cases above) run phase 2 beside phase 1; this batch is too large for
+// that (120 blocks), so the two phases run one after the other.
+TEST(Gdn2ChunkPrefillTest, Bf16ProductsPhasesInTurn) {
+  DS_SKIP_WITHOUT_GPU();
+  std::vector<int32_t> lens;
+  for (int i = 0; i < 20; ++i) lens.push_back(1 + (i * 37) % 200);
+  Check(Shape(3, 3), lens, Regime::kExtreme, Path::kChunk, 0, kTolBf16, 1300,
+        Gdn2PrefillPrecision::kBf16, DType::kBF16);
+}
+
 TEST(Gdn2ChunkPrefillTest, SerialKernelMatchesReference) {
   DS_SKIP_WITHOUT_GPU();
   Check(Shape(2, 2), {1, 300, 77}, Regime::kTrained, Path::kSerial, 0, kTolF32, 500);
