@@ -41,13 +41,7 @@ using bf16 = __nv_bfloat16;
 
 constexpr int kThreads = 128;  // one warpgroup
 constexpr int kCols = 64;      // state columns per block
-#ifndef DS_STAGES
-#define DS_STAGES 2
-#endif
-constexpr int kStages = DS_STAGES;
-#ifndef DS_PREFETCH_AHEAD
-#define DS_PREFETCH_AHEAD 0
-#endif  // chunks in flight: kStages - 1 ahead of the one computed
+constexpr int kStages = 2;     // chunks in flight: kStages - 1 ahead of the one computed
 
 // One stage in shared memory (byte offsets, 1 KB aligned): the swizzled 64 x 64 tiles Y lo / hi,
 // Qg lo / hi, Ktail lo / hi (dk halves), Aqk, U' (the block's columns), then gamma f32 [dk].
