@@ -25,8 +25,9 @@ absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name) {
 absl::StatusOr<PrefillPrecision> ParsePrefillPrecision(const std::string& name) {
   if (name == "fp32" || name == "f32") return PrefillPrecision::kFp32;
   if (name == "tf32") return PrefillPrecision::kTf32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("prefill precision must be \"fp32\" or \"tf32\", got \"", name, "\""));
+  if (name == "bf16") return PrefillPrecision::kBf16;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "prefill precision must be \"fp32\", \"tf32\" or \"bf16\", got \"", name, "\""));
 }
 
 absl::StatusOr<int> ResolveNumSlots(const RunnerOptions& options, size_t slot_bytes) {

@@ -14,9 +14,10 @@
 namespace deltaserve {
 
 // Products of the CUDA backend's chunked GDN-2 prefill (cuda::Gdn2PrefillPrecision): kFp32
-// (3xTF32, fp32-level) or kTf32 (single TF32 products, under 1e-3 relative on the recurrence
-// outputs, faster on long prompts; bench/NOTES.md). The CPU backend computes in fp32 either way.
-enum class PrefillPrecision { kFp32, kTf32 };
+// (3xTF32, fp32-level), kTf32 (single TF32 products, under 1e-3 relative on the recurrence
+// outputs) or kBf16 (bf16 products on a bf16 workspace, a few 1e-3 relative, the fastest on long
+// prompts; bench/NOTES.md). The CPU backend computes in fp32 whichever is chosen.
+enum class PrefillPrecision { kFp32, kTf32, kBf16 };
 
 struct RunnerOptions {
   std::string backend = "cpu";                // "cpu" | "cuda"
@@ -34,7 +35,7 @@ struct RunnerOptions {
 // "f32" / "fp32" / "float32" -> kF32, "bf16" / "bfloat16" -> kBF16; anything else is an error.
 absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name);
 
-// "fp32" / "f32" -> kFp32, "tf32" -> kTf32; anything else is an error.
+// "fp32" / "f32" -> kFp32, "tf32" -> kTf32, "bf16" -> kBf16; anything else is an error.
 absl::StatusOr<PrefillPrecision> ParsePrefillPrecision(const std::string& name);
 
 // The number of slots `options` asks for, for a model whose slot takes `slot_bytes`.

@@ -146,11 +146,11 @@ const std::vector<FlagSpec>& Flags() {
          }
          return absl::OkStatus();
        }},
-      {"prefill-precision", "fp32|tf32",
-       "CUDA chunked-prefill products: fp32-level 3xTF32 or single TF32 (default fp32)",
+      {"prefill-precision", "fp32|tf32|bf16",
+       "CUDA chunked-prefill products: fp32-level 3xTF32, single TF32 or bf16 (default fp32)",
        [](const std::string& v, GenerateOptions* o) {
          absl::StatusOr<PrefillPrecision> p = ParsePrefillPrecision(v);
-         if (!p.ok()) return BadValue("prefill-precision", v, "fp32 or tf32");
+         if (!p.ok()) return BadValue("prefill-precision", v, "fp32, tf32 or bf16");
          o->prefill_precision = *p;
          return absl::OkStatus();
        }},

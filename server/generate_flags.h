@@ -29,7 +29,8 @@ struct GenerateOptions {
   bool ignore_eos = false;                       // --ignore-eos
   std::string backend = "cpu";                   // --backend cpu|cuda
   StateDtype state_dtype = StateDtype::kF32;     // --state-dtype f32|bf16
-  PrefillPrecision prefill_precision = PrefillPrecision::kFp32;  // --prefill-precision fp32|tf32
+  // --prefill-precision fp32|tf32|bf16
+  PrefillPrecision prefill_precision = PrefillPrecision::kFp32;
   int threads = 0;                               // --threads, >= 0 (0: all hardware threads)
   bool print_ids = false;                        // --print-ids
   bool no_bos = false;                           // --no-bos

@@ -20,9 +20,9 @@ absl::Status ServerConfig::Validate() const {
   if (state_dtype != "f32" && state_dtype != "bf16") {
     return Bad("state-dtype", absl::StrCat("must be f32 or bf16, got \"", state_dtype, "\""));
   }
-  if (prefill_precision != "fp32" && prefill_precision != "tf32") {
+  if (prefill_precision != "fp32" && prefill_precision != "tf32" && prefill_precision != "bf16") {
     return Bad("prefill-precision",
-               absl::StrCat("must be fp32 or tf32, got \"", prefill_precision, "\""));
+               absl::StrCat("must be fp32, tf32 or bf16, got \"", prefill_precision, "\""));
   }
   if (cpu_threads < 0) return Bad("threads", absl::StrCat("must be >= 0, got ", cpu_threads));
   if (device < 0) return Bad("device", absl::StrCat("must be >= 0, got ", device));

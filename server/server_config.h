@@ -28,8 +28,9 @@ struct ServerConfig {
   // --state-dtype: storage of the recurrent states, "f32" or "bf16". Default f32.
   std::string state_dtype = "f32";
   // --prefill-precision: products of the CUDA backend's chunked GDN-2 prefill, "fp32" (3xTF32,
-  // fp32-level) or "tf32" (single TF32 products: under 1e-3 relative on the recurrence
-  // outputs, faster on long prompts). The CPU backend ignores it. Default fp32.
+  // fp32-level), "tf32" (single TF32 products: under 1e-3 relative on the recurrence outputs,
+  // faster on long prompts) or "bf16" (bf16 products: a few 1e-3 relative, the fastest). The CPU
+  // backend ignores it. Default fp32.
   std::string prefill_precision = "fp32";
   // --threads: CPU backend threads, >= 0; 0 means all hardware threads. Default 0.
   int cpu_threads = 0;

@@ -10,9 +10,10 @@
 // Host work inside Step (packing, launches, sampling copy-back) is included; tokenization,
 // scheduling and gRPC are not. Median of `--reps` timed runs after one warm-up run.
 //
-// Usage: ttft_bench [out.json] [--chunk=N] [--pass=N] [--reps=N] [--pure-only] [--tf32]
-//   --tf32   the chunked recurrence with single TF32 products
-//            (CudaRunnerOptions::prefill_precision = kTf32; default fp32-level 3xTF32)
+// Usage: ttft_bench [out.json] [--chunk=N] [--pass=N] [--reps=N] [--pure-only]
+//                   [--precision=fp32|tf32|bf16]
+//   --precision  the chunked recurrence's products (CudaRunnerOptions::prefill_precision;
+//                default fp32: fp32-level 3xTF32)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -77,7 +78,8 @@ int main(int argc, char** argv) {
   std::string out_path = "ttft_bench.json";
   int64_t chunk = 512, pass = 0;
   int reps = 5;
-  bool pure_only = false, tf32 = false;
+  bool pure_only = false;
+  std::string precision = "fp32";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--chunk=", 0) == 0) {
@@ -88,8 +90,8 @@ int main(int argc, char** argv) {
       reps = std::stoi(arg.substr(7));
     } else if (arg == "--pure-only") {
       pure_only = true;
-    } else if (arg == "--tf32") {
-      tf32 = true;
+    } else if (arg.rfind("--precision=", 0) == 0) {
+      precision = arg.substr(12);
     } else if (arg.rfind("--", 0) == 0) {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
       return 2;
@@ -99,6 +101,14 @@ int main(int argc, char** argv) {
   }
   if (chunk < 1 || reps < 1 || pass < 0) {
     std::fprintf(stderr, "--chunk and --reps must be >= 1, --pass >= 0\n");
+    return 2;
+  }
+  const cuda::Gdn2PrefillPrecision products =
+      precision == "tf32"   ? cuda::Gdn2PrefillPrecision::kTf32
+      : precision == "bf16" ? cuda::Gdn2PrefillPrecision::kBf16
+                            : cuda::Gdn2PrefillPrecision::kFp32;
+  if (precision != "fp32" && precision != "tf32" && precision != "bf16") {
+    std::fprintf(stderr, "--precision must be fp32, tf32 or bf16\n");
     return 2;
   }
   const DeviceInfo dev = GetDeviceInfo();
@@ -119,7 +129,7 @@ int main(int argc, char** argv) {
     opts.max_step_tokens = lengths.back();
     opts.graph_batch_sizes = {1};
     if (pass > 0) opts.prefill_pass_tokens = pass;
-    if (tf32) opts.prefill_precision = cuda::Gdn2PrefillPrecision::kTf32;
+    opts.prefill_precision = products;
     auto r = CudaModelRunner::Create(*std::move(w), opts);
     if (!r.ok()) {
       std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());
@@ -163,7 +173,7 @@ int main(int argc, char** argv) {
                "host, fp32 state, random bf16 weights, reset slot, median of %d runs after one "
                "warm-up\",\n  \"prefill_pass_tokens\": %lld,\n  \"prefill_precision\": \"%s\",\n"
                "  \"rows\": [\n",
-               reps, static_cast<long long>(pass), tf32 ? "tf32" : "fp32");
+               reps, static_cast<long long>(pass), precision.c_str());
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f,

@@ -72,9 +72,9 @@ struct CudaRunnerOptions {
   // 51.2 ms in passes of 2048, 47.5 in one pass) at ~0.2 MB of device buffers per row.
   int64_t prefill_pass_tokens = 8192;
   // Products of the chunked GDN-2 prefill (cuda::Gdn2PrefillPrecision): kFp32 (3xTF32,
-  // fp32-level, the default) or kTf32 (single TF32 products on rounded operands, under 1e-3
-  // relative on the recurrence outputs, well inside the bf16 projections' error;
-  // bench/NOTES.md has the speed of each).
+  // fp32-level, the default), kTf32 (single TF32 products on rounded operands, under 1e-3
+  // relative on the recurrence outputs, well inside the bf16 projections' error) or kBf16 (bf16
+  // products, a few 1e-3; the fastest); bench/NOTES.md has the speed of each.
   cuda::Gdn2PrefillPrecision prefill_precision = cuda::Gdn2PrefillPrecision::kFp32;
   // Decode passes over at most this many rows (0..8, cuda::kGemvMaxRows) run their projections
   // through the small-batch GEMV kernels (kernels/cuda/gemv.h): the RMSNorms, the f0/g0 cast, the

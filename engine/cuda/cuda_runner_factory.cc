@@ -15,9 +15,17 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunnerFromOptions(
   o.num_slots = num_slots;
   o.max_step_tokens = options.max_step_tokens;
   o.device = options.device;
-  o.prefill_precision = options.prefill_precision == PrefillPrecision::kTf32
-                            ? cuda::Gdn2PrefillPrecision::kTf32
-                            : cuda::Gdn2PrefillPrecision::kFp32;
+  switch (options.prefill_precision) {
+    case PrefillPrecision::kTf32:
+      o.prefill_precision = cuda::Gdn2PrefillPrecision::kTf32;
+      break;
+    case PrefillPrecision::kBf16:
+      o.prefill_precision = cuda::Gdn2PrefillPrecision::kBf16;
+      break;
+    case PrefillPrecision::kFp32:
+      o.prefill_precision = cuda::Gdn2PrefillPrecision::kFp32;
+      break;
+  }
   // Decode passes carry at most one token per sequence; graphs up to 256 sequences.
   o.max_rows = 256;
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> r =

@@ -464,6 +464,14 @@ TEST_F(CudaModelTest, ChunkedPrefillTf32PureF32State) {
 TEST_F(CudaModelTest, ChunkedPrefillTf32HybridBf16State) {
   CompareChunkedPrefill(true, StateDtype::kBF16, true, cuda::Gdn2PrefillPrecision::kTf32);
 }
+// bf16 products (the recurrence's phases side by side for these single prompts): the same
+// tolerance too.
+TEST_F(CudaModelTest, ChunkedPrefillBf16PureF32State) {
+  CompareChunkedPrefill(false, StateDtype::kF32, true, cuda::Gdn2PrefillPrecision::kBf16);
+}
+TEST_F(CudaModelTest, ChunkedPrefillBf16HybridBf16State) {
+  CompareChunkedPrefill(true, StateDtype::kBF16, true, cuda::Gdn2PrefillPrecision::kBf16);
+}
 TEST_F(CudaModelTest, SerialPrefillHybridF32State) {
   CompareChunkedPrefill(true, StateDtype::kF32, false);
 }

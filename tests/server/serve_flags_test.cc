@@ -148,7 +148,8 @@ TEST(ServeFlagsTest, ErrorsNameTheFlag) {
       {{"--model=m", "--log-format=xml"}, "--log-format: expected text or json"},
       {{"--model=m", "--log-level=loud"}, "--log-level: must be trace"},
       {{"--model=m", "--state-dtype=f16"}, "--state-dtype: must be f32 or bf16"},
-      {{"--model=m", "--prefill-precision=bf16"}, "--prefill-precision: must be fp32 or tf32"},
+      {{"--model=m", "--prefill-precision=fp16"},
+       "--prefill-precision: must be fp32, tf32 or bf16"},
       {{"--model=m", "--pool-slots=-2"}, "--pool-slots: must be >= 0"},
   };
   for (const Case& c : cases) {
