@@ -72,6 +72,9 @@ struct Smem {
   static constexpr int kZ = kC * kTP;
   static_assert(kC * kTP <= kStages * kLandStage, "T must fit the landing area");
   static_assert(kZ + kC * kEP <= kE, "Z must end before E");
+  // Scratch of the blocked inverse (SolveByInverse): up to three 16 x 16 blocks after Z.
+  static constexpr int kM = kZ + kC * kEP;
+  static_assert(kM + 3 * 256 <= kE, "the inverse's scratch must end before E");
   static_assert(kInArrayFloats % 4 == 0 && kLandStage % 4 == 0, "16-byte aligned arrays");
 };
 
@@ -116,13 +119,124 @@ __device__ __forceinline__ void Store4(TWs* p, float x, float y, float z, float 
                     StoredOperand<kRound>(z), StoredOperand<kRound>(w));
   } else {
     const __nv_bfloat162 lo = __floats2bfloat162_rn(x, y), hi = __floats2bfloat162_rn(z, w);
-    *reinterpret_cast<uint2*>(p) =
-        make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+    *reinterpret_cast<uint2*>(p) = make_uint2(*reinterpret_cast<const uint32_t*>(&lo),
+                                              *reinterpret_cast<const uint32_t*>(&hi));
   }
 }
 
 __device__ __forceinline__ void PrefetchL2(const void* p, int bytes) {
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                        uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// (I + T) [Y | U'] = [E | Z] for a bf16 workspace, on the tensor cores: A = (I + T)^-1 by 16 x 16
+// blocks, written over T's strictly lower part in `ts` (diagonal blocks by substitution, one
+// column per thread; block row i then A_ij = -A_ii sum_{k=j}^{i-1} T_ik A_kj, through `scratch`),
+// then [Y | U'] = A [E | Z] with mma.sync m16n8k16 (bf16 operands, fp32 sums): warp w takes 32
+// of the 256 right-hand-side columns over all C rows. Row t of the result goes to out + t *
+// tok_step (Y at kOffY, U' at kOffU) for t < len. All 256 threads must call it.
+__device__ __forceinline__ void SolveByInverse(float* ts, const float* es, const float* zs,
+                                               float* scratch, __nv_bfloat16* out,
+                                               int64_t tok_step, int len, int tid) {
+  // a. The diagonal blocks' inverses (threads 0..63: block tid / 16, column tid % 16).
+  float x[16];
+  if (tid < kC) {
+    const int b = tid / 16, c = tid % 16;
+    const float* blk = ts + 16 * b * (kTP + 1);
+#pragma unroll
+    for (int r = 0; r < 16; ++r) {
+      float acc = r == c ? 1.f : 0.f;
+#pragma unroll
+      for (int m = 0; m < r; ++m) acc = fmaf(-blk[r * kTP + m], x[m], acc);
+      x[r] = r < c ? 0.f : acc;
+    }
+  }
+  __syncthreads();
+  if (tid < kC) {
+    float* blk = ts + 16 * (tid / 16) * (kTP + 1) + tid % 16;
+#pragma unroll
+    for (int r = 0; r < 16; ++r) blk[r * kTP] = x[r];
+  }
+  __syncthreads();
+  // b. Block rows 1..3; thread (r, c) = (tid / 16, tid % 16) of every block of the row.
+  {
+    const int r = tid / 16, c = tid % 16;
+#pragma unroll
+    for (int i = 1; i < 4; ++i) {
+      const float* row = ts + (16 * i + r) * kTP;
+#pragma unroll
+      for (int j = 0; j < i; ++j) {
+        float acc = 0.f;
+#pragma unroll
+        for (int k = j; k < i; ++k)
+#pragma unroll
+          for (int m = 0; m < 16; ++m)
+            acc = fmaf(row[16 * k + m], ts[(16 * k + m) * kTP + 16 * j + c], acc);
+        scratch[j * 256 + r * 16 + c] = acc;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < i; ++j) {
+        float acc = 0.f;
+#pragma unroll
+        for (int m = 0; m < 16; ++m)
+          acc = fmaf(row[16 * i + m], scratch[j * 256 + m * 16 + c], acc);
+        ts[(16 * i + r) * kTP + 16 * j + c] = -acc;
+      }
+      __syncthreads();
+    }
+  }
+  // c. [Y | U'] = A [E | Z]; A is block lower triangular (k-steps past the diagonal skipped).
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const float* rhs = warp < 4 ? es + 32 * warp : zs + 32 * (warp - 4);
+  uint32_t b[kC / 16][4][2];  // [k-step][n8 tile]
+#pragma unroll
+  for (int ks = 0; ks < kC / 16; ++ks)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const float* p = rhs + (16 * ks + 2 * t) * kEP + 8 * nt + g;
+      b[ks][nt][0] = PackBf16(p[0], p[kEP]);
+      b[ks][nt][1] = PackBf16(p[8 * kEP], p[9 * kEP]);
+    }
+  const int col = (warp < 4 ? kOffY + 32 * warp : kOffU + 32 * (warp - 4)) + 2 * t;
+#pragma unroll
+  for (int mt = 0; mt < kC / 16; ++mt) {
+    float acc[4][4] = {};
+#pragma unroll
+    for (int ks = 0; ks <= mt; ++ks) {
+      const float* p = ts + (16 * mt + g) * kTP + 16 * ks + 2 * t;
+      const float2 a0 = *reinterpret_cast<const float2*>(p);
+      const float2 a1 = *reinterpret_cast<const float2*>(p + 8 * kTP);
+      const float2 a2 = *reinterpret_cast<const float2*>(p + 8);
+      const float2 a3 = *reinterpret_cast<const float2*>(p + 8 * kTP + 8);
+      const uint32_t a[4] = {PackBf16(a0.x, a0.y), PackBf16(a1.x, a1.y), PackBf16(a2.x, a2.y),
+                             PackBf16(a3.x, a3.y)};
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) MmaBf16(acc[nt], a, b[ks][nt][0], b[ks][nt][1]);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int tok = 16 * mt + g + 8 * h;
+      if (tok >= len) continue;
+      __nv_bfloat16* dst = out + tok * tok_step + col;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+        *reinterpret_cast<uint32_t*>(dst + 8 * nt) = PackBf16(acc[nt][2 * h], acc[nt][2 * h + 1]);
+    }
+  }
 }
 
 template <typename TIn>
@@ -434,37 +548,41 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   __syncthreads();
 
-  // Right-hand side: column tid of E, or column tid - dk of Z.
-  float x[kC];
-  {
-    const float* rhs = tid < kDk ? es + tid : zs + (tid - kDk);
+  if constexpr (std::is_same_v<TWs, __nv_bfloat16>) {
+    SolveByInverse(ts, es, zs, smem + L::kM, ws_row(0), tok_step, len, tid);
+  } else {
+    // Right-hand side: column tid of E, or column tid - dk of Z.
+    float x[kC];
+    {
+      const float* rhs = tid < kDk ? es + tid : zs + (tid - kDk);
 #pragma unroll
-    for (int t = 0; t < kC; ++t) x[t] = rhs[t * kEP];
-  }
-
-  // Forward substitution (I + T) X = RHS; T rows are read as broadcasts.
-#pragma unroll
-  for (int t = 1; t < kC; ++t) {
-    const float* tr = ts + t * kTP;
-    float a0 = x[t], a1 = 0.f, a2 = 0.f, a3 = 0.f;
-#pragma unroll
-    for (int j = 0; j + 4 <= t; j += 4) {
-      const float4 v = *reinterpret_cast<const float4*>(tr + j);
-      a0 = fmaf(-v.x, x[j], a0);
-      a1 = fmaf(-v.y, x[j + 1], a1);
-      a2 = fmaf(-v.z, x[j + 2], a2);
-      a3 = fmaf(-v.w, x[j + 3], a3);
+      for (int t = 0; t < kC; ++t) x[t] = rhs[t * kEP];
     }
+
+    // Forward substitution (I + T) X = RHS; T rows are read as broadcasts.
 #pragma unroll
-    for (int j = t & ~3; j < t; ++j) a0 = fmaf(-tr[j], x[j], a0);
-    x[t] = (a0 + a1) + (a2 + a3);
-  }
-  // The row pointer advances by the workspace row stride (no per-token address products).
-  TWs* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
+    for (int t = 1; t < kC; ++t) {
+      const float* tr = ts + t * kTP;
+      float a0 = x[t], a1 = 0.f, a2 = 0.f, a3 = 0.f;
 #pragma unroll
-  for (int t = 0; t < kC; ++t) {
-    if (t < len) *out = Stored<TWs, kRound>(x[t]);
-    out += tok_step;
+      for (int j = 0; j + 4 <= t; j += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(tr + j);
+        a0 = fmaf(-v.x, x[j], a0);
+        a1 = fmaf(-v.y, x[j + 1], a1);
+        a2 = fmaf(-v.z, x[j + 2], a2);
+        a3 = fmaf(-v.w, x[j + 3], a3);
+      }
+#pragma unroll
+      for (int j = t & ~3; j < t; ++j) a0 = fmaf(-tr[j], x[j], a0);
+      x[t] = (a0 + a1) + (a2 + a3);
+    }
+    // The row pointer advances by the workspace row stride (no per-token address products).
+    TWs* out = ws_row(0) + (tid < kDk ? kOffY + tid : kOffU + (tid - kDk));
+#pragma unroll
+    for (int t = 0; t < kC; ++t) {
+      if (t < len) *out = Stored<TWs, kRound>(x[t]);
+      out += tok_step;
+    }
   }
   if (ready != nullptr) {  // the chunk's rows and gamma are complete (release, GPU scope)
     __syncthreads();
