@@ -5,8 +5,7 @@
 // Qg = exp(G) q, Ktail = exp(G_last - G) k and gamma = exp(G_last), written to the workspace in
 // the layout of gdn2_chunk_phases.h (the contract with phase 2).
 //
-// Structure of one block (256 threads, ~104 KB shared memory, two blocks per SM):
-//  * all of the chunk's input rows are prefetched into L2 at the start (bulk prefetch);
+// Structure of one block (256 threads, ~94-104 KB shared memory, two blocks per SM):
 //  * q, k, g, b stream through shared memory in slices of kSlice key channels (cp.async, two
 //    stages); per slice every thread scans 4 tokens of one channel (G in the log2 domain),
 //    writes Qg and Ktail, keeps E = exp(G) b k for the substitution, and stores the factored
@@ -20,7 +19,11 @@
 //  * w v is loaded as float4 rows (all of a thread's loads in flight at once) into shared memory
 //    over the operand arrays;
 //  * the forward substitution runs one right-hand-side column per thread in registers (Y
-//    columns from E, U' columns from w v, both in shared memory), reading T rows as broadcasts.
+//    columns from E, U' columns from w v, both in shared memory), reading T rows as broadcasts;
+//    for a bf16 workspace instead (I + T)^-1 is formed by 16 x 16 blocks and multiplied with
+//    [E | Z] on the tensor cores (SolveByInverse), the results staged for 16-byte stores.
+// (A bulk L2 prefetch of the chunk's input rows at the start, once part of this design, cost
+// 4-8 % and was removed: bench/NOTES.md.)
 // Inputs q, k, b, v, w are f32 or bf16 (TIn; converted to fp32 as they are read), g is f32.
 // All arithmetic is fp32; exponentials are ex2.approx on log2-scaled G. With kRound
 // (Gdn2PrefillPrecision::kTf32) the operands phase 2 multiplies (Y, Qg, Ktail, U', Aqk) are
@@ -124,9 +127,6 @@ __device__ __forceinline__ void Store4(TWs* p, float x, float y, float z, float 
   }
 }
 
-__device__ __forceinline__ void PrefetchL2(const void* p, int bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-}
 
 __device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -147,8 +147,9 @@ __device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], u
 // column per thread; block row i then A_ij = -A_ii sum_{k=j}^{i-1} T_ik A_kj, through `scratch`),
 // then [Y | U'] = A [E | Z] with mma.sync m16n8k16 (bf16 operands, fp32 sums): warp w takes 32
 // of the 256 right-hand-side columns over all C rows. Row t of the result goes to out + t *
-// tok_step (Y at kOffY, U' at kOffU) for t < len. All 256 threads must call it.
-__device__ __forceinline__ void SolveByInverse(float* ts, const float* es, const float* zs,
+// tok_step (Y at kOffY, U' at kOffU) for t < len, staged through E's area (which it overwrites)
+// for whole 16-byte stores. All 256 threads must call it.
+__device__ __forceinline__ void SolveByInverse(float* ts, float* es, const float* zs,
                                                float* scratch, __nv_bfloat16* out,
                                                int64_t tok_step, int len, int tid) {
   // a. The diagonal blocks' inverses (threads 0..63: block tid / 16, column tid % 16).
@@ -211,7 +212,10 @@ __device__ __forceinline__ void SolveByInverse(float* ts, const float* es, const
       b[ks][nt][0] = PackBf16(p[0], p[kEP]);
       b[ks][nt][1] = PackBf16(p[8 * kEP], p[9 * kEP]);
     }
-  const int col = (warp < 4 ? kOffY + 32 * warp : kOffU + 32 * (warp - 4)) + 2 * t;
+  __syncthreads();  // every warp holds its right-hand side: E's area stages the results
+  __nv_bfloat16* stage = reinterpret_cast<__nv_bfloat16*>(es);
+  constexpr int kSP = 2 * kEP;  // staging pitch (bf16): 256 columns + 8
+  const int col = 32 * warp + 2 * t;
 #pragma unroll
   for (int mt = 0; mt < kC / 16; ++mt) {
     float acc[4][4] = {};
@@ -229,13 +233,21 @@ __device__ __forceinline__ void SolveByInverse(float* ts, const float* es, const
     }
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int tok = 16 * mt + g + 8 * h;
-      if (tok >= len) continue;
-      __nv_bfloat16* dst = out + tok * tok_step + col;
+      __nv_bfloat16* dst = stage + (16 * mt + g + 8 * h) * kSP + col;
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt)
         *reinterpret_cast<uint32_t*>(dst + 8 * nt) = PackBf16(acc[nt][2 * h], acc[nt][2 * h + 1]);
     }
+  }
+  __syncthreads();
+  // Rows t < len to the workspace in 16-byte pieces: 16 of Y, then 16 of U'.
+#pragma unroll
+  for (int i = tid; i < kC * 32; i += kThreads) {
+    const int tok = i / 32, piece = i % 32;
+    if (tok >= len) break;
+    const int dcol = piece < 16 ? kOffY + 8 * piece : kOffU + 8 * (piece - 16);
+    *reinterpret_cast<uint4*>(out + tok * tok_step + dcol) =
+        *reinterpret_cast<const uint4*>(stage + tok * kSP + 8 * piece);
   }
 }
 
@@ -271,23 +283,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto ws_row = [&](int t) {
     return ws + (row0 + static_cast<int64_t>(t) * num_v_heads) * kWsRow;
   };
-
-  // Every input row of the chunk into L2; the slices and w v read from there.
-  for (int i = tid; i < 6 * kC; i += kThreads) {
-    const int a = i / kC, t = i % kC;
-    if (t >= len) continue;
-    const int64_t tok = start + t;
-    const void* p;
-    switch (a) {
-      case 0: p = in.g + tok * in.g_stride + kh * kDk; break;
-      case 1: p = in.q + tok * in.q_stride + kh * kDk; break;
-      case 2: p = in.k + tok * in.k_stride + kh * kDk; break;
-      case 3: p = in.b + tok * in.b_stride + kh * kDk; break;
-      case 4: p = in.w + tok * in.w_stride + hv * kDv; break;
-      default: p = in.v + tok * in.v_stride + hv * kDv; break;
-    }
-    PrefetchL2(p, a == 0 ? kDk * 4 : kDk * static_cast<int>(sizeof(TIn)));
-  }
 
   // One slice of g, q, k, b into landing stage sl % kStages (rows >= len zero-filled). Thread
   // tid copies 16-byte piece tid % 4 of token tid / 4's g, and pieces tid % 4 (+ 4, + 8) of the
