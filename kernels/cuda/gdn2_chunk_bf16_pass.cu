@@ -3,11 +3,11 @@
 // sequence's chunks, that computes both the state recurrence and the outputs with bf16
 // warpgroup products (wgmma, fp32 accumulation; wgmma.cuh) on phase 1's bf16 workspace rows. It
 // needs no extra workspace: outputs are stored as each chunk is done, the state is read from the
-// slot at the start and written back after the last chunk.
+// slot at the start and written back after the last chunk (no chunk-start states).
 //
 // The block is one warpgroup. It holds its 64 state columns j over all dk rows transposed
 // (S^T, 64 x dk) in fp32 accumulator fragments, so every product of a chunk step has its left
-// operand in registers (rows past the chunk's end are zero in every tile):
+// operand in registers:
 //   P^T = S^T Y^T,  O^T = S^T Qg^T      A: S^T rounded to bf16;  B: Y, Qg rows (K-major)
 //   U^T = U'^T - P^T                    fp32, then rounded to bf16 A fragments
 //   O^T += U^T Aqk^T                    B: Aqk rows (K-major)
@@ -16,8 +16,10 @@
 // pass from one product to the next without shared memory. The chunk's tiles (Y, Qg, Ktail, Aqk
 // and the block's U' columns, 64 rows of 64 columns each) are tensor copies (TMA) in the 128-byte
 // swizzle the products read, issued by one thread into the next stage while the current chunk
-// computes; rows past the sequence's end hold other tokens' values (or zeros past the batch),
-// which the chunk's U^T masks out before any product that could carry them.
+// computes. Rows past the sequence's end hold other tokens' values (or zeros past the batch):
+// the chunk's U^T is zeroed there before any product that could carry them, and their outputs
+// are not stored. With phase 1 running beside it, thread 0 waits for a chunk's ready word
+// before it issues the chunk's copies.
 //
 // Accuracy: every product operand is bf16 (2^-9 relative), the state and every sum are fp32;
 // the state is rounded only where it is a product operand, never where it is kept.
