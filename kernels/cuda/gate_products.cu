@@ -9,6 +9,7 @@
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/bf16_store.cuh"
 #include "kernels/cuda/gate_products.h"
+#include "kernels/cuda/mma_bf16.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda {
@@ -36,14 +37,7 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const void* smem) {
                : "r"(SharedAddr(smem)));
 }
 
-__device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                        uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using mma::MmaBf16;
 
 // NK = rank / 16 k-steps.
 template <int NK>

@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
+#include "kernels/cuda/mma_bf16.cuh"
 #include "kernels/cuda/status_util.h"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -89,14 +90,8 @@ __device__ __forceinline__ void TensorLoad(uint32_t dst, const CUtensorMap* map,
       : "memory");
 }
 
-__device__ __forceinline__ uint32_t Pack(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-__device__ __forceinline__ float2 Unpack(uint32_t x) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&x));
-}
+using mma::PackBf16;
+using mma::UnpackBf16;
 
 // Four 8x8 b16 matrices, transposed; lane l gives the address of row l % 8 of matrix l / 8.
 __device__ __forceinline__ void Ldsm4T(uint32_t (&r)[4], uint32_t addr) {
@@ -108,10 +103,10 @@ __device__ __forceinline__ void Ldsm4T(uint32_t (&r)[4], uint32_t addr) {
 // The A fragment of k16 step k from the D fragments of n8 tiles 2k and 2k + 1.
 template <int N>
 __device__ __forceinline__ void AFromD(uint32_t (&a)[4], const float (&d)[N], int k) {
-  a[0] = Pack(d[8 * k], d[8 * k + 1]);
-  a[1] = Pack(d[8 * k + 2], d[8 * k + 3]);
-  a[2] = Pack(d[8 * k + 4], d[8 * k + 5]);
-  a[3] = Pack(d[8 * k + 6], d[8 * k + 7]);
+  a[0] = PackBf16(d[8 * k], d[8 * k + 1]);
+  a[1] = PackBf16(d[8 * k + 2], d[8 * k + 3]);
+  a[2] = PackBf16(d[8 * k + 4], d[8 * k + 5]);
+  a[3] = PackBf16(d[8 * k + 6], d[8 * k + 7]);
 }
 
 __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
@@ -233,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
       // u[0] / u[1]: token tile 2p, columns g / g + 8; u[2] / u[3]: tile 2p + 1.
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float2 lo = Unpack(u[2 * h]), hi = Unpack(u[2 * h + 1]);
+        const float2 lo = UnpackBf16(u[2 * h]), hi = UnpackBf16(u[2 * h + 1]);
         float* x = pacc + 4 * (2 * p + h);
         x[0] = lo.x - x[0];
         x[1] = lo.y - x[1];

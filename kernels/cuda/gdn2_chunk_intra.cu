@@ -35,8 +35,10 @@
 #include <type_traits>
 
 #include "kernels/cuda/async_copy.cuh"
+#include "kernels/cuda/bf16_store.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/gdn2_chunk_state_pass_mma.cuh"
+#include "kernels/cuda/mma_bf16.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda::gdn2_chunk {
@@ -121,26 +123,13 @@ __device__ __forceinline__ void Store4(TWs* p, float x, float y, float z, float 
         make_float4(StoredOperand<kRound>(x), StoredOperand<kRound>(y),
                     StoredOperand<kRound>(z), StoredOperand<kRound>(w));
   } else {
-    const __nv_bfloat162 lo = __floats2bfloat162_rn(x, y), hi = __floats2bfloat162_rn(z, w);
-    *reinterpret_cast<uint2*>(p) = make_uint2(*reinterpret_cast<const uint32_t*>(&lo),
-                                              *reinterpret_cast<const uint32_t*>(&hi));
+    StoreBf16x4(p, x, y, z, w);
   }
 }
 
 
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-__device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                        uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
+using mma::MmaBf16;
+using mma::PackBf16;
 
 // (I + T) [Y | U'] = [E | Z] for a bf16 workspace, on the tensor cores: A = (I + T)^-1 by 16 x 16
 // blocks, written over T's strictly lower part in `ts` (diagonal blocks by substitution, one
