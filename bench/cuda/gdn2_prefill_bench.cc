@@ -8,8 +8,8 @@
 // (Gdn2PrefillPrecision::kTf32, the bf16-level mode), and with those products on bf16 copies of
 // q, k, b, v, w (g stays f32; the inputs the Triton reference reads are bf16 too; its relative
 // difference includes the inputs' rounding), and bf16 inputs with bf16 products
-// (Gdn2PrefillPrecision::kBf16: bf16 workspace, one fused phase-2 pass). (The retired phase versions' numbers are in
-// bench/results/gdn2_prefill_*_h200.json.)
+// (Gdn2PrefillPrecision::kBf16: bf16 workspace, one fused phase-2 pass). (The retired phase
+// versions' numbers are in bench/results/gdn2_prefill_*_h200.json.)
 // Inputs: random, q/k L2-normalised, gates in trained-model ranges (decay down to exp(-5)).
 // Then the device time of a whole prefill of the pure gdn2_1.3B model for prompts of 512, 4096
 // and 32768 tokens (see ModelPrefill).

@@ -301,7 +301,8 @@ absl::Status CudaModelRunner::InitPrefill() {
     DS_RETURN_IF_ERROR(b.Alloc(&b.p_kc, Pt * kd));
     DS_RETURN_IF_ERROR(b.Alloc(&b.p_vc, Pt * vd));
     cuda::Gdn2PrefillShape ps{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
-    b.p_ws_floats = cuda::Gdn2ChunkWorkspaceFloats(ps, Pt, static_cast<int>(std::min(R, Pt)));
+    b.p_ws_floats = cuda::Gdn2ChunkWorkspaceFloats(ps, Pt, static_cast<int>(std::min(R, Pt)),
+                                                   options_.prefill_precision);
     DS_RETURN_IF_ERROR(b.Alloc(&b.p_ws, b.p_ws_floats));
     if (layout_.state_dtype() == StateDtype::kBF16) {
       const int64_t dv = gd.head_v_dim;
@@ -364,7 +365,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   }
   if (c.NumGdn2Layers() > 0) {
     const cuda::Gdn2PrefillShape ps{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
-    const int64_t need = cuda::Gdn2ChunkWorkspaceFloats(ps, T, n);
+    const int64_t need = cuda::Gdn2ChunkWorkspaceFloats(ps, T, n, options_.prefill_precision);
     if (need > b.p_ws_floats) {
       DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
       cudaFree(b.p_ws);

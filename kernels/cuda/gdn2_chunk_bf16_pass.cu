@@ -334,7 +334,8 @@ absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
                       kSmemBytes, stream, after_phase1, map, a.cu_seqlens, a.slots,
                       static_cast<char*>(a.pool), a.slot_stride_bytes, a.recurrent_offset,
                       shape.num_v_heads,
-                      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads), ready, a.o,
+                      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads, a.precision),
+                      ready, a.o,
                       a.o_stride);
 }
 

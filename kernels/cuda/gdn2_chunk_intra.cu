@@ -599,7 +599,7 @@ absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
   kernel<<<dim3(static_cast<unsigned>(blocks_x), a.num_seqs), kThreads, kSmemBytes, stream>>>(
       shape.num_v_heads / shape.num_heads, a.cu_seqlens, in, shape.num_v_heads,
       reinterpret_cast<TWs*>(a.workspace),
-      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads), ready);
+      a.workspace + GammaBase(a.total_tokens, shape.num_v_heads, a.precision), ready);
   return LaunchStatus("Gdn2ChunkPhase1V3Kernel");
 }
 

@@ -3,14 +3,14 @@
 // phases, each in its own file. LaunchGdn2ChunkPrefill validates the arguments and the
 // workspace size before it calls any launcher here.
 //
-// Workspace (f32), for a launch of total_tokens rows, HV value heads, chunk C = 64:
+// Workspace (f32 units), for a launch of total_tokens rows, HV value heads, chunk C = 64, and
+// the launch's precision (every offset below depends on it):
 //   rows      [total_tokens * HV][kWsRow]  per (token, value head):
 //             [Y (dk) | Qg (dk) | Ktail (dk) | U' (dv) | Aqk row (C)]; f32, or bf16 for
-//             Gdn2PrefillPrecision::kBf16 (the same layout in bf16 elements, in the first half
-//             of the region)
+//             Gdn2PrefillPrecision::kBf16 (the same layout in bf16 elements, half the bytes)
 //   gamma     [chunk slots * HV][dk]       from GammaBase(); chunk c of sequence s uses chunk
 //             slot ChunkSlot(cu, s, c) (distinct over the batch, < num_seqs + total_tokens/C + 1)
-//   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 (unused by the
+//   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 (none for the
 //             kBf16 phase 2)
 //   ready     int32 [chunk slots * HV] from ReadyBase(): per (chunk slot, value head), set to 1 by
 //             phase 1 once that chunk's rows and gamma are written, when phase 2 runs beside it.
@@ -41,11 +41,13 @@ inline constexpr int kWsRow = 3 * kDk + kDv + kC;  // 576
 inline int64_t ChunkSlotCount(int64_t total_tokens, int num_seqs) {
   return num_seqs + total_tokens / kC + 1;
 }
-inline int64_t GammaBase(int64_t total_tokens, int num_v_heads) {
-  return total_tokens * num_v_heads * kWsRow;
+inline int64_t GammaBase(int64_t total_tokens, int num_v_heads, Gdn2PrefillPrecision p) {
+  const int64_t row_elems = total_tokens * num_v_heads * kWsRow;  // kWsRow / 2 % 4 == 0
+  return p == Gdn2PrefillPrecision::kBf16 ? row_elems / 2 : row_elems;
 }
-inline int64_t ExtraBase(int64_t total_tokens, int num_seqs, int num_v_heads) {
-  return GammaBase(total_tokens, num_v_heads) +
+inline int64_t ExtraBase(int64_t total_tokens, int num_seqs, int num_v_heads,
+                         Gdn2PrefillPrecision p) {
+  return GammaBase(total_tokens, num_v_heads, p) +
          ChunkSlotCount(total_tokens, num_seqs) * num_v_heads * kDk;
 }
 inline int64_t ReadyWords(int64_t total_tokens, int num_seqs, int num_v_heads) {
@@ -83,10 +85,12 @@ absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
 // when they all fit on the GPU at once with room left for phase 1.
 int64_t Phase2Bf16Blocks(const Gdn2PrefillShape& shape, int num_seqs);
 // Floats phase 2 needs beyond the gamma region.
-int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs);
-inline int64_t ReadyBase(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs) {
-  return ExtraBase(total_tokens, num_seqs, shape.num_v_heads) +
-         Phase2ExtraFloats(shape, total_tokens, num_seqs);
+int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs,
+                          Gdn2PrefillPrecision p);
+inline int64_t ReadyBase(const Gdn2PrefillShape& shape, int64_t total_tokens, int num_seqs,
+                         Gdn2PrefillPrecision p) {
+  return ExtraBase(total_tokens, num_seqs, shape.num_v_heads, p) +
+         Phase2ExtraFloats(shape, total_tokens, num_seqs, p);
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk

@@ -192,7 +192,7 @@ absl::Status LaunchSideBySide(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
   absl::StatusOr<cudaStream_t> side = SideStream();
   if (!side.ok()) return side.status();
   int* ready = reinterpret_cast<int*>(
-      a.workspace + gdn2_chunk::ReadyBase(shape, a.total_tokens, a.num_seqs));
+      a.workspace + gdn2_chunk::ReadyBase(shape, a.total_tokens, a.num_seqs, a.precision));
   const int64_t words = gdn2_chunk::ReadyWords(a.total_tokens, a.num_seqs, shape.num_v_heads);
   DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(ready, 0, words * sizeof(int), stream));
   cudaEvent_t forked = nullptr, joined = nullptr;
@@ -203,18 +203,18 @@ absl::Status LaunchSideBySide(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
     return CudaStatus(err, "cudaEventCreateWithFlags");
   }
   // The side stream waits for the zeroed ready words only, not for phase 1.
-  absl::Status st;
   cudaError_t err = cudaEventRecord(forked, stream);
   if (err == cudaSuccess) err = cudaStreamWaitEvent(*side, forked);
-  if (err == cudaSuccess) {
-    st = gdn2_chunk::LaunchPhase1(shape, a, ready, stream);
-    if (st.ok()) st = gdn2_chunk::LaunchPhase2Bf16(shape, a, /*after_phase1=*/false, ready, *side);
-    if ((err = cudaEventRecord(joined, *side)) == cudaSuccess)
-      err = cudaStreamWaitEvent(stream, joined);
-  }
+  auto launch_both = [&]() -> absl::Status {
+    if (absl::Status st = gdn2_chunk::LaunchPhase1(shape, a, ready, stream); !st.ok()) return st;
+    return gdn2_chunk::LaunchPhase2Bf16(shape, a, /*after_phase1=*/false, ready, *side);
+  };
+  const absl::Status launched = err == cudaSuccess ? launch_both() : absl::OkStatus();
+  if (err == cudaSuccess && (err = cudaEventRecord(joined, *side)) == cudaSuccess)
+    err = cudaStreamWaitEvent(stream, joined);
   cudaEventDestroy(forked);
   cudaEventDestroy(joined);
-  if (!st.ok()) return st;
+  if (!launched.ok()) return launched;
   if (err != cudaSuccess) return CudaStatus(err, "gdn2 prefill: side-stream fork / join");
   return absl::OkStatus();
 }
@@ -222,8 +222,8 @@ absl::Status LaunchSideBySide(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
 }  // namespace
 
 int64_t Gdn2ChunkWorkspaceFloats(const Gdn2PrefillShape& shape, int64_t total_tokens,
-                                 int num_seqs) {
-  return gdn2_chunk::ReadyBase(shape, total_tokens, num_seqs) +
+                                 int num_seqs, Gdn2PrefillPrecision precision) {
+  return gdn2_chunk::ReadyBase(shape, total_tokens, num_seqs, precision) +
          gdn2_chunk::ReadyWords(total_tokens, num_seqs, shape.num_v_heads);
 }
 
@@ -238,7 +238,7 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
     return absl::InvalidArgumentError("gdn2 prefill: precision must be kFp32, kTf32 or kBf16");
   if (absl::Status st = CheckArgs(shape, a); !st.ok()) return st;
   if (a.num_seqs == 0 || a.total_tokens == 0) return absl::OkStatus();
-  const int64_t need = Gdn2ChunkWorkspaceFloats(shape, a.total_tokens, a.num_seqs);
+  const int64_t need = Gdn2ChunkWorkspaceFloats(shape, a.total_tokens, a.num_seqs, a.precision);
   if (reinterpret_cast<uintptr_t>(a.workspace) % 16 != 0)
     return absl::InvalidArgumentError("gdn2 prefill: workspace must be 16-byte aligned");
   if (a.workspace == nullptr || a.workspace_floats < need)

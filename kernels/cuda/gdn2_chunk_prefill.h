@@ -102,8 +102,9 @@ struct Gdn2PrefillArgs {
   int64_t workspace_floats = 0;
 
   // State-column blocks per value head in phase 2 (2, 4 or 8: 64, 32 or 16 columns per block);
-  // 0 picks by the grid size. kBf16 always uses 64 columns (one warpgroup per block). (Phase 1 computes in fp32 FMA, phase 2's products run on the
-  // tensor cores as `precision` says; bench/NOTES.md records the retired versions.)
+  // 0 picks by the grid size. kBf16 always uses 64 columns (one warpgroup per block). (Phase 1
+  // computes in fp32 FMA, phase 2's products run on the tensor cores as `precision` says;
+  // bench/NOTES.md records the retired versions.)
   int splits = 0;
   // Which phases run (benchmarks time them apart): 1 = phase 1 only, 2 = phase 2 only (reads a
   // workspace phase 1 filled), 3 = both. Anything but 3 leaves o or the state incomplete.
@@ -111,9 +112,11 @@ struct Gdn2PrefillArgs {
   Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32;
 };
 
-// Workspace floats the chunked launcher needs for this batch.
+// Workspace floats the chunked launcher needs for this batch at `precision` (kBf16 needs about
+// a third of what kFp32 / kTf32 need: a bf16 workspace and no chunk-start states).
 int64_t Gdn2ChunkWorkspaceFloats(const Gdn2PrefillShape& shape, int64_t total_tokens,
-                                 int num_seqs);
+                                 int num_seqs,
+                                 Gdn2PrefillPrecision precision = Gdn2PrefillPrecision::kFp32);
 
 absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                                     cudaStream_t stream);

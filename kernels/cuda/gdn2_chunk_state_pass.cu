@@ -581,7 +581,8 @@ absl::Status LaunchStatePass(const Gdn2PrefillShape& shape, const Gdn2PrefillArg
                       dim3(kDv / DVB, shape.num_v_heads, a.num_seqs), dim3(kThreads), smem, stream,
                       after_phase1, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
                       a.slot_stride_bytes, a.recurrent_offset, shape.num_v_heads, a.workspace,
-                      GammaBase(a.total_tokens, shape.num_v_heads), states, table, a.o,
+                      GammaBase(a.total_tokens, shape.num_v_heads, a.precision), states, table,
+                      a.o,
                       a.o_stride);
 }
 
@@ -590,7 +591,8 @@ template <bool kSplit>
 absl::Status LaunchPhase2Products(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                                   bool after_phase1, cudaStream_t stream) {
   const int64_t nidx = a.total_tokens / kC;
-  float* states = a.workspace + ExtraBase(a.total_tokens, a.num_seqs, shape.num_v_heads);
+  float* states =
+      a.workspace + ExtraBase(a.total_tokens, a.num_seqs, shape.num_v_heads, a.precision);
   int2* table = reinterpret_cast<int2*>(states + nidx * shape.num_v_heads * kStateFloats);
   if (nidx > (int64_t{1} << 30))
     return absl::InvalidArgumentError("gdn2 prefill: total_tokens too large for the state pass");
@@ -614,7 +616,9 @@ absl::Status LaunchPhase2Products(const Gdn2PrefillShape& shape, const Gdn2Prefi
 
 }  // namespace
 
-int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int) {
+int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, int,
+                          Gdn2PrefillPrecision p) {
+  if (p == Gdn2PrefillPrecision::kBf16) return 0;  // its one pass keeps no chunk-start states
   const int64_t n = total_tokens / kC;
   return n * shape.num_v_heads * kStateFloats + 2 * n;
 }

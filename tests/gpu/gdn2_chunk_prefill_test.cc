@@ -190,7 +190,8 @@ absl::Status RunPrefill(const Gdn2PrefillShape& sh, const Inputs& in,
                dv = Upload(in.v, input_type), dw = Upload(in.w, input_type);
   std::vector<float> poison(tokens * sh.value_dim(), NAN);
   DeviceBuffer d_o = DeviceBuffer::From(poison);
-  const int64_t wsf = Gdn2ChunkWorkspaceFloats(sh, tokens, static_cast<int>(lens.size()));
+  const int64_t wsf =
+      Gdn2ChunkWorkspaceFloats(sh, tokens, static_cast<int>(lens.size()), precision);
   DeviceBuffer d_ws(wsf * 4);
   Gdn2PrefillArgs a;
   a.num_seqs = static_cast<int>(lens.size());
