@@ -34,6 +34,7 @@
 #include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/mma_bf16.cuh"
+#include "kernels/cuda/ready_word.cuh"
 #include "kernels/cuda/status_util.h"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -66,13 +67,8 @@ __constant__ int kTileColumn[kTiles] = {kOffY,  kOffY + 64,  kOffQg, kOffQg + 64
 
 // Spins until phase 1 has published the chunk at `word` (acquire, GPU scope), then orders the
 // tensor copies (async proxy) after that.
-__device__ __forceinline__ void WaitReady(const int* word) {
-  for (;;) {
-    int v;
-    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(word) : "memory");
-    if (v != 0) break;
-    __nanosleep(200);
-  }
+__device__ __forceinline__ void WaitReady(const unsigned* word) {
+  while (LoadAcquire(word) == 0) __nanosleep(200);
   asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
 
@@ -113,7 +109,7 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
     const __grid_constant__ CUtensorMap rows, const int32_t* __restrict__ cu,
     const int32_t* __restrict__ slots, char* __restrict__ pool, int64_t slot_stride,
     int64_t recurrent_offset, int num_v_heads, const float* __restrict__ gammas,
-    const int* __restrict__ ready, float* __restrict__ o, int64_t o_stride) {
+    const unsigned* __restrict__ ready, float* __restrict__ o, int64_t o_stride) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t smem = (SharedAddr(smem_raw) + 1023) & ~1023u;
   const unsigned char* smem_ptr = smem_raw + (smem - SharedAddr(smem_raw));
@@ -155,7 +151,7 @@ __global__ void __launch_bounds__(kThreads, 1) Bf16PassKernel(
   __syncthreads();
   // Chunk c goes to stage c % kStages, completing phase c / kStages of its mbarrier. Thread 0
   // issues; a stage is refilled only after a block barrier past its last readers.
-  const int* chunk_ready =
+  const unsigned* chunk_ready =
       ready == nullptr ? nullptr
                        : ready + (static_cast<int64_t>(s) + seq_start / kC) * num_v_heads + hv;
   auto issue = [&](int c) {
@@ -322,7 +318,7 @@ int64_t Phase2Bf16Blocks(const Gdn2PrefillShape& shape, int num_seqs) {
 }
 
 absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                              bool after_phase1, const int* ready, cudaStream_t stream) {
+                              bool after_phase1, const unsigned* ready, cudaStream_t stream) {
   CUtensorMap map;
   if (absl::Status st = RowsTensorMap(shape, a, &map); !st.ok()) return st;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(

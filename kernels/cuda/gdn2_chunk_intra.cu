@@ -39,6 +39,7 @@
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/gdn2_chunk_state_pass_mma.cuh"
 #include "kernels/cuda/mma_bf16.cuh"
+#include "kernels/cuda/ready_word.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda::gdn2_chunk {
@@ -126,7 +127,6 @@ __device__ __forceinline__ void Store4(TWs* p, float x, float y, float z, float 
     StoreBf16x4(p, x, y, z, w);
   }
 }
-
 
 using mma::MmaBf16;
 using mma::PackBf16;
@@ -255,7 +255,7 @@ template <typename TIn, typename TWs, bool kRound>
 __global__ void __launch_bounds__(kThreads, 2)
     Gdn2ChunkPhase1V3Kernel(int heads_per_group, const int32_t* __restrict__ cu, Inputs<TIn> in,
                             int num_v_heads, TWs* __restrict__ ws, float* __restrict__ gammas,
-                            int* __restrict__ ready) {
+                            unsigned* __restrict__ ready) {
   using L = Smem<TIn>;
   extern __shared__ __align__(16) float smem[];
   // Phase 2 is a programmatic dependent: it may become resident as these blocks retire.
@@ -572,17 +572,14 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
     if (tid == 0) {
       __threadfence();
-      asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(
-                       ready + ChunkSlot(cu, s, c) * num_v_heads + hv),
-                   "r"(1)
-                   : "memory");
+      StoreRelease(ready + ChunkSlot(cu, s, c) * num_v_heads + hv, 1);
     }
   }
 }
 
 template <typename TIn, typename TWs, bool kRound>
 absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
-                            int* ready, cudaStream_t stream) {
+                            unsigned* ready, cudaStream_t stream) {
   const int64_t blocks_x = (a.max_seq_len + int64_t{kC} - 1) / kC * shape.num_v_heads;
   if (blocks_x > 0x7fffffff)
     return absl::InvalidArgumentError("gdn2 prefill: max_seq_len too large for phase 1's grid");
@@ -605,8 +602,8 @@ absl::Status LaunchPhase1As(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs
 
 }  // namespace
 
-absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a, int* ready,
-                          cudaStream_t stream) {
+absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
+                          unsigned* ready, cudaStream_t stream) {
   using bf16 = __nv_bfloat16;
   const bool in_bf16 = a.input_type == DType::kBF16;
   switch (a.precision) {

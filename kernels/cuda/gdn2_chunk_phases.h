@@ -12,7 +12,7 @@
 //             slot ChunkSlot(cu, s, c) (distinct over the batch, < num_seqs + total_tokens/C + 1)
 //   extra     Phase2ExtraFloats(...) floats from ExtraBase(), owned by phase 2 (none for the
 //             kBf16 phase 2)
-//   ready     int32 [chunk slots * HV] from ReadyBase(): per (chunk slot, value head), set to 1 by
+//   ready     uint32 [chunk slots * HV] from ReadyBase(): per (chunk slot, value head), set to 1 by
 //             phase 1 once that chunk's rows and gamma are written, when phase 2 runs beside it.
 // Phase 2 may overwrite U' in place (phase 1 of the same launch has finished by then).
 #pragma once
@@ -67,8 +67,8 @@ __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162fl
 // Phase 1 (gdn2_chunk_intra.cu): fills rows and gamma for every chunk of the batch. It triggers
 // its dependents at once, so a programmatic dependent may start while it runs. With `ready`
 // (the zeroed ready region) it also publishes each finished chunk there.
-absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args, int* ready,
-                          cudaStream_t stream);
+absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
+                          unsigned* ready, cudaStream_t stream);
 
 // Phase 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots' states, writes
 // o and the final states. With after_phase1 (phase 1 was the launch just before on `stream`) the
@@ -80,7 +80,7 @@ absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& 
 // the final states from the bf16 workspace rows. With `ready` it runs beside phase 1 (launched
 // before it, on another stream) and waits for each chunk's ready word before it reads the chunk.
 absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
-                              bool after_phase1, const int* ready, cudaStream_t stream);
+                              bool after_phase1, const unsigned* ready, cudaStream_t stream);
 // Blocks of that pass (one per SM at most): LaunchGdn2ChunkPrefill runs it beside phase 1 only
 // when they all fit on the GPU at once with room left for phase 1.
 int64_t Phase2Bf16Blocks(const Gdn2PrefillShape& shape, int num_seqs);

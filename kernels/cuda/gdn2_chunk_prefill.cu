@@ -191,10 +191,10 @@ absl::Status LaunchSideBySide(const Gdn2PrefillShape& shape, const Gdn2PrefillAr
                               cudaStream_t stream) {
   absl::StatusOr<cudaStream_t> side = SideStream();
   if (!side.ok()) return side.status();
-  int* ready = reinterpret_cast<int*>(
+  unsigned* ready = reinterpret_cast<unsigned*>(
       a.workspace + gdn2_chunk::ReadyBase(shape, a.total_tokens, a.num_seqs, a.precision));
   const int64_t words = gdn2_chunk::ReadyWords(a.total_tokens, a.num_seqs, shape.num_v_heads);
-  DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(ready, 0, words * sizeof(int), stream));
+  DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(ready, 0, words * sizeof(unsigned), stream));
   cudaEvent_t forked = nullptr, joined = nullptr;
   DS_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&forked, cudaEventDisableTiming));
   if (cudaError_t err = cudaEventCreateWithFlags(&joined, cudaEventDisableTiming);

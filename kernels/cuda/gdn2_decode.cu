@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_decode.h"
 #include "kernels/cuda/gdn2_decode_common.cuh"
+#include "kernels/cuda/ready_word.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda {
@@ -54,10 +55,7 @@ __device__ __forceinline__ void SleepNs(long long ns) {
 // traps, so the launch fails instead of hanging the device.
 __device__ __forceinline__ void WaitPrepRecord(unsigned* ready) {
   const long long start = clock64();
-  unsigned v;
-  for (;;) {
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(ready) : "memory");
-    if (v != 0) break;
+  while (LoadAcquire(ready) == 0) {
     if (clock64() - start > (1ll << 34)) __trap();
     __nanosleep(64);
   }

@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_decode_common.cuh"
+#include "kernels/cuda/ready_word.cuh"
 #include "kernels/cuda/status_util.h"
 
 namespace deltaserve::cuda::gdn2_detail {
@@ -475,10 +476,6 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Pa
 // Registers are capped so that the prep blocks and three fp32 recurrence blocks share an SM.
 constexpr int kPrepThreads = 256;
 constexpr int kPrepBlocksPerSm = 2;
-
-__device__ __forceinline__ void StoreRelease(unsigned* addr, unsigned v) {
-  asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(addr), "r"(v) : "memory");
-}
 
 __device__ __forceinline__ void NamedBarrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
