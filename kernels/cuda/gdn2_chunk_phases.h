@@ -70,15 +70,15 @@ __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162fl
 absl::Status LaunchPhase1(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                           unsigned* ready, cudaStream_t stream);
 
-// Phase 2 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots' states, writes
-// o and the final states. With after_phase1 (phase 1 was the launch just before on `stream`) the
-// state pass is its programmatic dependent: it reads the slots' states, which phase 1 does not
-// write, before it waits for phase 1.
+// Phase 2 for kFp32 / kTf32 (gdn2_chunk_state_pass.cu): from the filled workspace and the slots'
+// states, writes o and the final states. With after_phase1 (phase 1 was the launch just before
+// on `stream`) the state pass is its programmatic dependent: it reads the slots' states, which
+// phase 1 does not write, before it waits for phase 1.
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                           bool after_phase1, cudaStream_t stream);
-// Phase 2 for kBf16 (gdn2_chunk_bf16_pass.cu), called by LaunchPhase2: one pass that writes o and
-// the final states from the bf16 workspace rows. With `ready` it runs beside phase 1 (launched
-// before it, on another stream) and waits for each chunk's ready word before it reads the chunk.
+// Phase 2 for kBf16 (gdn2_chunk_bf16_pass.cu): one pass that writes o and the final states from
+// the bf16 workspace rows. With `ready` it runs beside phase 1 (launched after it, on another
+// stream) and waits for each chunk's ready word before it reads the chunk.
 absl::Status LaunchPhase2Bf16(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& args,
                               bool after_phase1, const unsigned* ready, cudaStream_t stream);
 // Blocks of that pass (one per SM at most): LaunchGdn2ChunkPrefill runs it beside phase 1 only

@@ -251,7 +251,10 @@ absl::Status LaunchGdn2ChunkPrefill(const Gdn2PrefillShape& shape, const Gdn2Pre
       return st;
   }
   if (!(a.phase_mask & 2)) return absl::OkStatus();
-  return gdn2_chunk::LaunchPhase2(shape, a, (a.phase_mask & 1) != 0, stream);
+  const bool after_phase1 = (a.phase_mask & 1) != 0;
+  if (a.precision == Gdn2PrefillPrecision::kBf16)
+    return gdn2_chunk::LaunchPhase2Bf16(shape, a, after_phase1, /*ready=*/nullptr, stream);
+  return gdn2_chunk::LaunchPhase2(shape, a, after_phase1, stream);
 }
 
 absl::Status LaunchGdn2SerialPrefill(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,

@@ -582,8 +582,7 @@ absl::Status LaunchStatePass(const Gdn2PrefillShape& shape, const Gdn2PrefillArg
                       after_phase1, a.cu_seqlens, a.slots, static_cast<char*>(a.pool),
                       a.slot_stride_bytes, a.recurrent_offset, shape.num_v_heads, a.workspace,
                       GammaBase(a.total_tokens, shape.num_v_heads, a.precision), states, table,
-                      a.o,
-                      a.o_stride);
+                      a.o, a.o_stride);
 }
 
 // Phase 2 with 3xTF32 (kSplit) or single tf32 products.
@@ -625,14 +624,9 @@ int64_t Phase2ExtraFloats(const Gdn2PrefillShape& shape, int64_t total_tokens, i
 
 absl::Status LaunchPhase2(const Gdn2PrefillShape& shape, const Gdn2PrefillArgs& a,
                           bool after_phase1, cudaStream_t stream) {
-  switch (a.precision) {
-    case Gdn2PrefillPrecision::kBf16:
-      return LaunchPhase2Bf16(shape, a, after_phase1, /*ready=*/nullptr, stream);
-    case Gdn2PrefillPrecision::kTf32:
-      return LaunchPhase2Products<false>(shape, a, after_phase1, stream);
-    default:
-      return LaunchPhase2Products<true>(shape, a, after_phase1, stream);
-  }
+  return a.precision == Gdn2PrefillPrecision::kFp32
+             ? LaunchPhase2Products<true>(shape, a, after_phase1, stream)
+             : LaunchPhase2Products<false>(shape, a, after_phase1, stream);
 }
 
 }  // namespace deltaserve::cuda::gdn2_chunk
