@@ -26,6 +26,7 @@
 #include "bench/cuda/bench_util.h"
 #include "bench/cuda/reference_models.h"
 #include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/cuda_runner_factory.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/model_config.h"
 
@@ -103,12 +104,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--chunk and --reps must be >= 1, --pass >= 0\n");
     return 2;
   }
-  const cuda::Gdn2PrefillPrecision products =
-      precision == "tf32"   ? cuda::Gdn2PrefillPrecision::kTf32
-      : precision == "bf16" ? cuda::Gdn2PrefillPrecision::kBf16
-                            : cuda::Gdn2PrefillPrecision::kFp32;
-  if (precision != "fp32" && precision != "tf32" && precision != "bf16") {
-    std::fprintf(stderr, "--precision must be fp32, tf32 or bf16\n");
+  const absl::StatusOr<PrefillPrecision> products = ParsePrefillPrecision(precision);
+  if (!products.ok()) {
+    std::fprintf(stderr, "--precision: %s\n", std::string(products.status().message()).c_str());
     return 2;
   }
   const DeviceInfo dev = GetDeviceInfo();
@@ -129,7 +127,7 @@ int main(int argc, char** argv) {
     opts.max_step_tokens = lengths.back();
     opts.graph_batch_sizes = {1};
     if (pass > 0) opts.prefill_pass_tokens = pass;
-    opts.prefill_precision = products;
+    opts.prefill_precision = CudaPrefillPrecision(*products);
     auto r = CudaModelRunner::Create(*std::move(w), opts);
     if (!r.ok()) {
       std::fprintf(stderr, "runner: %s\n", std::string(r.status().message()).c_str());

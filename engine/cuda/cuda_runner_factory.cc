@@ -8,6 +8,18 @@
 
 namespace deltaserve {
 
+cuda::Gdn2PrefillPrecision CudaPrefillPrecision(PrefillPrecision p) {
+  switch (p) {
+    case PrefillPrecision::kTf32:
+      return cuda::Gdn2PrefillPrecision::kTf32;
+    case PrefillPrecision::kBf16:
+      return cuda::Gdn2PrefillPrecision::kBf16;
+    case PrefillPrecision::kFp32:
+      break;
+  }
+  return cuda::Gdn2PrefillPrecision::kFp32;
+}
+
 absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunnerFromOptions(
     const RunnerOptions& options, int num_slots) {
   CudaRunnerOptions o;
@@ -15,17 +27,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunnerFromOptions(
   o.num_slots = num_slots;
   o.max_step_tokens = options.max_step_tokens;
   o.device = options.device;
-  switch (options.prefill_precision) {
-    case PrefillPrecision::kTf32:
-      o.prefill_precision = cuda::Gdn2PrefillPrecision::kTf32;
-      break;
-    case PrefillPrecision::kBf16:
-      o.prefill_precision = cuda::Gdn2PrefillPrecision::kBf16;
-      break;
-    case PrefillPrecision::kFp32:
-      o.prefill_precision = cuda::Gdn2PrefillPrecision::kFp32;
-      break;
-  }
+  o.prefill_precision = CudaPrefillPrecision(options.prefill_precision);
   // Decode passes carry at most one token per sequence; graphs up to 256 sequences.
   o.max_rows = 256;
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> r =
