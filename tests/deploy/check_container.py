@@ -83,7 +83,7 @@ def main():
     if user != "10001:10001":
       raise SystemExit(f"image user is {user!r}, expected the non-root 10001:10001")
 
-    port, mport = lib.free_port(), lib.free_port()
+    port, mport = lib.free_ports(2)
     args = lib.server_args(docs, {})  # the Deployment's command line as is
     dep = lib.find(docs, "Deployment", "deltaserve")[0]
     cports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}

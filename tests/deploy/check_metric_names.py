@@ -159,7 +159,7 @@ def main():
   docs = lib.load_docs(a.rendered)
   stubs = lib.make_stubs(src, work / "stubs")
 
-  port, mport = lib.free_port(), lib.free_port()
+  port, mport = lib.free_ports(2)
   args = lib.server_args(docs, {"--model": str(src / "models/default"), "--host": "127.0.0.1",
                                 "--port": str(port), "--metrics-port": str(mport)})
   cmd = [a.binary] + args

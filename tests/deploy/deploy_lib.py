@@ -210,10 +210,21 @@ def label_matchers(expr):
 # ---------------------------------------------------------------------------------------------
 # A running server: gRPC and /metrics.
 
+def free_ports(n):
+  """n distinct loopback ports that were free a moment ago (all bound at once, then released:
+  ports taken one after the other may repeat)."""
+  socks = [socket.socket() for _ in range(n)]
+  try:
+    for s in socks:
+      s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in socks]
+  finally:
+    for s in socks:
+      s.close()
+
+
 def free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+  return free_ports(1)[0]
 
 
 def make_stubs(source_dir, work):

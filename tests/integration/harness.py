@@ -49,10 +49,21 @@ reflection_pb = _load("grpc/reflection/v1alpha/reflection_pb2.py", "reflection_p
 SERVICE = "/deltaserve.v1.DeltaServe/"
 
 
+def free_ports(n):
+    """n distinct loopback ports that were free a moment ago (all bound at once, then released:
+    ports taken one after the other may repeat)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class Client:
@@ -105,8 +116,7 @@ class Server:
 
     def __init__(self, *extra_args, pool_budget="64Mi", wait=True, tls_ca=None,
                  model_dir=MODEL_DIR):
-        self.port = free_port()
-        self.metrics_port = free_port()
+        self.port, self.metrics_port = free_ports(2)
         self.log = tempfile.NamedTemporaryFile(prefix="deltaserve-server-", suffix=".log",
                                                delete=False)
         args = [DELTASERVE, "serve", "--model", model_dir, "--host", "127.0.0.1",

@@ -170,8 +170,9 @@ class LifecycleTest(unittest.TestCase):
             (["--log-format", "xml"], "--log-format: expected text or json"),
             (["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], "--tls-cert: cannot read"),
         ]:
+            port, metrics_port = harness.free_ports(2)
             full = [harness.DELTASERVE, "serve", "--model", harness.MODEL_DIR,
-                    "--metrics-port", str(harness.free_port()), "--port", str(harness.free_port())]
+                    "--metrics-port", str(metrics_port), "--port", str(port)]
             out = subprocess.run(full + args, capture_output=True, text=True, timeout=60)
             self.assertNotEqual(out.returncode, 0, args)
             self.assertIn(message, out.stderr + out.stdout)
