@@ -11,13 +11,15 @@ import math
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "common"))
+from ports import free_port, free_ports  # noqa: E402  (re-exported for the checks)
 
 # Labels that Prometheus (scrape config of the ServiceMonitor) attaches to every scraped series;
 # they are never in the server's own output.
@@ -209,23 +211,6 @@ def label_matchers(expr):
 
 # ---------------------------------------------------------------------------------------------
 # A running server: gRPC and /metrics.
-
-def free_ports(n):
-  """n distinct loopback ports that were free a moment ago (all bound at once, then released:
-  ports taken one after the other may repeat)."""
-  socks = [socket.socket() for _ in range(n)]
-  try:
-    for s in socks:
-      s.bind(("127.0.0.1", 0))
-    return [s.getsockname()[1] for s in socks]
-  finally:
-    for s in socks:
-      s.close()
-
-
-def free_port():
-  return free_ports(1)[0]
-
 
 def make_stubs(source_dir, work):
   """Generates Python protobuf/gRPC modules for deltaserve.v1 and grpc.health.v1 into work."""

@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,9 @@ import unittest
 import urllib.request
 
 import grpc
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from ports import free_port, free_ports  # noqa: E402  (re-exported for the tests)
 
 SOURCE_DIR = os.environ.get("DELTASERVE_SOURCE_DIR",
                             os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -47,23 +49,6 @@ health_pb = _load("grpc/health/v1/health_pb2.py", "health_pb2")
 reflection_pb = _load("grpc/reflection/v1alpha/reflection_pb2.py", "reflection_pb2")
 
 SERVICE = "/deltaserve.v1.DeltaServe/"
-
-
-def free_ports(n):
-    """n distinct loopback ports that were free a moment ago (all bound at once, then released:
-    ports taken one after the other may repeat)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port():
-    return free_ports(1)[0]
 
 
 class Client:
