@@ -17,6 +17,17 @@
 //   halves           one block per 64 columns of a tile (a bulk copy per row, 256 bytes)
 //   quarters         one block per 32 columns (a bulk copy per row, 128 bytes)
 //   halves_tmap      halves fetched as one tensor-map box each
+//   regs_tile        one block of 256 threads per tile, held in registers (16-byte loads), a
+//                    reduction over its rows (as the recurrence needs), then written back
+//   regs_halves      the same per 64 columns (128 threads)
+//   regs_quarters    the same per 32 columns (128 threads): small units, so the last wave of
+//                    a launch is short
+//   regs_quarters_nored  regs_quarters without the reduction: each thread writes its pieces
+//                    once all of its own loads landed (a copy's freedom)
+//   rows{16,32,64}   one block of 128 threads per ROWS contiguous rows of a tile (ROWS x 512
+//                    bytes in one piece), in registers, each row summed by its warp and written
+//                    back: the pattern of a state stored transposed ([dv, dk]), where the
+//                    recurrence's reductions run along a row
 // Ratios are against the 1 GiB copy measured at the start of the run.
 //
 // Usage: state_pattern_bench [out.json]
@@ -56,6 +67,7 @@ struct Args {
   int64_t slot_stride;
   int num_slots;
   bool evict_last;
+  float scale;  // 0: the reduction of the register patterns is added times zero
 };
 
 __device__ __forceinline__ void Copy(uint32_t dst, const void* src, int bytes, uint32_t bar,
@@ -114,6 +126,86 @@ __global__ void __launch_bounds__(kThreads) BulkPatternKernel(Args a) {
                               : state + (i / kVecs) * kDim + g * kGroupCols;
       __stcs(reinterpret_cast<float4*>(row) + i % kVecs, in[i]);
     }
+  }
+}
+
+// One block of THREADS per (tile, part of COLS columns). Each thread loads its float4 pieces
+// (rows tid / L + k * rows_per_pass, L = COLS / 4 threads per row) into registers; with REDUCE
+// the block sums every column over all rows (shuffles, then shared memory) and adds the sum
+// times a.scale to each element before the streaming stores, so no store may precede the last
+// load of the block.
+template <int COLS, int THREADS, bool REDUCE>
+__global__ void __launch_bounds__(THREADS) RegisterPatternKernel(Args a) {
+  constexpr int kParts = kDim / COLS, kLanes = COLS / 4, kRowsPerPass = THREADS / kLanes;
+  constexpr int kPasses = kDim / kRowsPerPass, kWarps = THREADS / 32;
+  __shared__ float4 partial[kWarps][kLanes];
+  const int head = blockIdx.x / kParts, part = blockIdx.x % kParts;
+  const int slot = a.slots[blockIdx.y];
+  if (slot < 0 || slot >= a.num_slots) return;
+  float* state = reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
+                 int64_t{head} * kDim * kDim + part * COLS;
+  const int tid = threadIdx.x, lane = tid % kLanes, row0 = tid / kLanes;
+  float4 v[kPasses];
+#pragma unroll
+  for (int k = 0; k < kPasses; ++k)
+    v[k] = *reinterpret_cast<const float4*>(state + (row0 + k * kRowsPerPass) * kDim + lane * 4);
+  float4 add = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (REDUCE) {
+    float4 s = v[0];
+#pragma unroll
+    for (int k = 1; k < kPasses; ++k) {
+      s.x += v[k].x;
+      s.y += v[k].y;
+      s.z += v[k].z;
+      s.w += v[k].w;
+    }
+#pragma unroll
+    for (int off = kLanes; off < 32; off *= 2) {
+      s.x += __shfl_xor_sync(0xffffffffu, s.x, off);
+      s.y += __shfl_xor_sync(0xffffffffu, s.y, off);
+      s.z += __shfl_xor_sync(0xffffffffu, s.z, off);
+      s.w += __shfl_xor_sync(0xffffffffu, s.w, off);
+    }
+    if (tid % 32 < kLanes) partial[tid / 32][lane] = s;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      add.x += partial[w][lane].x * a.scale;
+      add.y += partial[w][lane].y * a.scale;
+      add.z += partial[w][lane].z * a.scale;
+      add.w += partial[w][lane].w * a.scale;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kPasses; ++k) {
+    const float4 o = make_float4(v[k].x + add.x, v[k].y + add.y, v[k].z + add.z, v[k].w + add.w);
+    __stcs(reinterpret_cast<float4*>(state + (row0 + k * kRowsPerPass) * kDim + lane * 4), o);
+  }
+}
+
+// One block of 128 threads per ROWS contiguous rows of a tile; warp w holds rows
+// w * ROWS / 4 + k, a float4 of each per lane, sums each row over the warp and adds the sum times
+// a.scale before the streaming stores.
+template <int ROWS>
+__global__ void __launch_bounds__(kThreads) RowPatternKernel(Args a) {
+  constexpr int kParts = kDim / ROWS, kRowsPerWarp = ROWS / 4;
+  const int head = blockIdx.x / kParts, part = blockIdx.x % kParts;
+  const int slot = a.slots[blockIdx.y];
+  if (slot < 0 || slot >= a.num_slots) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* rows = reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
+                (int64_t{head} * kDim + part * ROWS + warp * kRowsPerWarp) * kDim + lane * 4;
+  float4 v[kRowsPerWarp];
+#pragma unroll
+  for (int k = 0; k < kRowsPerWarp; ++k) v[k] = *reinterpret_cast<const float4*>(rows + k * kDim);
+#pragma unroll
+  for (int k = 0; k < kRowsPerWarp; ++k) {
+    float s = v[k].x + v[k].y + v[k].z + v[k].w;
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    s *= a.scale;
+    __stcs(reinterpret_cast<float4*>(rows + k * kDim),
+           make_float4(v[k].x + s, v[k].y + s, v[k].z + s, v[k].w + s));
   }
 }
 
@@ -188,6 +280,8 @@ struct Pattern {
   const void* kernel;
   int cols;         // columns per block
   bool tensor_map;
+  int threads = kThreads;
+  bool registers = false;  // no dynamic shared memory
 };
 
 struct Row {
@@ -230,6 +324,18 @@ int main(int argc, char** argv) {
       {"halves", reinterpret_cast<const void*>(BulkPatternKernel<64, 1, false>), 64, false},
       {"quarters", reinterpret_cast<const void*>(BulkPatternKernel<32, 1, false>), 32, false},
       {"halves_tmap", reinterpret_cast<const void*>(TensorMapPatternKernel<64>), 64, true},
+      {"regs_tile", reinterpret_cast<const void*>(RegisterPatternKernel<128, 256, true>), 128,
+       false, 256, true},
+      {"regs_halves", reinterpret_cast<const void*>(RegisterPatternKernel<64, 128, true>), 64,
+       false, 128, true},
+      {"regs_quarters", reinterpret_cast<const void*>(RegisterPatternKernel<32, 128, true>), 32,
+       false, 128, true},
+      {"regs_quarters_nored",
+       reinterpret_cast<const void*>(RegisterPatternKernel<32, 128, false>), 32, false, 128,
+       true},
+      {"rows16", reinterpret_cast<const void*>(RowPatternKernel<16>), 16, false, 128, true},
+      {"rows32", reinterpret_cast<const void*>(RowPatternKernel<32>), 32, false, 128, true},
+      {"rows64", reinterpret_cast<const void*>(RowPatternKernel<64>), 64, false, 128, true},
   };
   cudaStream_t stream;
   BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -240,15 +346,15 @@ int main(int argc, char** argv) {
         2, std::min<int64_t>(num_slots / batch, (int64_t{256} << 20) / state_bytes + 1)));
     const int launches = std::max(sets, 20);
     for (const Pattern& p : patterns) {
-      const int smem = kDim * p.cols * 4;
+      const int smem = p.registers ? 0 : kDim * p.cols * 4;
       BENCH_CUDA(cudaFuncSetAttribute(p.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       smem));
       BENCH_CUDA(cudaFuncSetAttribute(p.kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                       cudaSharedmemCarveoutMaxShared));
       int per_sm = 0;
-      BENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p.kernel, kThreads,
+      BENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p.kernel, p.threads,
                                                                smem));
-      Args a{nullptr, pool, slot_stride, num_slots, state_bytes >= kEvictLastBytes};
+      Args a{nullptr, pool, slot_stride, num_slots, state_bytes >= kEvictLastBytes, 0.0f};
       const dim3 grid(kHeads * (kDim / p.cols), batch);
       int launch_i = 0;
       auto body = [&](int n) {
@@ -256,7 +362,7 @@ int main(int argc, char** argv) {
           a.slots = d_perm + (static_cast<int64_t>(launch_i++ % sets) * batch) % num_slots;
           void* plain[] = {&a};
           void* mapped[] = {const_cast<CUtensorMap*>(&half_map), &a};
-          BENCH_CUDA(cudaLaunchKernel(p.kernel, grid, dim3(kThreads),
+          BENCH_CUDA(cudaLaunchKernel(p.kernel, grid, dim3(p.threads),
                                       p.tensor_map ? mapped : plain, smem, stream));
         }
       };
