@@ -21,7 +21,8 @@ JOBS=${JOBS:-2}
 PACK=${PACK:-pack}
 DEFAULT_TARGETS=(gpu_gdn2_decode_test gpu_decode_ops_test gpu_cuda_model_test
                  gpu_gdn2_chunk_prefill_test gdn2_decode_bench decode_e2e_bench gdn2_prefill_bench
-                 swa_prefill_bench ttft_bench state_pattern_bench deltaserve deltaserve-loadtest)
+                 swa_prefill_bench ttft_bench state_pattern_bench gemm_algo_bench deltaserve
+                 deltaserve-loadtest)
 if [[ $# -gt 0 ]]; then TARGETS=("$@"); else TARGETS=("${DEFAULT_TARGETS[@]}"); fi
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DDELTASERVE_CUDA=ON \
