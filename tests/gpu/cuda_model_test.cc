@@ -177,6 +177,19 @@ int Argmax(const float* x, int n) {
   return static_cast<int>(std::max_element(x, x + n) - x);
 }
 
+// For failure messages: the reference's margin between its best and second-best logit, and the
+// largest absolute difference between the two logit rows.
+std::string TieReport(const float* got, const float* ref, int n) {
+  const int best = Argmax(ref, n);
+  float second = -INFINITY, diff = 0.0f;
+  for (int k = 0; k < n; ++k) {
+    if (k != best) second = std::max(second, ref[k]);
+    diff = std::max(diff, std::fabs(got[k] - ref[k]));
+  }
+  return "reference top-2 margin " + std::to_string(ref[best] - second) +
+         ", largest logit difference " + std::to_string(diff);
+}
+
 void CompareModels(bool hybrid, StateDtype state_dtype,
                    CudaRunnerOptions::Gdn2Kernel kernel = CudaRunnerOptions::Gdn2Kernel::kAuto,
                    int gemv_max_rows = CudaRunnerOptions().gemv_max_rows,
@@ -256,7 +269,9 @@ void CompareModels(bool hybrid, StateDtype state_dtype,
       EXPECT_LT(err, 2e-2) << "step " << step << " seq " << i;
       const int gt = Argmax(gl.data() + i * V, cfg.vocab_size);
       const int ct = Argmax(cpu_logits.data() + i * V, cfg.vocab_size);
-      EXPECT_EQ(gt, ct) << "greedy token, step " << step << " seq " << i;
+      EXPECT_EQ(gt, ct) << "greedy token, step " << step << " seq " << i << ": "
+                        << TieReport(gl.data() + i * V, cpu_logits.data() + i * V,
+                                     cfg.vocab_size);
       next[i] = ct;
     }
   }
