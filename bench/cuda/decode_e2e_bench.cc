@@ -156,15 +156,18 @@ std::vector<KernelRow> TimeKernels(double copy_bw) {
                                      (void)cuda::LaunchRmsNormToBf16(x, sh.k, rows, sh.k, gamma,
                                                                      1e-5f, xb, sh.k, st);
                                    const int64_t n = swiglu ? 2 * sh.n : sh.n;
+                                   // The runner stores the w12 product bf16.
                                    (void)(*gemm)->Run(rows, n, sh.k, xb, sh.k, wp(i), sh.k, o, n,
-                                                      F32, sh.out == Out::kF32Accumulate ? 1.0f : 0.0f,
+                                                      swiglu ? cuda::DType::kBF16 : F32,
+                                                      sh.out == Out::kF32Accumulate ? 1.0f : 0.0f,
                                                       st);
                                    if (two)
                                      (void)(*gemm)->Run(rows, sh.n, sh.k, xb, sh.k,
                                                         wp(i) + sh.n * sh.k * 2, sh.k, o, sh.n, F32,
                                                         0.0f, st);
                                    if (swiglu)
-                                     (void)cuda::LaunchSwiGlu(o, 2 * sh.n, rows, sh.n, ob, sh.n, st);
+                                     (void)cuda::LaunchSwiGlu(o, cuda::DType::kBF16, 2 * sh.n,
+                                                              rows, sh.n, ob, sh.n, st);
                                  }
                                },
                                copies);

@@ -263,9 +263,9 @@ std::vector<ModelRow> ModelPrefill(cudaStream_t stream) {
         check(LaunchGdn2PrefillOutput(ds, oa, stream));
         check(gemm.Run(T, kModel, kKey, y, kKey, w_o, kKey, x, kModel, DType::kF32, 1.f, stream));
         check(LaunchRmsNormToBf16(x, kModel, T, kModel, gamma, 1e-5f, xn, kModel, stream));
-        check(gemm.Run(T, 2 * kMlp, kModel, xn, kModel, w_12, kModel, h, 2 * kMlp, DType::kF32,
+        check(gemm.Run(T, 2 * kMlp, kModel, xn, kModel, w_12, kModel, h, 2 * kMlp, DType::kBF16,
                        0.f, stream));
-        check(LaunchSwiGlu(h, 2 * kMlp, T, kMlp, hb, kMlp, stream));
+        check(LaunchSwiGlu(h, DType::kBF16, 2 * kMlp, T, kMlp, hb, kMlp, stream));
         check(gemm.Run(T, kModel, kMlp, hb, kMlp, w_3, kMlp, x, kModel, DType::kF32, 1.f, stream));
       }
       check(LaunchRmsNormToBf16(x + (T - 1) * kModel, kModel, 1, kModel, gamma, 1e-5f, xn, kModel,

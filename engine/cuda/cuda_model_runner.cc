@@ -528,8 +528,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
       DS_RETURN_IF_ERROR(gemm_->Run(T, d, hw, b.p_y, b.y_cols, L.swa.proj, hw, b.p_x, d, F32, 1.0f, s));
     }
     DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.p_x, d, T, d, L.norm_2, eps, b.p_n, d, s));
-    DS_RETURN_IF_ERROR(gemm_->Run(T, 2 * I, d, b.p_n, d, L.w12, d, b.p_proj, P, F32, 0.0f, s));
-    DS_RETURN_IF_ERROR(cuda::LaunchSwiGlu(b.p_proj, P, T, I, b.p_y, b.y_cols, s));
+    DS_RETURN_IF_ERROR(LaunchMlpUp(T, li, b.p_n, b.p_proj, P, b.p_y, b.y_cols));
     DS_RETURN_IF_ERROR(gemm_->Run(T, d, I, b.p_y, b.y_cols, L.w3, I, b.p_x, d, F32, 1.0f, s));
   }
   // SWA layers read the position as "tokens before this pass": advance it by the piece length.
@@ -792,6 +791,15 @@ absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const float
                     0.0f, stream_);
 }
 
+absl::Status CudaModelRunner::LaunchMlpUp(int64_t rows, int li, const void* n, void* h,
+                                          int64_t ldh, void* y, int64_t ldy) {
+  const int64_t d = config().n_embd, I = config().intermediate_size;
+  const auto BF16 = cuda::DType::kBF16;
+  DS_RETURN_IF_ERROR(gemm_->Run(rows, 2 * I, d, n, d, weights_->layers()[li].w12, d, h, ldh, BF16,
+                                0.0f, stream_));
+  return cuda::LaunchSwiGlu(h, BF16, ldh, rows, I, y, ldy, stream_);
+}
+
 absl::Status CudaModelRunner::Forward(int R) {
   if (R <= options_.gemv_max_rows) return ForwardGemv(R);
   const ModelConfig& c = config();
@@ -826,8 +834,7 @@ absl::Status CudaModelRunner::Forward(int R) {
       DS_RETURN_IF_ERROR(gemm_->Run(R, d, hw, b.y, b.y_cols, L.swa.proj, hw, b.x, d, F32, 1.0f, s));
     }
     DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, L.norm_2, eps, b.n, d, s));
-    DS_RETURN_IF_ERROR(gemm_->Run(R, 2 * I, d, b.n, d, L.w12, d, b.proj, b.proj_cols, F32, 0.0f, s));
-    DS_RETURN_IF_ERROR(cuda::LaunchSwiGlu(b.proj, b.proj_cols, R, I, b.y, b.y_cols, s));
+    DS_RETURN_IF_ERROR(LaunchMlpUp(R, li, b.n, b.proj, b.proj_cols, b.y, b.y_cols));
     DS_RETURN_IF_ERROR(gemm_->Run(R, d, I, b.y, b.y_cols, L.w3, I, b.x, d, F32, 1.0f, s));
   }
   DS_RETURN_IF_ERROR(cuda::LaunchAdvancePositions(storage_->data(),

@@ -142,6 +142,11 @@ class CudaModelRunner final : public ModelRunner {
   // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj and f / z, or with
   // fold_gates proj alone; output y).
   absl::Status LaunchGdn2Layer(int rows, int li, bool fold_gates = false);
+  // The MLP's first half for `rows` rows: y = SwiGLU(n . w12^T), with n bf16 [rows, n_embd] and
+  // y bf16 (row stride ldy); the product goes through `h` (room for f32 [rows, ldh]) stored
+  // bf16, an activation (MODEL_SPEC.md section 7), which halves its round trip through memory.
+  absl::Status LaunchMlpUp(int64_t rows, int li, const void* n, void* h, int64_t ldh, void* y,
+                           int64_t ldy);
   // The SWA decode launch of layer `li` over `rows` rows (input proj, output y).
   absl::Status LaunchSwaLayer(int rows, int li);
   // Uploads rows (padded to the graph size) and runs the pass.

@@ -90,29 +90,57 @@ __global__ void __launch_bounds__(kNormThreads)
   }
 }
 
-// Grids of both SwiGLU kernels: rows on x (up to 2^31 - 1), column blocks on y.
-//
-// SwiGluKernel on four columns per thread (16-byte loads, 8-byte stores). Rows of h 16-byte
-// aligned, rows of out 8-byte aligned, width a multiple of 4.
-__global__ void SwiGluVecKernel(const float* h, int64_t ldh, int w4, __nv_bfloat16* out,
+// Grids of both SwiGLU kernels: rows on x (up to 2^31 - 1), column blocks on y. H: the input's
+// element type (float or __nv_bfloat16).
+__device__ __forceinline__ float4 Load4(const float* p) {
+  return *reinterpret_cast<const float4*>(p);
+}
+__device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+__device__ __forceinline__ float Load1(const float* p) { return *p; }
+__device__ __forceinline__ float Load1(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+
+// SwiGluKernel on four columns per thread (one 16-byte f32 or 8-byte bf16 load per half, 8-byte
+// stores). Rows of h aligned to four elements, rows of out 8-byte aligned, width a multiple of 4.
+template <typename H>
+__global__ void SwiGluVecKernel(const H* h, int64_t ldh, int w4, __nv_bfloat16* out,
                                 int64_t ldo) {
   const int i = blockIdx.y * blockDim.x + threadIdx.x;
   if (i >= w4) return;
   const int64_t r = blockIdx.x;
-  const float4* row = reinterpret_cast<const float4*>(h + r * ldh);
-  const float4 a = row[i], b = row[w4 + i];
+  const H* row = h + r * ldh;
+  const float4 a = Load4(row + 4 * i), b = Load4(row + 4 * (w4 + i));
   StoreBf16x4(out + r * ldo + 4 * i, Silu(a.x) * b.x, Silu(a.y) * b.y, Silu(a.z) * b.z,
               Silu(a.w) * b.w);
 }
 
-__global__ void SwiGluKernel(const float* h, int64_t ldh, int64_t width, __nv_bfloat16* out,
+template <typename H>
+__global__ void SwiGluKernel(const H* h, int64_t ldh, int64_t width, __nv_bfloat16* out,
                              int64_t ldo) {
   const int64_t r = blockIdx.x;
-  const float* row = h + r * ldh;
+  const H* row = h + r * ldh;
   const int64_t i = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= width) return;
-  const float a = row[i];
-  out[r * ldo + i] = __float2bfloat16_rn(Silu(a) * row[width + i]);
+  out[r * ldo + i] = __float2bfloat16_rn(Silu(Load1(row + i)) * Load1(row + width + i));
+}
+
+template <typename H>
+absl::Status LaunchSwiGluAs(const H* h, int64_t ldh, int64_t rows, int64_t width,
+                            __nv_bfloat16* out, int64_t ldo, cudaStream_t stream) {
+  if (width % 4 == 0 && ldh % 4 == 0 && ldo % 4 == 0 && IsAligned(h, 4 * sizeof(H)) &&
+      IsAligned(out, 8)) {
+    const int w4 = static_cast<int>(width / 4);
+    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((w4 + 255) / 256));
+    SwiGluVecKernel<<<grid, 256, 0, stream>>>(h, ldh, w4, out, ldo);
+    return LaunchStatus("SwiGluVecKernel");
+  }
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((width + 255) / 256));
+  SwiGluKernel<<<grid, 256, 0, stream>>>(h, ldh, width, out, ldo);
+  return LaunchStatus("SwiGluKernel");
 }
 
 // Block (row, column block of 256).
@@ -193,23 +221,17 @@ absl::Status LaunchRmsNormToBf16(const float* x, int64_t ldx, int64_t rows, int6
   return LaunchStatus("RmsNormKernel");
 }
 
-absl::Status LaunchSwiGlu(const float* h, int64_t ldh, int64_t rows, int64_t width, void* out,
-                          int64_t ldo, cudaStream_t stream) {
+absl::Status LaunchSwiGlu(const void* h, DType h_type, int64_t ldh, int64_t rows, int64_t width,
+                          void* out, int64_t ldo, cudaStream_t stream) {
   if (absl::Status s = CheckRows("swiglu", rows); !s.ok()) return s;
   if (width <= 0 || width > int64_t{65535} * 256 || ldh < 2 * width || ldo < width)
     return absl::InvalidArgumentError(
         absl::StrCat("swiglu: width=", width, " ldh=", ldh, " ldo=", ldo));
   if (rows == 0) return absl::OkStatus();
   auto* o = static_cast<__nv_bfloat16*>(out);
-  if (width % 4 == 0 && ldh % 4 == 0 && ldo % 4 == 0 && IsAligned(h, 16) && IsAligned(out, 8)) {
-    const int w4 = static_cast<int>(width / 4);
-    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((w4 + 255) / 256));
-    SwiGluVecKernel<<<grid, 256, 0, stream>>>(h, ldh, w4, o, ldo);
-    return LaunchStatus("SwiGluVecKernel");
-  }
-  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((width + 255) / 256));
-  SwiGluKernel<<<grid, 256, 0, stream>>>(h, ldh, width, o, ldo);
-  return LaunchStatus("SwiGluKernel");
+  if (h_type == DType::kBF16)
+    return LaunchSwiGluAs(static_cast<const __nv_bfloat16*>(h), ldh, rows, width, o, ldo, stream);
+  return LaunchSwiGluAs(static_cast<const float*>(h), ldh, rows, width, o, ldo, stream);
 }
 
 absl::Status LaunchCastToBf16(const float* in, int64_t ldi, int64_t rows, int64_t cols, void* out,

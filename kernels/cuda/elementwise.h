@@ -27,10 +27,11 @@ absl::Status LaunchRmsNormToBf16(const float* x, int64_t ldx, int64_t rows, int6
                                  const float* gamma, float eps, void* out, int64_t ldo,
                                  cudaStream_t stream);
 
-// out[r, i] = bf16(silu(h[r, i]) * h[r, width + i]) for i < width.
-//   h f32 [rows, 2*width] (stride ldh): the w1 half then the w2 half; out bf16 (stride ldo).
-absl::Status LaunchSwiGlu(const float* h, int64_t ldh, int64_t rows, int64_t width, void* out,
-                          int64_t ldo, cudaStream_t stream);
+// out[r, i] = bf16(silu(h[r, i]) * h[r, width + i]) for i < width, in fp32.
+//   h f32 or bf16 (h_type) [rows, 2*width] (stride ldh, in elements): the w1 half then the w2
+//   half; out bf16 (stride ldo).
+absl::Status LaunchSwiGlu(const void* h, DType h_type, int64_t ldh, int64_t rows, int64_t width,
+                          void* out, int64_t ldo, cudaStream_t stream);
 
 // out[r, c] = bf16(in[r, c]).  in f32 [rows, cols] (stride ldi); out bf16 (stride ldo).
 absl::Status LaunchCastToBf16(const float* in, int64_t ldi, int64_t rows, int64_t cols, void* out,

@@ -1,7 +1,8 @@
 // Tests the decode-step kernels other than the GDN-2 recurrence against float64 CPU references
 // written from MODEL_SPEC.md section 3: sliding-window attention decode (RoPE, ring write, window
 // with wrap-around, grouped query heads) on a permuted, padded slot pool at batch 1 and a large
-// batch, checking untouched bytes; and RMSNorm, SwiGLU, embedding gather, casts, positions.
+// batch, checking untouched bytes; and RMSNorm, SwiGLU (f32 and bf16 input), embedding gather,
+// casts, positions.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -25,6 +27,37 @@ using ::deltaserve::testing::FloatToBf16;
 using ::deltaserve::testing::RelErr;
 
 using DecodeOpsTest = ::deltaserve::testing::GpuTest;
+
+// SwiGLU of h (values [rows, ldh]) read as `type` (bf16: h rounded to bf16 first, so the
+// reference sees what the kernel reads) against a double reference; out rows of stride ldo, their
+// padding (0xffff) untouched.
+void CheckSwiGlu(const std::vector<float>& h, int64_t ldh, int64_t rows, int64_t width,
+                 int64_t ldo, DType type, const std::string& what) {
+  std::vector<float> hr = h;
+  std::vector<uint16_t> hb(h.size());
+  for (size_t i = 0; i < h.size(); ++i) {
+    hb[i] = FloatToBf16(h[i]);
+    if (type == DType::kBF16) hr[i] = Bf16ToFloat(hb[i]);
+  }
+  DeviceBuffer dh = type == DType::kBF16 ? DeviceBuffer::From(hb) : DeviceBuffer::From(h);
+  DeviceBuffer dout = DeviceBuffer::From(std::vector<uint16_t>(rows * ldo, 0xffff));
+  ASSERT_TRUE(LaunchSwiGlu(dh.get(), type, ldh, rows, width, dout.get(), ldo, nullptr).ok());
+  const std::vector<uint16_t> out = dout.To<uint16_t>();
+  std::vector<double> got, ref;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < ldo; ++i) {
+      if (i >= width) {
+        ASSERT_EQ(out[r * ldo + i], 0xffff) << what << ": row " << r << " col " << i;
+        continue;
+      }
+      const double a = hr[r * ldh + i], b = hr[r * ldh + width + i];
+      ref.push_back(a / (1 + std::exp(-a)) * b);
+      got.push_back(Bf16ToFloat(out[r * ldo + i]));
+    }
+  }
+  EXPECT_LT(RelErr(got, ref), 4e-3) << what;
+}
+
 
 // overlap: launched as a programmatic dependent right after a kernel that writes qkv over a NaN
 // poison; the attention must read qkv only after that kernel finished.
@@ -267,20 +300,8 @@ TEST_F(DecodeOpsTest, RowKernels) {
   }
   EXPECT_LT(RelErr(got, ref), 4e-3) << "rmsnorm";
 
-  const int I = 300;
-  DeviceBuffer dsw(static_cast<size_t>(rows) * I * 2);
-  ASSERT_TRUE(LaunchSwiGlu(dx.get<float>(), ld, rows, I, dsw.get(), I, nullptr).ok());
-  std::vector<uint16_t> sw = dsw.To<uint16_t>();
-  got.clear();
-  ref.clear();
-  for (int r = 0; r < rows; ++r) {
-    for (int i = 0; i < I; ++i) {
-      const double a = x[r * ld + i], b = x[r * ld + I + i];
-      ref.push_back(a / (1 + std::exp(-a)) * b);
-      got.push_back(Bf16ToFloat(sw[r * I + i]));
-    }
-  }
-  EXPECT_LT(RelErr(got, ref), 4e-3) << "swiglu";
+  for (const DType t : {DType::kF32, DType::kBF16})
+    CheckSwiGlu(x, ld, rows, 300, 300, t, t == DType::kBF16 ? "swiglu bf16 in" : "swiglu");
 
   // Both kernels also take rows that the 16-byte paths do not: odd widths and strides, and
   // RMSNorm rows wider than the registers hold (d > 8192).
@@ -305,20 +326,9 @@ TEST_F(DecodeOpsTest, RowKernels) {
       }
     }
     EXPECT_LT(RelErr(got, ref), 4e-3) << "rmsnorm d=" << nd_;
-    const int I2 = nd_ / 2 - 1;
-    DeviceBuffer ds2(static_cast<size_t>(3) * I2 * 2);
-    ASSERT_TRUE(LaunchSwiGlu(dx2.get<float>(), nld, 3, I2, ds2.get(), I2, nullptr).ok());
-    std::vector<uint16_t> s2 = ds2.To<uint16_t>();
-    got.clear();
-    ref.clear();
-    for (int r = 0; r < 3; ++r) {
-      for (int i = 0; i < I2; ++i) {
-        const double a = x2[r * nld + i], b = x2[r * nld + I2 + i];
-        ref.push_back(a / (1 + std::exp(-a)) * b);
-        got.push_back(Bf16ToFloat(s2[r * I2 + i]));
-      }
-    }
-    EXPECT_LT(RelErr(got, ref), 4e-3) << "swiglu width=" << I2;
+    for (const DType t : {DType::kF32, DType::kBF16})
+      CheckSwiGlu(x2, nld, 3, nd_ / 2 - 1, nd_ / 2 - 1, t,
+                  "swiglu width " + std::to_string(nd_ / 2 - 1));
   }
 
   const int V = 77;
@@ -353,26 +363,12 @@ TEST_F(DecodeOpsTest, RowKernels) {
   // SwiGLU over more rows than a grid dimension other than x allows, both kernels (width a
   // multiple of 4 and not), strided: every row computed, padding untouched.
   for (const int64_t sw : {int64_t{8}, int64_t{7}}) {
-    const int64_t srows = 70000, sld = 2 * sw + 4, sldo = sw + 4;
+    const int64_t srows = 70000, sld = 2 * sw + 4;
     std::vector<float> sin(srows * sld);
     for (auto& v : sin) v = nd(rng);
-    std::vector<uint16_t> sout_init(srows * sldo, 0xffff);
-    DeviceBuffer dsi = DeviceBuffer::From(sin), dso = DeviceBuffer::From(sout_init);
-    ASSERT_TRUE(LaunchSwiGlu(dsi.get<float>(), sld, srows, sw, dso.get(), sldo, nullptr).ok());
-    const std::vector<uint16_t> so = dso.To<uint16_t>();
-    std::vector<double> g, r;
-    for (int64_t row = 0; row < srows; ++row) {
-      for (int64_t i = 0; i < sldo; ++i) {
-        if (i >= sw) {
-          ASSERT_EQ(so[row * sldo + i], 0xffff) << "row " << row << " col " << i;
-          continue;
-        }
-        const double a = sin[row * sld + i], b = sin[row * sld + sw + i];
-        r.push_back(a / (1 + std::exp(-a)) * b);
-        g.push_back(Bf16ToFloat(so[row * sldo + i]));
-      }
-    }
-    EXPECT_LT(RelErr(g, r), 4e-3) << "swiglu over 70000 rows, width " << sw;
+    for (const DType t : {DType::kF32, DType::kBF16})
+      CheckSwiGlu(sin, sld, srows, sw, sw + 4, t,
+                  "swiglu over 70000 rows, width " + std::to_string(sw));
   }
 
   // Positions: only the listed slots advance; a negative slot (padding row) is skipped.
