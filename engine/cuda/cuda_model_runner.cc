@@ -398,7 +398,8 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
     if (L.is_gdn2) {
       const DeviceGdn2Weights& G = L.gdn2;
       DS_RETURN_IF_ERROR(gemm_->Run(T, G.in_rows, d, b.p_n, d, G.in_proj, d, b.p_proj, P, F32, 0.0f, s));
-      DS_RETURN_IF_ERROR(LaunchGateUpProjections(T, li, b.p_proj, b.p_f0g0, b.p_f, b.p_z, false));
+      DS_RETURN_IF_ERROR(LaunchGateUpProjections(T, li, b.p_proj, cuda::DType::kF32, b.p_f0g0,
+                                                 b.p_f, b.p_z, false));
       const struct {
         int64_t col, history, channels;
         const float* weight;
@@ -590,7 +591,8 @@ bool CudaModelRunner::FoldsGateProjections(int R) const {
          Gdn2Mode(R) == cuda::Gdn2DecodeArgs::Mode::kFused && rank % 8 == 0 && rank <= 128;
 }
 
-absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, bool fold_gates) {
+absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, cuda::DType proj_type,
+                                              bool fold_gates) {
   const ModelConfig& c = config();
   Buffers& b = *buf_;
   const Gdn2Config& gd = c.gdn2;
@@ -612,11 +614,14 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, bool fold_gates) {
   a.conv_k_offset = static_cast<int64_t>(reg.gdn2.conv_k);
   a.conv_v_offset = static_cast<int64_t>(reg.gdn2.conv_v);
   a.state_type = layout_.state_dtype() == StateDtype::kF32 ? F32 : B16;
-  a.q_raw = b.proj + G.col_q;
-  a.k_raw = b.proj + G.col_k;
-  a.v_raw = b.proj + G.col_v;
-  a.b_raw = b.proj + G.col_b;
-  a.w_raw = b.proj + G.col_w;
+  const char* proj = reinterpret_cast<const char*>(b.proj);
+  const int64_t eb = cuda::DTypeBytes(proj_type);
+  a.q_raw = proj + G.col_q * eb;
+  a.k_raw = proj + G.col_k * eb;
+  a.v_raw = proj + G.col_v * eb;
+  a.b_raw = proj + G.col_b * eb;
+  a.w_raw = proj + G.col_w * eb;
+  a.raw_type = proj_type;
   a.q_stride = a.k_stride = a.v_stride = a.b_stride = a.w_stride = P;
   a.f_raw = b.f;
   a.f_stride = kd;
@@ -634,6 +639,7 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, bool fold_gates) {
   a.y_type = B16;
   a.mode = Gdn2Mode(R);
   if (fold_gates) {
+    if (proj_type != F32) return absl::InternalError("gdn2 layer: folded gates need f32 proj");
     // f = F1 bf16(f0), z~ = G1 bf16(g0) inside the launch.
     a.gate_rank = gd.head_v_dim;
     a.f_raw = b.proj + G.col_f0;
@@ -732,7 +738,7 @@ absl::Status CudaModelRunner::ForwardGemv(int R) {
         g.programmatic = true;
         DS_RETURN_IF_ERROR(cuda::LaunchGemv(g, s));
       }
-      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li, fold));
+      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li, cuda::DType::kF32, fold));
       DS_RETURN_IF_ERROR(gemv(In::kBf16, nullptr, b.y, b.y_cols, vd, G.o_proj, d,
                               Out::kF32Accumulate, b.x, d));
     } else {
@@ -759,9 +765,9 @@ absl::Status CudaModelRunner::ForwardGemv(int R) {
   return absl::OkStatus();
 }
 
-absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const float* proj,
-                                                     void* f0g0, float* f, float* z,
-                                                     bool programmatic) {
+absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const void* proj,
+                                                     cuda::DType proj_type, void* f0g0, float* f,
+                                                     float* z, bool programmatic) {
   const Gdn2Config& gd = config().gdn2;
   const DeviceGdn2Weights& G = weights_->layers()[li].gdn2;
   const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
@@ -770,9 +776,11 @@ absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const float
     cuda::GateProductsArgs ga;
     ga.rows = R;
     ga.rank = static_cast<int>(dv);
-    ga.f0 = proj + G.col_f0;
-    ga.g0 = proj + G.col_g0;
+    const int64_t eb = cuda::DTypeBytes(proj_type);
+    ga.f0 = static_cast<const char*>(proj) + G.col_f0 * eb;
+    ga.g0 = static_cast<const char*>(proj) + G.col_g0 * eb;
     ga.ld_in = P;
+    ga.in_type = proj_type;
     ga.f_up = G.f1;
     ga.nf = kd;
     ga.z_up = G.g1;
@@ -785,7 +793,9 @@ absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const float
     return cuda::LaunchGateProducts(ga, stream_);
   }
   const auto F32 = cuda::DType::kF32;
-  DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(proj + G.col_f0, P, R, 2 * dv, f0g0, 2 * dv, stream_));
+  if (proj_type != F32) return absl::InternalError("gate up-projections: the fallback needs f32");
+  DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(static_cast<const float*>(proj) + G.col_f0, P, R,
+                                            2 * dv, f0g0, 2 * dv, stream_));
   DS_RETURN_IF_ERROR(gemm_->Run(R, kd, dv, f0g0, 2 * dv, G.f1, dv, f, kd, F32, 0.0f, stream_));
   return gemm_->Run(R, vd, dv, static_cast<char*>(f0g0) + dv * 2, 2 * dv, G.g1, dv, z, vd, F32,
                     0.0f, stream_);
@@ -819,12 +829,16 @@ absl::Status CudaModelRunner::Forward(int R) {
     DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, L.norm_1, eps, b.n, d, s));
     if (L.is_gdn2) {
       const DeviceGdn2Weights& G = L.gdn2;
+      // The projection's output is an activation, stored bf16 (MODEL_SPEC.md section 7): half
+      // the round trip through memory of the f32 one (f32 where the gate-products kernel does
+      // not fit the shape: its fallback casts f32).
+      const auto pt = UsesGateProductsKernel() ? cuda::DType::kBF16 : F32;
       DS_RETURN_IF_ERROR(
-          gemm_->Run(R, G.in_rows, d, b.n, d, G.in_proj, d, b.proj, b.proj_cols, F32, 0.0f, s));
+          gemm_->Run(R, G.in_rows, d, b.n, d, G.in_proj, d, b.proj, b.proj_cols, pt, 0.0f, s));
       // f / z~ by the gate-products kernel, a programmatic dependent that triggers its own at
       // once: a fused GDN-2 launch after it starts its state loads early.
-      DS_RETURN_IF_ERROR(LaunchGateUpProjections(R, li, b.proj, b.f0g0, b.f, b.z, true));
-      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li));
+      DS_RETURN_IF_ERROR(LaunchGateUpProjections(R, li, b.proj, pt, b.f0g0, b.f, b.z, true));
+      DS_RETURN_IF_ERROR(LaunchGdn2Layer(R, li, pt));
       DS_RETURN_IF_ERROR(gemm_->Run(R, d, vd, b.y, b.y_cols, G.o_proj, vd, b.x, d, F32, 1.0f, s));
     } else {
       const int64_t qkv = sw.qkv_rows();

@@ -132,16 +132,16 @@ class CudaModelRunner final : public ModelRunner {
   // and two products.
   bool UsesGateProductsKernel() const;
   // Enqueues f = bf16(f0) . f1^T and z~ = bf16(g0) . g1^T of GDN-2 layer `li` for `rows` rows
-  // whose f0 / g0 are in `proj` (row stride proj_cols), into f / z (row strides key_dim /
-  // value_dim); `f0g0` is bf16 [rows, 2 * head_v_dim] scratch for the cast of the fallback.
-  // `programmatic`: the gate-products kernel launches as a programmatic dependent.
-  absl::Status LaunchGateUpProjections(int rows, int li, const float* proj, void* f0g0, float* f,
-                                       float* z, bool programmatic);
+  // whose f0 / g0 are in `proj` (proj_type f32 or bf16, row stride proj_cols), into f / z (row
+  // strides key_dim / value_dim); `f0g0` is bf16 [rows, 2 * head_v_dim] scratch for the cast of
+  // the fallback. `programmatic`: the gate-products kernel launches as a programmatic dependent.
+  absl::Status LaunchGateUpProjections(int rows, int li, const void* proj, cuda::DType proj_type,
+                                       void* f0g0, float* f, float* z, bool programmatic);
   // Whether the GEMV pass of `rows` rows leaves the f / z~ up-projections to the GDN-2 launch.
   bool FoldsGateProjections(int rows) const;
-  // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj and f / z, or with
-  // fold_gates proj alone; output y).
-  absl::Status LaunchGdn2Layer(int rows, int li, bool fold_gates = false);
+  // The GDN-2 decode launch of layer `li` over `rows` rows (inputs in proj, of proj_type, and
+  // f / z, or with fold_gates proj (f32) alone; output y).
+  absl::Status LaunchGdn2Layer(int rows, int li, cuda::DType proj_type, bool fold_gates = false);
   // The MLP's first half for `rows` rows: y = SwiGLU(n . w12^T), with n bf16 [rows, n_embd] and
   // y bf16 (row stride ldy); the product goes through `h` (room for f32 [rows, ldh]) stored
   // bf16, an activation (MODEL_SPEC.md section 7), which halves its round trip through memory.

@@ -23,8 +23,9 @@ constexpr int kRowElems = kMaxRank + kPad;
 
 struct P {
   int rows, tiles_f;
-  const float *f0, *g0;
+  const void *f0, *g0;
   int64_t ld_in;
+  bool in_bf16;  // f0 / g0 bf16, else f32
   const uint16_t *f_up, *z_up;
   float *f, *z;
   int64_t ld_f, ld_z;
@@ -64,25 +65,41 @@ __global__ void __launch_bounds__(kWarps * 32) GateProductsKernel(const P p) {
     cudaGridDependencySynchronize();
   }
 
-  // Inputs: every load issued before the first conversion.
-  const float* x = is_f ? p.f0 : p.g0;
+  // Inputs: every load issued before the first conversion (bf16 inputs are copied as they are).
   constexpr int kQuads = R / 4;
   constexpr int kPerThread = kTile * kQuads / (kWarps * 32);
-  float4 v[kPerThread];
+  const int64_t in0 = static_cast<int64_t>(m0) * p.ld_in;
+  if (p.in_bf16) {
+    const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(is_f ? p.f0 : p.g0) + in0;
+    uint2 v[kPerThread];
 #pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
-    const int i = tid + j * kWarps * 32;
-    const int r = i / kQuads, c = i % kQuads;
-    const float* src = x + static_cast<int64_t>(m0 + r) * p.ld_in + 4 * c;
-    v[j] = m0 + r < p.rows ? *reinterpret_cast<const float4*>(src)
-                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  }
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = tid + j * kWarps * 32;
+      const int r = i / kQuads, c = i % kQuads;
+      v[j] = m0 + r < p.rows ? *reinterpret_cast<const uint2*>(x + r * p.ld_in + 4 * c)
+                             : make_uint2(0u, 0u);
+    }
 #pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
-    const int i = tid + j * kWarps * 32;
-    const int r = i / kQuads, c = i % kQuads;
-    StoreBf16x4(reinterpret_cast<__nv_bfloat16*>(&a_s[r][4 * c]), v[j].x, v[j].y, v[j].z,
-                v[j].w);
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = tid + j * kWarps * 32;
+      *reinterpret_cast<uint2*>(&a_s[i / kQuads][4 * (i % kQuads)]) = v[j];
+    }
+  } else {
+    const float* x = static_cast<const float*>(is_f ? p.f0 : p.g0) + in0;
+    float4 v[kPerThread];
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = tid + j * kWarps * 32;
+      const int r = i / kQuads, c = i % kQuads;
+      v[j] = m0 + r < p.rows ? *reinterpret_cast<const float4*>(x + r * p.ld_in + 4 * c)
+                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = tid + j * kWarps * 32;
+      StoreBf16x4(reinterpret_cast<__nv_bfloat16*>(&a_s[i / kQuads][4 * (i % kQuads)]), v[j].x,
+                  v[j].y, v[j].z, v[j].w);
+    }
   }
   CpAsyncWait<0>();
   __syncthreads();
@@ -143,12 +160,15 @@ absl::Status LaunchGateProducts(const GateProductsArgs& a, cudaStream_t stream) 
   if (a.ld_in < a.rank || a.ld_f < a.nf || a.ld_z < a.nz)
     return absl::InvalidArgumentError(absl::StrCat("gate products: row strides ", a.ld_in, " / ",
                                                    a.ld_f, " / ", a.ld_z, " below the widths"));
-  if (a.ld_in % 4 != 0 || a.ld_f % 2 != 0 || a.ld_z % 2 != 0 || !IsAligned(a.f0, 16) ||
-      !IsAligned(a.g0, 16) || !IsAligned(a.f_up, 16) || !IsAligned(a.z_up, 16) ||
+  if (a.in_type != DType::kF32 && a.in_type != DType::kBF16)
+    return absl::InvalidArgumentError("gate products: in_type must be f32 or bf16");
+  const int64_t in_align = a.in_type == DType::kF32 ? 16 : 8;
+  if (a.ld_in % 4 != 0 || a.ld_f % 2 != 0 || a.ld_z % 2 != 0 || !IsAligned(a.f0, in_align) ||
+      !IsAligned(a.g0, in_align) || !IsAligned(a.f_up, 16) || !IsAligned(a.z_up, 16) ||
       !IsAligned(a.f, 8) || !IsAligned(a.z, 8))
     return absl::InvalidArgumentError(
-        "gate products: inputs and weights must be 16-byte aligned with ld_in % 4 == 0, outputs "
-        "8-byte aligned with even strides");
+        "gate products: inputs must be 16-byte (f32) or 8-byte (bf16) aligned with ld_in % 4 == "
+        "0, weights 16-byte aligned, outputs 8-byte aligned with even strides");
   const int64_t row_tiles = (int64_t{a.rows} + kTile - 1) / kTile;
   if (row_tiles > 65535)
     return absl::InvalidArgumentError(absl::StrCat("gate products: ", a.rows, " rows"));
@@ -158,6 +178,7 @@ absl::Status LaunchGateProducts(const GateProductsArgs& a, cudaStream_t stream) 
   p.f0 = a.f0;
   p.g0 = a.g0;
   p.ld_in = a.ld_in;
+  p.in_bf16 = a.in_type == DType::kBF16;
   p.f_up = static_cast<const uint16_t*>(a.f_up);
   p.z_up = static_cast<const uint16_t*>(a.z_up);
   p.f = a.f;

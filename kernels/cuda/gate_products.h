@@ -7,7 +7,8 @@
 // with fp32 sums (bf16 tensor-core products), the same values a bf16 cast of f0 / g0 followed by
 // bf16 matrix products with fp32 accumulation gives, up to summation order.
 //
-//   f0, g0   f32 [rows, rank], rows ld_in elements apart (16-byte aligned, ld_in % 4 == 0)
+//   f0, g0   in_type (f32 or bf16) [rows, rank], rows ld_in elements apart (ld_in % 4 == 0;
+//            16-byte aligned for f32, 8-byte for bf16)
 //   f, z     f32 [rows, nf] / [rows, nz], rows ld_f / ld_z apart
 //   rank     a multiple of 16 in [16, 128]; nf, nz multiples of 64
 //
@@ -31,9 +32,10 @@ namespace deltaserve::cuda {
 struct GateProductsArgs {
   int rows = 0;
   int rank = 0;
-  const float* f0 = nullptr;
-  const float* g0 = nullptr;
+  const void* f0 = nullptr;
+  const void* g0 = nullptr;
   int64_t ld_in = 0;
+  DType in_type = DType::kF32;
   const void* f_up = nullptr;  // bf16
   int64_t nf = 0;
   const void* z_up = nullptr;  // bf16

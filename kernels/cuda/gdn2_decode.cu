@@ -274,12 +274,12 @@ bool Gdn2DecodeStateEvictLast(const Gdn2DecodeShape& shape, int batch, DType sta
 }
 
 int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type,
-                        DType y_type) {
+                        DType y_type, DType raw_type) {
   const int64_t kd = shape.key_dim(), vd = shape.value_dim();
   const int64_t state = static_cast<int64_t>(shape.num_v_heads) * shape.head_k_dim *
                         shape.head_v_dim * DTypeBytes(state_type) * 2;
   const int64_t conv = static_cast<int64_t>(shape.conv_size - 1) * (2 * kd + vd) * 4 * 2;
-  const int64_t inputs = (4 * kd + 3 * vd) * 4;
+  const int64_t inputs = (3 * kd + 2 * vd) * DTypeBytes(raw_type) + (kd + vd) * 4;
   const int64_t out = vd * DTypeBytes(y_type);
   return batch * (state + conv + inputs + out);
 }
@@ -308,6 +308,8 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
     return absl::InvalidArgumentError("gdn2 decode: the streamed mode takes splits = 1");
   if (dv % S != 0)
     return absl::InvalidArgumentError(absl::StrCat("gdn2 decode: splits ", S, " must divide head_v_dim ", dv));
+  if (a.raw_type != DType::kF32 && a.raw_type != DType::kBF16)
+    return absl::InvalidArgumentError("gdn2 decode: raw_type must be f32 or bf16");
   if (a.state_ready && !a.overlap_launch)
     return absl::InvalidArgumentError("gdn2 decode: state_ready requires overlap_launch");
   if (!streamed && G * S > kMaxCluster)
@@ -391,7 +393,8 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
   p.ck_off = a.conv_k_offset;
   p.cv_off = a.conv_v_offset;
   p.q_raw = a.q_raw; p.k_raw = a.k_raw; p.v_raw = a.v_raw; p.b_raw = a.b_raw;
-  p.w_raw = a.w_raw; p.f_raw = a.f_raw; p.z_raw = a.z_raw;
+  p.w_raw = a.w_raw; p.raw_bf16 = a.raw_type == DType::kBF16;
+  p.f_raw = a.f_raw; p.z_raw = a.z_raw;
   p.q_st = a.q_stride; p.k_st = a.k_stride; p.v_st = a.v_stride; p.b_st = a.b_stride;
   p.w_st = a.w_stride; p.f_st = a.f_stride; p.z_st = a.z_stride;
   p.q_cw = a.q_conv_w; p.k_cw = a.k_conv_w; p.v_cw = a.v_conv_w;

@@ -19,8 +19,10 @@
 //     conv_q      f32 [W-1, key_dim]   oldest row first (4-byte aligned)
 //     conv_k      f32 [W-1, key_dim]
 //     conv_v      f32 [W-1, value_dim]
-//   q_raw, k_raw, b_raw, f_raw    f32 [batch, key_dim]   (own row strides)
-//   v_raw, w_raw, z_raw           f32 [batch, value_dim] (own row strides)
+//   q_raw, k_raw, b_raw           raw_type [batch, key_dim]   (own row strides)
+//   v_raw, w_raw                  raw_type [batch, value_dim] (own row strides)
+//   f_raw                         f32 [batch, key_dim]
+//   z_raw                         f32 [batch, value_dim]
 //                                 (f_raw, z_raw: [batch, gate_rank] when gate_rank > 0)
 //   q_conv_w, k_conv_w  f32 [key_dim, W];  v_conv_w  f32 [value_dim, W]  (tap W-1 = current token)
 //   a_log f32 [H];  dt_bias f32 [key_dim];  z_bias f32 [value_dim];  o_norm f32 [dv]
@@ -70,11 +72,13 @@ struct Gdn2DecodeArgs {
   int64_t conv_v_offset = 0;
   DType state_type = DType::kF32;
 
-  const float* q_raw = nullptr;
-  const float* k_raw = nullptr;
-  const float* v_raw = nullptr;
-  const float* b_raw = nullptr;
-  const float* w_raw = nullptr;
+  // The projection outputs q~, k~, v~, b~, w~: f32 or bf16 (raw_type, one type for all five).
+  const void* q_raw = nullptr;
+  const void* k_raw = nullptr;
+  const void* v_raw = nullptr;
+  const void* b_raw = nullptr;
+  const void* w_raw = nullptr;
+  DType raw_type = DType::kF32;
   const float* f_raw = nullptr;
   const float* z_raw = nullptr;
   int64_t q_stride = 0, k_stride = 0, v_stride = 0, b_stride = 0, w_stride = 0, f_stride = 0,
@@ -155,7 +159,9 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
 bool Gdn2DecodeStateEvictLast(const Gdn2DecodeShape& shape, int batch, DType state_type);
 
 // Bytes one launch must move through device memory at the minimum: state read + written,
-// conv histories read + written, raw inputs read, output written. For bandwidth reports.
-int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type, DType y_type);
+// conv histories read + written, raw inputs read (q~ .. w~ as raw_type, f and z~ f32), output
+// written. For bandwidth reports.
+int64_t Gdn2DecodeBytes(const Gdn2DecodeShape& shape, int batch, DType state_type, DType y_type,
+                        DType raw_type = DType::kF32);
 
 }  // namespace deltaserve::cuda

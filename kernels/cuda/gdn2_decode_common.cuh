@@ -32,7 +32,9 @@ struct Params {
   const int32_t* slots;
   char* pool;
   int64_t num_slots, slot_stride, rec_off, cq_off, ck_off, cv_off;
-  const float *q_raw, *k_raw, *v_raw, *b_raw, *w_raw, *f_raw, *z_raw;
+  const void *q_raw, *k_raw, *v_raw, *b_raw, *w_raw;  // raw_bf16 ? bf16 : f32 (see LoadRaw)
+  bool raw_bf16;
+  const float *f_raw, *z_raw;
   int64_t q_st, k_st, v_st, b_st, w_st, f_st, z_st;
   const float *q_cw, *k_cw, *v_cw, *a_log, *dt_bias, *z_bias, *o_norm;
   void* y;
@@ -54,6 +56,12 @@ struct Params {
   int gate_rank;
   const uint16_t *f_up, *z_up;
 };
+
+// Element i of a raw projection output (q_raw .. w_raw), as fp32.
+__device__ __forceinline__ float LoadRaw(const void* base, int64_t i, bool bf16) {
+  return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i])
+              : static_cast<const float*>(base)[i];
+}
 
 // Prep record of one (sequence, key head): q^ | k^ | alpha | b*k^ (DK each), then k.q, padded.
 __host__ __device__ constexpr int64_t PrepStride(int dk) { return 4 * int64_t{dk} + 4; }

@@ -217,14 +217,13 @@ struct Prologue {
     if (tid < HALF) {
       float* hq = reinterpret_cast<float*>(base + p.cq_off);
       float* hk = reinterpret_cast<float*>(base + p.ck_off);
-      const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
-      const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+      const int64_t qr = int64_t{b} * p.q_st, kr = int64_t{b} * p.k_st;
       float xq[QK_IT], xk[QK_IT];
 #pragma unroll
       for (int n = 0; n < QK_IT; ++n) {
         const int c = kh * DK + tid + n * HALF;
-        xq[n] = tid + n * HALF < DK ? qr[c] : 0.0f;
-        xk[n] = tid + n * HALF < DK ? kr[c] : 0.0f;
+        xq[n] = tid + n * HALF < DK ? LoadRaw(p.q_raw, qr + c, p.raw_bf16) : 0.0f;
+        xk[n] = tid + n * HALF < DK ? LoadRaw(p.k_raw, kr + c, p.raw_bf16) : 0.0f;
       }
 #pragma unroll
       for (int n = 0; n < QK_IT; ++n) {
@@ -252,13 +251,13 @@ struct Prologue {
       for (int n = 0; n < QK_IT; ++n) {
         const int i = t + n * HALF, c = kh * DK + i;
         f[n] = i < DK && fold.w == nullptr ? p.f_raw[static_cast<int64_t>(b) * p.f_st + c] : 0.0f;
-        bb[n] = i < DK ? p.b_raw[static_cast<int64_t>(b) * p.b_st + c] : 0.0f;
+        bb[n] = i < DK ? LoadRaw(p.b_raw, int64_t{b} * p.b_st + c, p.raw_bf16) : 0.0f;
       }
 #pragma unroll
       for (int n = 0; n < V_IT; ++n) {
         const int j = t + n * HALF, c = col0 + j;
-        x[n] = j < DVS ? p.v_raw[static_cast<int64_t>(b) * p.v_st + c] : 0.0f;
-        w[n] = j < DVS ? p.w_raw[static_cast<int64_t>(b) * p.w_st + c] : 0.0f;
+        x[n] = j < DVS ? LoadRaw(p.v_raw, int64_t{b} * p.v_st + c, p.raw_bf16) : 0.0f;
+        w[n] = j < DVS ? LoadRaw(p.w_raw, int64_t{b} * p.w_st + c, p.raw_bf16) : 0.0f;
       }
 #pragma unroll
       for (int n = 0; n < QK_IT; ++n) {
@@ -438,17 +437,16 @@ __global__ void __launch_bounds__(Tile<T, DK, DVS>::NT) Gdn2FusedKernel(const Pa
     ClusterWaitAcquire();
     r_lo = g * p.S;
     // This block's share of the q/k history shift: every block has read them by now.
-    const float* qr = p.q_raw + static_cast<int64_t>(b) * p.q_st;
-    const float* kr = p.k_raw + static_cast<int64_t>(b) * p.k_st;
+    const int64_t qr = int64_t{b} * p.q_st, kr = int64_t{b} * p.k_st;
     float* hq = reinterpret_cast<float*>(base + p.cq_off);
     float* hk = reinterpret_cast<float*>(base + p.ck_off);
     const int per = DK / cl;
     for (int t = tid; t < 2 * per; t += NT) {
       const int c = kh * DK + rank * per + (t % per);
       if (t < per) {
-        ShiftHistory(hq + c, p.key_dim, p.W, qr[c]);
+        ShiftHistory(hq + c, p.key_dim, p.W, LoadRaw(p.q_raw, qr + c, p.raw_bf16));
       } else {
-        ShiftHistory(hk + c, p.key_dim, p.W, kr[c]);
+        ShiftHistory(hk + c, p.key_dim, p.W, LoadRaw(p.k_raw, kr + c, p.raw_bf16));
       }
     }
   }
@@ -492,9 +490,9 @@ struct ConvChannel {
   float h[TAPS], w[TAPS], x;
 
   __device__ __forceinline__ void Load(const float* hist, int64_t row_stride, int w_rt,
-                                       const float* wts, const float* x_in) {
+                                       const float* wts, float x_in) {
     const int W = WC > 0 ? WC : w_rt;
-    x = *x_in;
+    x = x_in;
 #pragma unroll
     for (int j = 0; j < TAPS; ++j) {
       if (j < W) w[j] = __ldg(wts + j);
@@ -551,10 +549,12 @@ __global__ void __launch_bounds__(kPrepThreads, 4) Gdn2PrepKernel(const Params p
     const int64_t c = int64_t{kh} * DK + t;
     // Every load of the item first.
     ConvChannel<WC> cq, ck, cv[VC];
-    cq.Load(hq + c, p.key_dim, p.W, p.q_cw + c * p.W, p.q_raw + b * p.q_st + c);
-    ck.Load(hk + c, p.key_dim, p.W, p.k_cw + c * p.W, p.k_raw + b * p.k_st + c);
+    cq.Load(hq + c, p.key_dim, p.W, p.q_cw + c * p.W,
+            LoadRaw(p.q_raw, b * p.q_st + c, p.raw_bf16));
+    ck.Load(hk + c, p.key_dim, p.W, p.k_cw + c * p.W,
+            LoadRaw(p.k_raw, b * p.k_st + c, p.raw_bf16));
     const float f = p.f_raw[b * p.f_st + c] + __ldg(p.dt_bias + c);
-    const float braw = p.b_raw[b * p.b_st + c];
+    const float braw = LoadRaw(p.b_raw, b * p.b_st + c, p.raw_bf16);
     const float alog = __ldg(p.a_log + kh);
     float wr[VC];
     const int64_t col0 = int64_t{kh} * p.G * DV;  // value head kh * G first
@@ -562,8 +562,9 @@ __global__ void __launch_bounds__(kPrepThreads, 4) Gdn2PrepKernel(const Params p
     for (int m = 0; m < VC; ++m) {
       const int64_t j = col0 + t + m * GT;
       if (t + m * GT < DV) {
-        cv[m].Load(hv + j, p.value_dim, p.W, p.v_cw + j * p.W, p.v_raw + b * p.v_st + j);
-        wr[m] = p.w_raw[b * p.w_st + j];
+        cv[m].Load(hv + j, p.value_dim, p.W, p.v_cw + j * p.W,
+                   LoadRaw(p.v_raw, b * p.v_st + j, p.raw_bf16));
+        wr[m] = LoadRaw(p.w_raw, b * p.w_st + j, p.raw_bf16);
       }
     }
     // Conv, norms (group sums), gates.
@@ -606,8 +607,9 @@ __global__ void __launch_bounds__(kPrepThreads, 4) Gdn2PrepKernel(const Params p
       for (int m = 0; m < VC; ++m) {
         const int64_t j = col0 + g * DV + t + m * GT;
         if (t + m * GT < DV) {
-          cv[m].Load(hv + j, p.value_dim, p.W, p.v_cw + j * p.W, p.v_raw + b * p.v_st + j);
-          wr[m] = p.w_raw[b * p.w_st + j];
+          cv[m].Load(hv + j, p.value_dim, p.W, p.v_cw + j * p.W,
+                     LoadRaw(p.v_raw, b * p.v_st + j, p.raw_bf16));
+          wr[m] = LoadRaw(p.w_raw, b * p.w_st + j, p.raw_bf16);
         }
       }
 #pragma unroll

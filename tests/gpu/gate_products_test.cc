@@ -1,5 +1,5 @@
 // Tests the gate up-projections kernel (kernels/cuda/gate_products.h) against a float64 CPU
-// reference on the bf16-rounded inputs: row counts that are and are not multiples of the tile,
+// reference on the bf16-rounded inputs (f32 or bf16 in memory): row counts that are and are not multiples of the tile,
 // ranks 16..128, strided inputs and outputs (columns past the widths and rows past `rows` stay
 // untouched), a programmatic launch right after a kernel that writes the inputs, and rejections.
 #include <cuda_runtime.h>
@@ -27,20 +27,27 @@ using GateProductsTest = ::deltaserve::testing::GpuTest;
 
 constexpr float kPoison = 12345.0f;
 
-// rows x rank inputs f0 | g0 side by side in rows of ld_in floats (f0 at column 8, g0 after
-// it); outputs with 16 spare columns and 3 spare rows of poison.
-void RunCase(int rows, int rank, int64_t nf, int64_t nz, bool programmatic, unsigned seed) {
+// rows x rank inputs f0 | g0 side by side in rows of ld_in elements of in_type (f0 at column 8,
+// g0 after it); outputs with 16 spare columns and 3 spare rows of poison.
+void RunCase(int rows, int rank, int64_t nf, int64_t nz, bool programmatic, unsigned seed,
+             DType in_type = DType::kF32) {
   SCOPED_TRACE(::testing::Message() << "rows " << rows << " rank " << rank << " nf " << nf
-                                  << " nz " << nz << " programmatic " << programmatic);
+                                  << " nz " << nz << " programmatic " << programmatic
+                                  << " bf16 in " << (in_type == DType::kBF16));
+  const bool bf16 = in_type == DType::kBF16;
   const int64_t ld_in = 2 * rank + 24, ld_f = nf + 16, ld_z = nz + 16, cap = rows + 3;
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> in(static_cast<size_t>(rows) * ld_in);
-  for (auto& v : in) v = nd(rng);
+  std::vector<uint16_t> in_b(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    in_b[i] = FloatToBf16(nd(rng));
+    in[i] = bf16 ? Bf16ToFloat(in_b[i]) : nd(rng);
+  }
   std::vector<uint16_t> f_up(static_cast<size_t>(nf) * rank), z_up(static_cast<size_t>(nz) * rank);
   for (auto* w : {&f_up, &z_up})
     for (auto& v : *w) v = FloatToBf16(nd(rng) / std::sqrt(static_cast<float>(rank)));
-  DeviceBuffer d_in = DeviceBuffer::From(in);
+  DeviceBuffer d_in = bf16 ? DeviceBuffer::From(in_b) : DeviceBuffer::From(in);
   DeviceBuffer d_fup = DeviceBuffer::From(f_up), d_zup = DeviceBuffer::From(z_up);
   DeviceBuffer d_f = DeviceBuffer::From(std::vector<float>(cap * ld_f, kPoison));
   DeviceBuffer d_z = DeviceBuffer::From(std::vector<float>(cap * ld_z, kPoison));
@@ -49,16 +56,18 @@ void RunCase(int rows, int rank, int64_t nf, int64_t nz, bool programmatic, unsi
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
   if (programmatic) {
     // The producer rewrites the inputs right before the launch; the products must use its values.
-    ASSERT_TRUE(LaunchFillRandom(d_in.get(), DType::kF32, static_cast<int64_t>(in.size()),
+    ASSERT_TRUE(LaunchFillRandom(d_in.get(), in_type, static_cast<int64_t>(in.size()),
                                  seed + 1, 1.0f, 0.0f, stream)
                     .ok());
   }
   GateProductsArgs a;
   a.rows = rows;
   a.rank = rank;
-  a.f0 = d_in.get<float>() + 8;
-  a.g0 = d_in.get<float>() + 8 + rank;
+  const int64_t eb = DTypeBytes(in_type);
+  a.f0 = d_in.get<char>() + 8 * eb;
+  a.g0 = d_in.get<char>() + (8 + rank) * eb;
   a.ld_in = ld_in;
+  a.in_type = in_type;
   a.f_up = d_fup.get();
   a.nf = nf;
   a.z_up = d_zup.get();
@@ -72,7 +81,12 @@ void RunCase(int rows, int rank, int64_t nf, int64_t nz, bool programmatic, unsi
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
-  if (programmatic) in = d_in.To<float>();
+  if (programmatic && bf16) {
+    in_b = d_in.To<uint16_t>();
+    for (size_t i = 0; i < in.size(); ++i) in[i] = Bf16ToFloat(in_b[i]);
+  } else if (programmatic) {
+    in = d_in.To<float>();
+  }
 
   const std::vector<float> got_f = d_f.To<float>(), got_z = d_z.To<float>();
   for (int p = 0; p < 2; ++p) {
@@ -115,6 +129,14 @@ TEST_F(GateProductsTest, ProgrammaticLaunchReadsTheProducersInputs) {
   RunCase(3, 64, 128, 128, true, 9);
 }
 
+// bf16 inputs (a bf16 input projection): copied into the products unchanged.
+TEST_F(GateProductsTest, Bf16Inputs) {
+  RunCase(256, 128, 2048, 2048, false, 10, DType::kBF16);
+  RunCase(300, 128, 2048, 2048, true, 11, DType::kBF16);
+  RunCase(37, 16, 64, 128, false, 12, DType::kBF16);
+  RunCase(5, 112, 128, 256, true, 13, DType::kBF16);
+}
+
 TEST_F(GateProductsTest, RejectsBadShapesAndAlignment) {
   DeviceBuffer buf(1 << 20);
   float* p = buf.get<float>();
@@ -137,6 +159,12 @@ TEST_F(GateProductsTest, RejectsBadShapesAndAlignment) {
       {"ld_in below the rank", [](GateProductsArgs& b) { b.ld_in = 100; }},
       {"ld_in not a multiple of 4", [](GateProductsArgs& b) { b.ld_in = 130; }},
       {"misaligned f0", [p](GateProductsArgs& b) { b.f0 = p + 1; }},
+      {"bf16 f0 not 8-byte aligned",
+       [p](GateProductsArgs& b) {
+         b.in_type = DType::kBF16;
+         b.f0 = reinterpret_cast<const char*>(p) + 4;
+       }},
+      {"in_type f16", [](GateProductsArgs& b) { b.in_type = static_cast<DType>(7); }},
       {"null z_up", [](GateProductsArgs& b) { b.z_up = nullptr; }},
   };
   for (const auto& [what, edit] : bad) {

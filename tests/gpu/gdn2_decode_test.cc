@@ -41,6 +41,8 @@ struct Case {
   // > 0: rows 1, 1 + skip_every, ... carry slot indices out of range (-1 or >= num_slots),
   // which the kernel must skip: no state, history or output of theirs is written.
   int skip_every = 0;
+  // q_raw .. w_raw in memory as this type (bf16: the reference reads the same rounded values).
+  DType raw_type = DType::kF32;
 };
 
 double SiluD(double x) { return x / (1.0 + std::exp(-x)); }
@@ -126,6 +128,17 @@ void RunCase(const Case& c, uint32_t seed) {
                      b_raw = rand_rows(kd, 1.0f), f_raw = rand_rows(kd, 1.0f),
                      v_raw = rand_rows(vd, 1.0f), w_raw = rand_rows(vd, 1.0f),
                      z_raw = rand_rows(vd, 1.0f);
+  const bool raw16 = c.raw_type == DType::kBF16;
+  // A raw input in memory: f32, or bf16 with the reference's copy rounded to match.
+  auto raw_buffer = [&](std::vector<float>& v) {
+    if (!raw16) return DeviceBuffer::From(v);
+    std::vector<uint16_t> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      h[i] = FloatToBf16(v[i]);
+      v[i] = Bf16ToFloat(h[i]);
+    }
+    return DeviceBuffer::From(h);
+  };
   // Gate fold: rank-r inputs f0, g0 and bf16 up-projections; f_raw / z_raw become the products
   // bf16(f0) . f_up^T and bf16(g0) . z_up^T (the reference's inputs).
   const int R = c.gate_rank;
@@ -164,10 +177,9 @@ void RunCase(const Case& c, uint32_t seed) {
 
   DeviceBuffer d_pool = DeviceBuffer::From(pool);
   DeviceBuffer d_slots = DeviceBuffer::From(slots);
-  DeviceBuffer d_q = DeviceBuffer::From(q_raw), d_k = DeviceBuffer::From(k_raw),
-               d_b = DeviceBuffer::From(b_raw), d_f = DeviceBuffer::From(R > 0 ? f0 : f_raw),
-               d_v = DeviceBuffer::From(v_raw), d_w = DeviceBuffer::From(w_raw),
-               d_z = DeviceBuffer::From(R > 0 ? g0 : z_raw);
+  DeviceBuffer d_q = raw_buffer(q_raw), d_k = raw_buffer(k_raw), d_b = raw_buffer(b_raw),
+               d_f = DeviceBuffer::From(R > 0 ? f0 : f_raw), d_v = raw_buffer(v_raw),
+               d_w = raw_buffer(w_raw), d_z = DeviceBuffer::From(R > 0 ? g0 : z_raw);
   DeviceBuffer d_fup = DeviceBuffer::From(R > 0 ? f_up : std::vector<uint16_t>(8)),
                d_zup = DeviceBuffer::From(R > 0 ? z_up : std::vector<uint16_t>(8));
   DeviceBuffer d_qcw = DeviceBuffer::From(q_cw), d_kcw = DeviceBuffer::From(k_cw),
@@ -190,9 +202,9 @@ void RunCase(const Case& c, uint32_t seed) {
   a.conv_k_offset = L.ck;
   a.conv_v_offset = L.cv;
   a.state_type = c.state_type;
-  a.q_raw = d_q.get<float>(); a.k_raw = d_k.get<float>(); a.v_raw = d_v.get<float>();
-  a.b_raw = d_b.get<float>(); a.w_raw = d_w.get<float>(); a.f_raw = d_f.get<float>();
-  a.z_raw = d_z.get<float>();
+  a.q_raw = d_q.get(); a.k_raw = d_k.get(); a.v_raw = d_v.get();
+  a.b_raw = d_b.get(); a.w_raw = d_w.get(); a.raw_type = c.raw_type;
+  a.f_raw = d_f.get<float>(); a.z_raw = d_z.get<float>();
   a.q_stride = a.k_stride = a.b_stride = a.f_stride = kd + pad;
   a.v_stride = a.w_stride = a.z_stride = vd + pad;
   if (R > 0) {
@@ -508,6 +520,26 @@ TEST_F(Gdn2DecodeTest, StreamedModeAllShapes) {
   RunCase({t, 5, DType::kF32, DType::kF32, 1, kS}, 309);
 }
 
+// q~ .. w~ read as bf16 (a bf16 input projection), by both arrangements: batch 1, several waves,
+// grouped heads (whose prep repeats the v loads per value head), and the fused cluster's
+// history shift (splits 4).
+TEST_F(Gdn2DecodeTest, Bf16RawInputs) {
+  const auto kF = Gdn2DecodeArgs::Mode::kFused, kS = Gdn2DecodeArgs::Mode::kStreamed;
+  const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
+  std::vector<Case> cases = {{Ref13B(), 1, DType::kF32, DType::kBF16, 0, kF},
+                             {Ref13B(), 96, DType::kF32, DType::kBF16, 1, kS},
+                             {Ref13B(), 40, DType::kBF16, DType::kBF16, 1, kS},
+                             {g, 9, DType::kF32, DType::kF32, 1, kS},
+                             {g, 5, DType::kF32, DType::kF32, 4, kF}};
+  cases.push_back(cases[1]);
+  cases.back().overlap = true;  // the streamed kernels wait for the producer of z
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(i);
+    cases[i].raw_type = DType::kBF16;
+    RunCase(cases[i], 700 + static_cast<uint32_t>(i));
+  }
+}
+
 // Rows whose slot index is out of range are skipped by both arrangements; under kStreamed the
 // skipped tiles sit between others in a block's ring, and their ready words stay zero.
 TEST_F(Gdn2DecodeTest, OutOfRangeSlotsAreSkipped) {
@@ -710,6 +742,10 @@ TEST(Gdn2DecodeArgsTest, RejectsBadShapesAndStrides) {
   st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("state_ready"), std::string::npos) << st;
   a.state_ready = false;
+  a.raw_type = static_cast<DType>(7);
+  st = LaunchGdn2Decode(s, a, nullptr);
+  EXPECT_NE(st.message().find("raw_type"), std::string::npos) << st;
+  a.raw_type = DType::kF32;
   a.mode = static_cast<Gdn2DecodeArgs::Mode>(7);
   st = LaunchGdn2Decode(s, a, nullptr);
   EXPECT_NE(st.message().find("unknown mode"), std::string::npos) << st;
