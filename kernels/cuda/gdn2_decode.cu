@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_decode.h"
 #include "kernels/cuda/gdn2_decode_common.cuh"
@@ -37,8 +38,24 @@ constexpr int64_t kStateEvictLastBytes = int64_t{128} << 20;
 // together after ~8 us; then every block reduces and stores while no read is in flight, and the
 // waves after it stay in step. Spread out, early blocks store while later ones read. Measured
 // on an H200 (bench/NOTES.md, "first wave"), fp32 us per launch at batch 64 / 256: no ramp
-// 45.3 / 159.8, 8 us 44.0 / 158.3, 12 us 43.1 / 157.5, 16 us 43.3 / 157.1.
+// 45.3 / 159.8, 8 us 44.0 / 158.3, 12 us 43.1 / 157.5, 16 us 43.3 / 157.1. Where memory is
+// slower the wave takes longer to land, so the ramp scales with kRampPeakBytesPerS over the
+// device's peak bandwidth (memory clock and bus width): ~17.6 us on an H100 (3.35 TB/s), whose
+// best measured was 16-20 us (bench/NOTES.md, "The first-wave ramp on an H100").
 constexpr int kFirstWaveRampNs = 12000;
+constexpr double kRampPeakBytesPerS = 4.8e12;  // the H200's peak, where kFirstWaveRampNs was set
+
+// kFirstWaveRampNs scaled to the current device's peak memory bandwidth.
+absl::StatusOr<int> FirstWaveRampNs() {
+  int device = 0, clock_khz = 0, bus_bits = 0;
+  DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  DS_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device));
+  DS_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+  const double peak = 2.0 * clock_khz * 1e3 * bus_bits / 8.0;  // double data rate
+  if (peak <= 0) return kFirstWaveRampNs;
+  return static_cast<int>(std::clamp(kFirstWaveRampNs * kRampPeakBytesPerS / peak, 4e3, 40e3));
+}
 // 128 threads and at most 64 registers each: three fp32 tiles per SM take 24K registers,
 // leaving room for the prep kernel's resident blocks beside them.
 constexpr int kStreamedThreads = 128;
@@ -236,7 +253,13 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
   // which a ramp would only delay. Blocks past the first wave must not wait (they start late
   // already), so this must not overestimate. Computed for the first device it runs on.
   static int wave[2] = {0, 0};  // per instantiation and conv-width kernel; benign race
+  static int ramp_ns = 0;
   int& first_wave = wave[p.W == 4 ? 0 : 1];
+  if (ramp_ns == 0) {
+    const absl::StatusOr<int> ramp = FirstWaveRampNs();
+    if (!ramp.ok()) return ramp.status();
+    ramp_ns = *ramp;
+  }
   if (first_wave == 0) {
     int device = 0, sms = 0, regs_sm = 0, per_sm = 0, prep_regs = 0;
     DS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
@@ -254,7 +277,7 @@ absl::Status LaunchStreamed(const Params& p, int batch, cudaStream_t stream) {
   }
   Params q = p;
   q.ramp_blocks = int64_t{p.HV} * batch > first_wave ? first_wave : 0;
-  q.ramp_ns = kFirstWaveRampNs;
+  q.ramp_ns = ramp_ns;
   const absl::Status prep = gdn2_detail::LaunchPrep(q, DK, DV, batch, stream);
   if (!prep.ok()) return prep;
   return LaunchKernel("Gdn2RecurrenceStreamedKernel", kernel, dim3(q.HV, batch, 1), dim3(TL::NT),
