@@ -1,5 +1,5 @@
 // Shared pieces of the CUDA benchmarks: device description, the device-to-device copy ceiling,
-// CUDA-graph timing (median of replays), and a tiny JSON writer.
+// CUDA-graph timing (median of replays), and the opening of a JSON report.
 //
 // Thread-safety: single-threaded benchmark programs only.
 #pragma once
@@ -129,6 +129,22 @@ inline std::string JsonEscape(const std::string& s) {
     o += c;
   }
   return o;
+}
+
+// Opens `path` for a benchmark's JSON report and writes its opening,
+//   {"benchmark": <benchmark>, "device": <device>,
+// one field per line; the caller writes the other fields and the closing brace. Null, with the
+// reason on stderr, when the file cannot be opened.
+inline std::FILE* OpenJsonReport(const std::string& path, const char* benchmark,
+                                 const std::string& device) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::perror(path.c_str());
+    return nullptr;
+  }
+  std::fprintf(f, "{\n  \"benchmark\": \"%s\",\n  \"device\": \"%s\",\n", benchmark,
+               JsonEscape(device).c_str());
+  return f;
 }
 
 }  // namespace deltaserve::bench

@@ -365,10 +365,8 @@ int main(int argc, char** argv) {
     r.ratio = r.roofline_ms / r.step_ms;
   }
 
-  FILE* f = std::fopen(out_path.c_str(), "w");
+  FILE* f = OpenJsonReport(out_path, "decode_end_to_end", dev.name);
   if (f == nullptr) return 1;
-  std::fprintf(f, "{\n  \"benchmark\": \"decode_end_to_end\",\n  \"device\": \"%s\",\n",
-               JsonEscape(dev.name).c_str());
   std::fprintf(f, "  \"copy_bw_bytes_per_s\": [%.6e, %.6e],\n", copy_bw, copy_bw_end);
   std::fprintf(f, "  \"method\": \"random bf16 weights on device; one decode pass = CUDA graph replay incl. lm_head, no sampling; median of timed passes (events); SWA rings full (position > window); roofline = (weight bytes read once + state bytes read+written) / copy bandwidth (the faster of two 1 GiB copies, at start and end)\",\n");
   std::fprintf(f, "  \"rows\": [\n");

@@ -308,13 +308,8 @@ int main(int argc, char** argv) {
   const double copy_ref = std::max(copy_bw0, copy_bw1);
   for (Row& r : rows) r.ratio = r.bytes / (r.graph_us * 1e-6) / copy_ref;
 
-  FILE* f = std::fopen(out_path.c_str(), "w");
-  if (f == nullptr) {
-    std::perror(out_path.c_str());
-    return 1;
-  }
-  std::fprintf(f, "{\n  \"benchmark\": \"gdn2_decode_kernel\",\n  \"device\": \"%s\",\n",
-               JsonEscape(dev.name).c_str());
+  FILE* f = OpenJsonReport(out_path, "gdn2_decode_kernel", dev.name);
+  if (f == nullptr) return 1;
   std::fprintf(f, "  \"sms\": %d, \"l2_bytes\": %lld,\n", dev.sms,
                static_cast<long long>(dev.l2_bytes));
   std::fprintf(f, "  \"shape\": {\"H\": 16, \"HV\": 16, \"dk\": 128, \"dv\": 128, \"W\": 4, \"layers\": 1},\n");

@@ -503,14 +503,9 @@ int main(int argc, char** argv) {
 
   const std::vector<ModelRow> model_rows = model ? ModelPrefill(stream) : std::vector<ModelRow>{};
 
-  std::FILE* f = std::fopen(out_path.c_str(), "w");
-  if (f == nullptr) {
-    std::fprintf(stderr, "cannot write %s\n", out_path.c_str());
-    return 1;
-  }
-  std::fprintf(f, "{\n  \"benchmark\": \"gdn2_prefill\",\n  \"device\": \"%s\",\n  \"sms\": %d,\n"
-               "  \"phase2\": \"tensor_cores_3xtf32\",\n",
-               JsonEscape(dev.name).c_str(), dev.sms);
+  std::FILE* f = OpenJsonReport(out_path, "gdn2_prefill", dev.name);
+  if (f == nullptr) return 1;
+  std::fprintf(f, "  \"sms\": %d,\n  \"phase2\": \"tensor_cores_3xtf32\",\n", dev.sms);
   std::fprintf(f, "  \"shape\": {\"heads\": %d, \"v_heads\": %d, \"dk\": %d, \"dv\": %d, "
                "\"chunk\": %d},\n  \"rows\": [\n",
                shape.num_heads, shape.num_v_heads, kD, kD, deltaserve::cuda::kGdn2PrefillChunk);

@@ -336,13 +336,8 @@ int main(int argc, char** argv) {
   }
   cublasLtDestroy(h);
 
-  FILE* f = std::fopen(out_path.c_str(), "w");
-  if (f == nullptr) {
-    std::perror(out_path.c_str());
-    return 1;
-  }
-  std::fprintf(f, "{\n  \"benchmark\": \"gemm_algo\",\n  \"device\": \"%s\",\n",
-               JsonEscape(dev.name).c_str());
+  FILE* f = OpenJsonReport(out_path, "gemm_algo", dev.name);
+  if (f == nullptr) return 1;
   std::fprintf(f, "  \"copy_bw_bytes_per_s\": %.6e,\n", copy_bw);
   std::fprintf(f,
                "  \"timing\": \"weights rotating over copies (3x L2), median of 5 x 40 runs\",\n");

@@ -375,13 +375,8 @@ int main(int argc, char** argv) {
   BENCH_CUDA(cudaGetLastError());
   const double copy_bw1 = CopyBandwidth(size_t{1} << 30);
 
-  FILE* f = std::fopen(out_path.c_str(), "w");
-  if (f == nullptr) {
-    std::perror(out_path.c_str());
-    return 1;
-  }
-  std::fprintf(f, "{\n  \"benchmark\": \"state_pattern\",\n  \"device\": \"%s\",\n",
-               JsonEscape(dev.name).c_str());
+  FILE* f = OpenJsonReport(out_path, "state_pattern", dev.name);
+  if (f == nullptr) return 1;
   std::fprintf(f, "  \"copy_bw_bytes_per_s\": [%.6e, %.6e],\n", copy_bw0, copy_bw1);
   std::fprintf(f, "  \"timing\": \"CUDA graph of N launches rotating over disjoint slot sets, "
                   "median of 15 replays / N; bytes = fp32 state read + written\",\n");

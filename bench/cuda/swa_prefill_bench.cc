@@ -148,10 +148,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::FILE* f = std::fopen(out_path.c_str(), "w");
+  std::FILE* f = OpenJsonReport(out_path, "swa_prefill", dev.name);
   if (f == nullptr) return 1;
-  std::fprintf(f, "{\n  \"benchmark\": \"swa_prefill\",\n  \"device\": \"%s\",\n",
-               JsonEscape(dev.name).c_str());
   std::fprintf(f, "  \"shape\": {\"n_head\": 18, \"head_size\": 128, \"window\": 2048},\n");
   std::fprintf(f, "  \"rows\": [\n");
   for (size_t i = 0; i < rows.size(); ++i) {

@@ -162,10 +162,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::FILE* f = std::fopen(out_path.c_str(), "w");
+  std::FILE* f = OpenJsonReport(out_path, "ttft", dev.name);
   if (f == nullptr) return 1;
-  std::fprintf(f, "{\n  \"benchmark\": \"ttft\",\n  \"device\": \"%s\",\n",
-               JsonEscape(dev.name).c_str());
   std::fprintf(f,
                "  \"method\": \"CudaModelRunner::Step wall time until the first token is on the "
                "host, fp32 state, random bf16 weights, reset slot, median of %d runs after one "
