@@ -49,6 +49,11 @@ cuda::Gdn2DecodeShape Gdn2ShapeOf(const ModelConfig& c) {
   return shape;
 }
 
+// Column `col` of the projection output `proj`, whose elements are `type` (f32 or bf16).
+const void* ProjColumn(const void* proj, cuda::DType type, int64_t col) {
+  return static_cast<const char*>(proj) + col * cuda::DTypeBytes(type);
+}
+
 cuda::SwaDecodeShape SwaShapeOf(const ModelConfig& c) {
   const SwaConfig& sw = c.swa;
   return cuda::SwaDecodeShape{sw.n_head,       sw.n_query_groups, sw.head_size,
@@ -614,13 +619,11 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, cuda::DType proj_ty
   a.conv_k_offset = static_cast<int64_t>(reg.gdn2.conv_k);
   a.conv_v_offset = static_cast<int64_t>(reg.gdn2.conv_v);
   a.state_type = layout_.state_dtype() == StateDtype::kF32 ? F32 : B16;
-  const char* proj = reinterpret_cast<const char*>(b.proj);
-  const int64_t eb = cuda::DTypeBytes(proj_type);
-  a.q_raw = proj + G.col_q * eb;
-  a.k_raw = proj + G.col_k * eb;
-  a.v_raw = proj + G.col_v * eb;
-  a.b_raw = proj + G.col_b * eb;
-  a.w_raw = proj + G.col_w * eb;
+  a.q_raw = ProjColumn(b.proj, proj_type, G.col_q);
+  a.k_raw = ProjColumn(b.proj, proj_type, G.col_k);
+  a.v_raw = ProjColumn(b.proj, proj_type, G.col_v);
+  a.b_raw = ProjColumn(b.proj, proj_type, G.col_b);
+  a.w_raw = ProjColumn(b.proj, proj_type, G.col_w);
   a.raw_type = proj_type;
   a.q_stride = a.k_stride = a.v_stride = a.b_stride = a.w_stride = P;
   a.f_raw = b.f;
@@ -776,9 +779,8 @@ absl::Status CudaModelRunner::LaunchGateUpProjections(int R, int li, const void*
     cuda::GateProductsArgs ga;
     ga.rows = R;
     ga.rank = static_cast<int>(dv);
-    const int64_t eb = cuda::DTypeBytes(proj_type);
-    ga.f0 = static_cast<const char*>(proj) + G.col_f0 * eb;
-    ga.g0 = static_cast<const char*>(proj) + G.col_g0 * eb;
+    ga.f0 = ProjColumn(proj, proj_type, G.col_f0);
+    ga.g0 = ProjColumn(proj, proj_type, G.col_g0);
     ga.ld_in = P;
     ga.in_type = proj_type;
     ga.f_up = G.f1;

@@ -56,6 +56,7 @@ absl::StatusOr<int> FirstWaveRampNs() {
   if (peak <= 0) return kFirstWaveRampNs;
   return static_cast<int>(std::clamp(kFirstWaveRampNs * kRampPeakBytesPerS / peak, 4e3, 40e3));
 }
+
 // 128 threads and at most 64 registers each: three fp32 tiles per SM take 24K registers,
 // leaving room for the prep kernel's resident blocks beside them.
 constexpr int kStreamedThreads = 128;
