@@ -211,6 +211,25 @@ void ExpectSameGreedyToken(int pick, const float* got, const float* ref, int n, 
                 << (got != nullptr ? ", largest logit difference " + std::to_string(diff) : "");
 }
 
+// Expects slot slots[i] of the runner's pool to hold position positions[i] and every other of
+// its num_slots slots to be all zero (untouched).
+void ExpectSlots(CudaModelRunner& g, const StateLayout& layout, int num_slots,
+                 const std::vector<int>& slots, const std::vector<int64_t>& positions) {
+  std::vector<std::byte> host(layout.slot_bytes());
+  for (int s = 0; s < num_slots; ++s) {
+    ASSERT_TRUE(g.state().CopyToHost(s, host).ok());
+    auto it = std::find(slots.begin(), slots.end(), s);
+    if (it == slots.end()) {
+      EXPECT_TRUE(std::all_of(host.begin(), host.end(), [](std::byte b) { return b == std::byte{0}; }))
+          << "untouched slot " << s << " changed";
+    } else {
+      int64_t pos;
+      std::memcpy(&pos, host.data() + layout.position_offset(), 8);
+      EXPECT_EQ(pos, positions[it - slots.begin()]) << "slot " << s;
+    }
+  }
+}
+
 // Runs `prompts` through CudaModelRunner::Step (prefill, greedy sampling on the GPU) and
 // CpuModel::Forward on the model in `dir`, then 16 decode steps fed the reference's greedy tokens
 // with the slots in the given order; compares logits (rel err 2e-2) and greedy tokens
@@ -296,19 +315,9 @@ void CompareWithCpu(const std::string& dir, const CudaRunnerOptions& opts,
               near_ties);
 
   // Positions advanced and untouched slots still zero.
-  std::vector<std::byte> host(layout.slot_bytes());
-  for (int s = 0; s < opts.num_slots; ++s) {
-    ASSERT_TRUE(g.state().CopyToHost(s, host).ok());
-    auto it = std::find(slots.begin(), slots.end(), s);
-    if (it == slots.end()) {
-      EXPECT_TRUE(std::all_of(host.begin(), host.end(), [](std::byte b) { return b == std::byte{0}; }))
-          << "untouched slot " << s << " changed";
-    } else {
-      int64_t pos;
-      std::memcpy(&pos, host.data() + layout.position_offset(), 8);
-      EXPECT_EQ(pos, static_cast<int64_t>(prompts[it - slots.begin()].size()) + 16);
-    }
-  }
+  std::vector<int64_t> positions;
+  for (const auto& p : prompts) positions.push_back(static_cast<int64_t>(p.size()) + 16);
+  ExpectSlots(g, layout, opts.num_slots, slots, positions);
 }
 
 void CompareModels(bool hybrid, StateDtype state_dtype,
@@ -487,19 +496,7 @@ void CompareChunkedPrefill(
   std::printf("chunked=%d: worst logits rel err over 16 decode steps: %.3e; near-ties: %d\n",
               chunked ? 1 : 0, worst, near_ties);
 
-  std::vector<std::byte> host(layout.slot_bytes());
-  for (int s = 0; s < opts.num_slots; ++s) {
-    ASSERT_TRUE(g.state().CopyToHost(s, host).ok());
-    auto it = std::find(slots.begin(), slots.end(), s);
-    if (it == slots.end()) {
-      EXPECT_TRUE(std::all_of(host.begin(), host.end(), [](std::byte b) { return b == std::byte{0}; }))
-          << "untouched slot " << s << " changed";
-    } else {
-      int64_t pos;
-      std::memcpy(&pos, host.data() + layout.position_offset(), 8);
-      EXPECT_EQ(pos, fed[it - slots.begin()]) << "slot " << s;
-    }
-  }
+  ExpectSlots(g, layout, opts.num_slots, slots, fed);
   std::filesystem::remove_all(dir);
 }
 
