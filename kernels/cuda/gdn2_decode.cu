@@ -108,12 +108,10 @@ __global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
   // completes after the prep kernel (and its history stores) as well: what follows on the stream
   // may rely on both.
   const bool last_block = blockIdx.x == gridDim.x - 1 && blockIdx.y == gridDim.y - 1;
-  // Epilogue operands: written before the prep kernel started, so no wait is needed.
-  float act = 0.0f, onorm = 0.0f;
+  // Weights of the epilogue (z itself is read once the tile has landed).
+  float zbias = 0.0f, onorm = 0.0f;
   if (tid < DV) {
-    const int c = col0 + tid;
-    const float zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + c] + p.z_bias[c];
-    act = p.gate_sigmoid ? Sigmoid(zz) : Silu(zz);
+    zbias = p.z_bias[col0 + tid];
     onorm = p.o_norm[tid];
   }
   const int slot = p.slots[b];
@@ -157,6 +155,10 @@ __global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
   if (tid == 0) kq_s = __ldcg(rec + 4 * DK);
   __syncthreads();  // mbarrier initialised; prep vectors in shared memory
   MbarWaitParity(bar, 0);
+  // The output gate's input, written before the prep kernel started. Read only now, used in the
+  // epilogue: outstanding at the waits above, it delayed them (bench/NOTES.md, "z read late").
+  float zz = 0.0f;
+  if (tid < DV) zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid];
 
   // Pass 1: decay and the two reductions over dk, r = S_bar^T (b*k) and oq = S_bar^T q.
   const int cgi = tid % CG;
@@ -225,6 +227,7 @@ __global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
 
   if (tid < DV) {
     const float inv = 1.0f / sqrtf(ss / static_cast<float>(DV) + p.eps);
+    const float act = p.gate_sigmoid ? Sigmoid(zz + zbias) : Silu(zz + zbias);
     const float yv = o * inv * onorm * act;
     const int64_t yi = static_cast<int64_t>(b) * p.y_st + col0 + tid;
     if (p.y_bf16) {
