@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gdn2_decode.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/late_producer.h"
 
 namespace deltaserve::cuda {
 namespace {
@@ -22,6 +22,7 @@ namespace {
 using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
 using ::deltaserve::testing::FloatToBf16;
+using ::deltaserve::testing::LaunchLateCopy;
 using ::deltaserve::testing::RelErr;
 
 struct Case {
@@ -32,9 +33,14 @@ struct Case {
   int splits;  // 0 = auto
   Gdn2DecodeArgs::Mode mode = Gdn2DecodeArgs::Mode::kFused;
   // Launch on a stream right after a kernel that produces z_raw (over a NaN poison), as a
-  // programmatic dependent of it (overlap_launch, plus state_ready when set).
+  // programmatic dependent of it (overlap_launch, plus state_ready when set). The producer lets
+  // its dependents start at once and writes z ~50 us later.
   bool overlap = false;
   bool state_ready = true;
+  // With overlap: between the producer and this launch, the same step on a copy of the pool
+  // (its own output buffer, the same prep scratch), also overlapped: each launch must take only
+  // its own records from the shared scratch.
+  bool after_own_launch = false;
   // > 0: the gate up-projections run inside the launch (Gdn2DecodeArgs::gate_rank); f_raw /
   // z_raw then carry rank-r inputs, and the producer of an overlapped launch writes g0.
   int gate_rank = 0;
@@ -232,30 +238,32 @@ void RunCase(const Case& c, uint32_t seed) {
   a.prep = d_prep.get<float>();
   a.prep_floats = Gdn2DecodePrepFloats(s, B);
   cudaStream_t stream = nullptr;
+  DeviceBuffer d_z_src = c.overlap ? DeviceBuffer::From(R > 0 ? g0 : z_raw) : DeviceBuffer();
+  DeviceBuffer d_pool2 = c.after_own_launch ? DeviceBuffer::From(pool) : DeviceBuffer();
+  DeviceBuffer d_y2(c.after_own_launch ? d_y.bytes() : 0);
   if (c.overlap) {
     ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
     ASSERT_EQ(cudaMemset(d_z.get(), 0xff, d_z.bytes()), cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    // The producer kernel runs immediately before the decode launch; the decode kernel must
-    // read z only after it finished (a NaN would reach y otherwise).
-    absl::Status fs = LaunchFillRandom(d_z.get(), DType::kF32,
-                                       static_cast<int64_t>(d_z.bytes() / 4), seed, 1.0f, 0.0f,
-                                       stream);
-    ASSERT_TRUE(fs.ok()) << fs;
+    // The decode kernel must read z only after the producer finished (a NaN would reach y).
+    ASSERT_EQ(LaunchLateCopy(d_z_src.get<float>(), d_z.get<float>(),
+                             static_cast<int64_t>(d_z.bytes() / 4), 50000, stream),
+              cudaSuccess);
     a.overlap_launch = true;
     a.state_ready = c.state_ready;
+    if (c.after_own_launch) {
+      Gdn2DecodeArgs first = a;
+      first.pool = d_pool2.get();
+      first.y = d_y2.get();
+      absl::Status fs = LaunchGdn2Decode(s, first, stream);
+      ASSERT_TRUE(fs.ok()) << fs;
+    }
   }
   absl::Status st = LaunchGdn2Decode(s, a, stream);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   if (stream != nullptr) {
     ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
-    // The values the producer wrote are the reference's input.
-    if (R > 0) {
-      up_project(d_z.To<float>(), z_up, vd, z_raw);
-    } else {
-      z_raw = d_z.To<float>();
-    }
   }
 
   if (c.mode == Gdn2DecodeArgs::Mode::kStreamed) {
@@ -628,6 +636,25 @@ TEST_F(Gdn2DecodeTest, StreamedOverlappedLaunchWaitsForProducer) {
     big.overlap = true;
     big.state_ready = ready;
     RunCase(big, seed + 2 + ready);
+  }
+}
+
+TEST_F(Gdn2DecodeTest, StreamedLaunchAfterItselfSharesScratch) {
+  // Two overlapped streamed launches in a row on one prep scratch, as the benchmark chains them
+  // (the second's prep kernel launches as the first one's last blocks leave).
+  const auto kS = Gdn2DecodeArgs::Mode::kStreamed;
+  for (bool ready : {true, false}) {
+    SCOPED_TRACE(ready);
+    Case one{Ref13B(), 1, DType::kF32, DType::kF32, 1, kS};
+    Case many{Ref13B(), 70, DType::kF32, DType::kBF16, 1, kS};
+    Case bf16{Ref13B(), 40, DType::kBF16, DType::kBF16, 1, kS};
+    for (Case* c : {&one, &many, &bf16}) {
+      c->overlap = c->after_own_launch = true;
+      c->state_ready = ready;
+    }
+    RunCase(one, 640 + ready);
+    RunCase(many, 642 + ready);
+    RunCase(bf16, 644 + ready);
   }
 }
 
