@@ -156,7 +156,8 @@ __global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
   __syncthreads();  // mbarrier initialised; prep vectors in shared memory
   MbarWaitParity(bar, 0);
   // The output gate's input, written before the prep kernel started. Read only now, used in the
-  // epilogue: outstanding at the waits above, it delayed them (bench/NOTES.md, "z read late").
+  // epilogue: a load still in flight at the two waits above delayed them (measured; bench/
+  // NOTES.md, "z read after the tile wait").
   float zz = 0.0f;
   if (tid < DV) zz = p.z_raw[static_cast<int64_t>(b) * p.z_st + col0 + tid];
 
