@@ -7,7 +7,9 @@
 // measured in the same run (a 1 GiB copy timed at the start and at the end; the faster of the
 // two). Slots rotate over enough disjoint sets that the state cannot sit in
 // L2. A "_pdl" mode launches each kernel as a programmatic dependent of the previous launch
-// (which touches other slots: overlap_launch + state_ready), as the runner does after the z GEMM.
+// (which touches other slots: overlap_launch + state_ready), as the runner launches the fused
+// kernel after the z product; the runner launches the streamed pair plainly ("streamed"), since
+// overlapped it made the model's step slower (bench/NOTES.md, "z read after the tile wait").
 // Two peers are timed at every fp32 batch: "peer_tile_roundtrip" moves exactly the launch's
 // state tiles with the recurrence's grid and copy pattern and does nothing else
 // (state_roundtrip_peer.h); "peer_copy" is a device-to-device copy of the launch's bytes
