@@ -40,6 +40,41 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const void* smem) {
 
 using mma::MmaBf16;
 
+// One quad (four consecutive elements) of an input row: f32 as float4, rounded to bf16 when
+// staged; bf16 as uint2, staged as it is.
+__device__ __forceinline__ float4 LoadQuad(const float* x) {
+  return *reinterpret_cast<const float4*>(x);
+}
+__device__ __forceinline__ uint2 LoadQuad(const __nv_bfloat16* x) {
+  return *reinterpret_cast<const uint2*>(x);
+}
+__device__ __forceinline__ void StageQuad(uint16_t* dst, float4 v) {
+  StoreBf16x4(reinterpret_cast<__nv_bfloat16*>(dst), v.x, v.y, v.z, v.w);
+}
+__device__ __forceinline__ void StageQuad(uint16_t* dst, uint2 v) {
+  *reinterpret_cast<uint2*>(dst) = v;
+}
+
+// Stages a tile's input rows into a_s as bf16: x is its first row, rows ld elements apart, and
+// rows from `valid` on are zero. Every load is issued before the first is staged.
+template <int kPerThread, int kQuads, typename In>
+__device__ __forceinline__ void StageInputs(const In* x, int64_t ld, int valid, int tid,
+                                            uint16_t (*a_s)[kRowElems]) {
+  using Quad = decltype(LoadQuad(x));
+  Quad v[kPerThread];
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int i = tid + j * kWarps * 32;
+    const int r = i / kQuads, c = i % kQuads;
+    v[j] = r < valid ? LoadQuad(x + r * ld + 4 * c) : Quad{};
+  }
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int i = tid + j * kWarps * 32;
+    StageQuad(&a_s[i / kQuads][4 * (i % kQuads)], v[j]);
+  }
+}
+
 // NK = rank / 16 k-steps.
 template <int NK>
 __global__ void __launch_bounds__(kWarps * 32) GateProductsKernel(const P p) {
@@ -65,41 +100,17 @@ __global__ void __launch_bounds__(kWarps * 32) GateProductsKernel(const P p) {
     cudaGridDependencySynchronize();
   }
 
-  // Inputs: every load issued before the first conversion (bf16 inputs are copied as they are).
+  // Inputs: f32 rows rounded to bf16, bf16 rows copied as they are.
   constexpr int kQuads = R / 4;
   constexpr int kPerThread = kTile * kQuads / (kWarps * 32);
+  const void* in = is_f ? p.f0 : p.g0;
   const int64_t in0 = static_cast<int64_t>(m0) * p.ld_in;
   if (p.in_bf16) {
-    const __nv_bfloat16* x = static_cast<const __nv_bfloat16*>(is_f ? p.f0 : p.g0) + in0;
-    uint2 v[kPerThread];
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = tid + j * kWarps * 32;
-      const int r = i / kQuads, c = i % kQuads;
-      v[j] = m0 + r < p.rows ? *reinterpret_cast<const uint2*>(x + r * p.ld_in + 4 * c)
-                             : make_uint2(0u, 0u);
-    }
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = tid + j * kWarps * 32;
-      *reinterpret_cast<uint2*>(&a_s[i / kQuads][4 * (i % kQuads)]) = v[j];
-    }
+    StageInputs<kPerThread, kQuads>(static_cast<const __nv_bfloat16*>(in) + in0, p.ld_in,
+                                    p.rows - m0, tid, a_s);
   } else {
-    const float* x = static_cast<const float*>(is_f ? p.f0 : p.g0) + in0;
-    float4 v[kPerThread];
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = tid + j * kWarps * 32;
-      const int r = i / kQuads, c = i % kQuads;
-      v[j] = m0 + r < p.rows ? *reinterpret_cast<const float4*>(x + r * p.ld_in + 4 * c)
-                             : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = tid + j * kWarps * 32;
-      StoreBf16x4(reinterpret_cast<__nv_bfloat16*>(&a_s[i / kQuads][4 * (i % kQuads)]), v[j].x,
-                  v[j].y, v[j].z, v[j].w);
-    }
+    StageInputs<kPerThread, kQuads>(static_cast<const float*>(in) + in0, p.ld_in, p.rows - m0,
+                                    tid, a_s);
   }
   CpAsyncWait<0>();
   __syncthreads();
