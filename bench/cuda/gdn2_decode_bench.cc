@@ -10,11 +10,13 @@
 // (which touches other slots: overlap_launch + state_ready), as the runner launches the fused
 // kernel after the z product; the runner launches the streamed pair plainly ("streamed"), since
 // overlapped it made the model's step slower (bench/NOTES.md, "z read after the tile wait").
-// Two peers are timed at every fp32 batch: "peer_tile_roundtrip" moves exactly the launch's
-// state tiles with the recurrence's grid and copy pattern and does nothing else
-// (state_roundtrip_peer.h); "peer_copy" is a device-to-device copy of the launch's bytes
-// (cudaMemcpyAsync, timed as copies queued on a stream). Their ratios show how close the access
-// pattern itself gets to the 1 GiB copy at that size.
+// Three peers are timed at every fp32 batch: "peer_tile_roundtrip" moves exactly the launch's
+// state tiles with the recurrence's grid and copy pattern and does nothing else;
+// "peer_state_copy" copies the same tiles in place with a copy kernel's shape and no order
+// between different pieces (both in state_roundtrip_peer.h); "peer_copy" is a device-to-device
+// copy of the launch's bytes between two contiguous buffers (cudaMemcpyAsync, timed as copies
+// queued on a stream). Their ratios show how close the access pattern, and moving these slots'
+// state at all, get to the 1 GiB copy at that size.
 //
 // Usage: gdn2_decode_bench [out.json] [--modes=a,b] [--batches=1,64] [--states=f32,bf16]
 //                          [--splits=1,2]   (filters; default: everything)
@@ -94,6 +96,7 @@ bool Selected(const std::vector<std::string>& filter, const std::string& v) {
 
 constexpr const char* kPeerRoundTrip = "peer_tile_roundtrip";
 constexpr const char* kPeerCopy = "peer_copy";
+constexpr const char* kPeerStateCopy = "peer_state_copy";
 
 }  // namespace
 
@@ -109,7 +112,7 @@ int main(int argc, char** argv) {
   for (const std::string& m : f_modes) {
     bool known = false;
     for (const ModeSpec& ms : kModes) known = known || m == ms.name;
-    known = known || m == kPeerRoundTrip || m == kPeerCopy;
+    known = known || m == kPeerRoundTrip || m == kPeerCopy || m == kPeerStateCopy;
     if (!known) {
       std::fprintf(stderr, "unknown mode %s\n", m.c_str());
       return 1;
@@ -256,27 +259,34 @@ int main(int argc, char** argv) {
       if (st != DType::kF32) continue;
       // The peers, rotated over the same slot sets (round trip) or as many distinct ranges.
       const double state_bytes = 2.0 * batch * shape.num_v_heads * 128 * 128 * 4;
-      if (Selected(f_modes, kPeerRoundTrip)) {
-        const bool evict_last =
-            deltaserve::cuda::Gdn2DecodeStateEvictLast(shape, batch, DType::kF32);
+      // The two in-place peers share the slot rotation.
+      auto time_state_peer = [&](const char* name, auto launch) {
+        if (!Selected(f_modes, name)) return;
         int launch_i = 0;
         auto body_n = [&](int n) {
-          for (int i = 0; i < n; ++i) {
-            const int32_t* slots =
-                d_perm + (static_cast<int64_t>(launch_i++ % sets) * batch) % num_slots;
-            BENCH_CUDA(deltaserve::bench::LaunchStateRoundTripPeer(
-                slots, batch, shape.num_v_heads, pool, stride, rec, num_slots, evict_last,
-                stream));
-          }
+          for (int i = 0; i < n; ++i)
+            BENCH_CUDA(launch(d_perm + (static_cast<int64_t>(launch_i++ % sets) * batch) %
+                                           num_slots));
         };
         body_n(3);
         BENCH_CUDA(cudaStreamSynchronize(stream));
         const double t_graph = TimeGraph(stream, [&] { body_n(launches); }, launches);
         const double t_single = TimeSingle(stream, [&] { body_n(1); });
-        rows.push_back({kPeerRoundTrip, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
-                        state_bytes, state_bytes / t_graph / 1e9,
-                        0.0});
-      }
+        rows.push_back({name, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
+                        state_bytes, state_bytes / t_graph / 1e9, 0.0});
+      };
+      const bool evict_last = deltaserve::cuda::Gdn2DecodeStateEvictLast(shape, batch,
+                                                                         DType::kF32);
+      time_state_peer(kPeerRoundTrip, [&](const int32_t* slots) {
+        return deltaserve::bench::LaunchStateRoundTripPeer(slots, batch, shape.num_v_heads, pool,
+                                                           stride, rec, num_slots, evict_last,
+                                                           stream);
+      });
+      time_state_peer(kPeerStateCopy, [&](const int32_t* slots) {
+        return deltaserve::bench::LaunchStateInPlaceCopyPeer(slots, batch, shape.num_v_heads,
+                                                             pool, stride, rec, num_slots,
+                                                             stream);
+      });
       if (copy_src != nullptr) {
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));

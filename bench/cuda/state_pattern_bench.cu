@@ -1,9 +1,10 @@
 // Benchmark of state round-trip access patterns: how close a kernel that reads each fp32
-// [128, 128] decode state tile of a slot pool into shared memory and writes it back in place can
-// get to the device-to-device copy bandwidth, depending on how the tiles are cut into blocks and
-// copies. No arithmetic; the questions are the memory system's. One layer, H = 16 heads,
-// slots in a random order, sets of slots rotated so that L2 cannot hold the state (as in
-// gdn2_decode_bench), evict_last fetches from 128 MiB of state (as the streamed recurrence does).
+// [128, 128] decode state tile of a slot pool (into shared memory or registers) and writes it
+// back in place can get to the device-to-device copy bandwidth, depending on how the tiles are
+// cut into blocks and copies, and where the slots lie. No arithmetic; the questions are the
+// memory system's. One layer, H = 16 heads, slots in a random order unless a pattern says
+// otherwise, sets of slots rotated so that L2 cannot hold the state (as in gdn2_decode_bench),
+// evict_last fetches from 128 MiB of state (as the streamed recurrence does).
 //
 // Patterns (128 threads per block unless noted):
 //   tile             one block per tile: 4 bulk copies of 16 KiB, written back once all landed
@@ -24,19 +25,43 @@
 //                    a launch is short
 //   regs_quarters_nored  regs_quarters without the reduction: each thread writes its pieces
 //                    once all of its own loads landed (a copy's freedom)
-//   rows{16,32,64}   one block of 128 threads per ROWS contiguous rows of a tile (ROWS x 512
+//   rows{8,16,32,64} one block of 128 threads per ROWS contiguous rows of a tile (ROWS x 512
 //                    bytes in one piece), in registers, each row summed by its warp and written
 //                    back: the pattern of a state stored transposed ([dv, dk]), where the
-//                    recurrence's reductions run along a row
+//                    recurrence's reductions run along a row; rows16_{8,4}sm: at most 8 / 4
+//                    blocks per SM
+//   stream_rows{16,32}, stream_head  one block per 16 / 32 / 128 rows of a tile in the pool's
+//                    own layout, 4 / 8 / 16 rows per warp in registers, each row written back as
+//                    soon as it landed, the column sums accumulated in-lane and summed over the
+//                    block (a part of a head writes its 512-byte sums to global memory): the
+//                    pattern of a state kept as a matrix plus one pending rank-1 term, whose
+//                    rows need no reduction before their write
+//   flat_rows8       one block of 256 threads per 8 rows (4 KiB), one float4 per thread loaded
+//                    and stored straight back (the shape of copy_flat_u1, in place through the
+//                    slot indices); _sums / _red add the block's column sums, written out / added
+//                    into one accumulator per head; _nolookup takes consecutive slots without
+//                    reading the slot indices
+//   copy_unroll{4,8} one full wave of 256-thread blocks striding over every float4 of the
+//                    launch's tiles, each loaded and stored back in place
+//   _ident / _sorted the launch's slots consecutive in the pool / the shuffled set sorted
+//   tile_2sm         tile with at most 2 blocks per SM
+// Peers on contiguous memory, the same bytes per launch: memcpy_graph (cudaMemcpyAsync graph
+// nodes), copy_wave_u{1,2,4,8} (a copy kernel of one full wave of blocks, UNROLL float4 per
+// thread and step), copy_flat_u{1,4} (a block per 256 x UNROLL float4; _plain: plain stores,
+// _in_place: source = destination).
+// The pool holds one layer per slot (1 MiB of state + room for histories); a second argument
+// gives each slot that many MiB instead, as the engine's slot-major pool does (every layer of a
+// slot together).
 // Ratios are against the 1 GiB copy measured at the start of the run.
 //
-// Usage: state_pattern_bench [out.json]
+// Usage: state_pattern_bench [out.json [slot MiB]]
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
@@ -68,6 +93,8 @@ struct Args {
   int num_slots;
   bool evict_last;
   float scale;  // 0: the reduction of the register patterns is added times zero
+  float4* partials;  // column sums of the stream_rows patterns, one float4 per lane and block
+  int slot_base;     // FlatRowsPatternKernel<-1>: row y uses slot slot_base + y (no lookup)
 };
 
 __device__ __forceinline__ void Copy(uint32_t dst, const void* src, int bytes, uint32_t bar,
@@ -183,18 +210,27 @@ __global__ void __launch_bounds__(THREADS) RegisterPatternKernel(Args a) {
   }
 }
 
+// For a grid of one block per (rows_per_block rows of a tile, batch row), warp w owning rows
+// w * rows_per_warp + k of its block's part: the first of this thread's warp's rows at its lane's
+// float4, or nullptr if the row's slot is out of range.
+__device__ __forceinline__ float* WarpRows(const Args& a, int rows_per_block, int rows_per_warp) {
+  const int parts = kDim / rows_per_block;
+  const int head = blockIdx.x / parts, part = blockIdx.x % parts;
+  const int slot = a.slots[blockIdx.y];
+  if (slot < 0 || slot >= a.num_slots) return nullptr;
+  return reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
+         (int64_t{head} * kDim + part * rows_per_block + threadIdx.x / 32 * rows_per_warp) * kDim +
+         threadIdx.x % 32 * 4;
+}
+
 // One block of 128 threads per ROWS contiguous rows of a tile; warp w holds rows
 // w * ROWS / 4 + k, a float4 of each per lane, sums each row over the warp and adds the sum times
 // a.scale before the streaming stores.
 template <int ROWS>
 __global__ void __launch_bounds__(kThreads) RowPatternKernel(Args a) {
-  constexpr int kParts = kDim / ROWS, kRowsPerWarp = ROWS / 4;
-  const int head = blockIdx.x / kParts, part = blockIdx.x % kParts;
-  const int slot = a.slots[blockIdx.y];
-  if (slot < 0 || slot >= a.num_slots) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* rows = reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
-                (int64_t{head} * kDim + part * ROWS + warp * kRowsPerWarp) * kDim + lane * 4;
+  constexpr int kRowsPerWarp = ROWS / 4;
+  float* rows = WarpRows(a, ROWS, kRowsPerWarp);
+  if (rows == nullptr) return;
   float4 v[kRowsPerWarp];
 #pragma unroll
   for (int k = 0; k < kRowsPerWarp; ++k) v[k] = *reinterpret_cast<const float4*>(rows + k * kDim);
@@ -206,6 +242,142 @@ __global__ void __launch_bounds__(kThreads) RowPatternKernel(Args a) {
     s *= a.scale;
     __stcs(reinterpret_cast<float4*>(rows + k * kDim),
            make_float4(v[k].x + s, v[k].y + s, v[k].z + s, v[k].w + s));
+  }
+}
+
+// One block of ROWS / RPW warps per ROWS rows of a tile, RPW rows per warp (a float4 of each
+// per lane, all loads issued first). Each row is written back as soon as its own load has
+// landed, and the block sums every column over its rows (in-lane, then shared memory): the
+// pattern of a single-pass update whose reductions over dk are not needed before a row's write
+// (the state kept as a matrix plus one pending rank-1 term). A block of fewer than 128 rows
+// writes its column sums (512 bytes) to a.partials.
+template <int ROWS, int RPW>
+__global__ void __launch_bounds__(ROWS / RPW * 32) StreamRowsPatternKernel(Args a) {
+  constexpr int kParts = kDim / ROWS, kWarps = ROWS / RPW;
+  __shared__ float4 partial[kWarps][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* rows = WarpRows(a, ROWS, RPW);
+  if (rows == nullptr) return;
+  float4 v[RPW];
+#pragma unroll
+  for (int k = 0; k < RPW; ++k) v[k] = *reinterpret_cast<const float4*>(rows + k * kDim);
+  float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+  for (int k = 0; k < RPW; ++k) {
+    const float c = 1.0f + a.scale * k;
+    __stcs(reinterpret_cast<float4*>(rows + k * kDim),
+           make_float4(v[k].x * c, v[k].y * c, v[k].z * c, v[k].w * c));
+    s.x += v[k].x;
+    s.y += v[k].y;
+    s.z += v[k].z;
+    s.w += v[k].w;
+  }
+  partial[warp][lane] = s;
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) {
+      s.x += partial[w][lane].x;
+      s.y += partial[w][lane].y;
+      s.z += partial[w][lane].z;
+      s.w += partial[w][lane].w;
+    }
+    if (kParts > 1 || a.scale != 0.0f)
+      a.partials[(int64_t{blockIdx.y} * gridDim.x + blockIdx.x) * 32 + lane] = s;
+  }
+}
+
+// One block of 256 threads per 8 rows of a tile (4 KiB, one float4 per thread), each piece
+// loaded and written back at once: the shape of the copy_flat peer, in place through the slot
+// indices. SUMS 1: the block also sums its 8 rows per column (shared memory) and writes the
+// 512-byte sums to a.partials; SUMS 2: it adds them into one accumulator per (row, head)
+// instead (red.global.add.v4.f32, in a.partials); SUMS -1: as 0, with row y in slot
+// a.slot_base + y (no slot lookup). The pattern of a state kept as a matrix plus one pending
+// rank-1 term (no row needs a reduction before its write).
+template <int SUMS>
+__global__ void __launch_bounds__(256) FlatRowsPatternKernel(Args a) {
+  __shared__ float4 partial[8][32];
+  constexpr int kParts = kDim / 8;
+  const int head = blockIdx.x / kParts, part = blockIdx.x % kParts;
+  const int slot =
+      SUMS < 0 ? (a.slot_base + static_cast<int>(blockIdx.y)) % a.num_slots : a.slots[blockIdx.y];
+  if (slot < 0 || slot >= a.num_slots) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float4* piece = reinterpret_cast<float4*>(
+      reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
+      (int64_t{head} * kDim + part * 8 + warp) * kDim + lane * 4);
+  const float4 v = *piece;
+  const float c = 1.0f + a.scale;
+  __stcs(piece, make_float4(v.x * c, v.y * c, v.z * c, v.w * c));
+  if (SUMS <= 0) return;
+  partial[warp][lane] = v;
+  __syncthreads();
+  if (warp != 0) return;
+  float4 s = v;
+#pragma unroll
+  for (int w = 1; w < 8; ++w) {
+    s.x += partial[w][lane].x;
+    s.y += partial[w][lane].y;
+    s.z += partial[w][lane].z;
+    s.w += partial[w][lane].w;
+  }
+  if (SUMS == 1) {
+    a.partials[(int64_t{blockIdx.y} * gridDim.x + blockIdx.x) * 32 + lane] = s;
+  } else {
+    float4* acc = a.partials + (int64_t{blockIdx.y} * kHeads + head) * 32 + lane;
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(acc), "f"(s.x),
+                 "f"(s.y), "f"(s.z), "f"(s.w)
+                 : "memory");
+  }
+}
+
+// In-place copy of the launch's state tiles with no dependency at all: a grid of THREADS-thread
+// blocks strides over every float4 of the batch's tiles, UNROLL loads then UNROLL stores per
+// thread and step (the shape of a device-to-device copy kernel, through the slot indices).
+template <int UNROLL>
+__global__ void __launch_bounds__(256) StreamCopyPatternKernel(Args a, int batch) {
+  constexpr int64_t kVecsPerSlot = int64_t{kHeads} * kDim * kDim / 4;
+  const int64_t total = batch * kVecsPerSlot;
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i0 = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i0 < total;
+       i0 += stride * UNROLL) {
+    float4 v[UNROLL];
+    float4* p[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u) {
+      const int64_t i = i0 + u * stride;
+      p[u] = nullptr;
+      if (i < total) {
+        const int slot = a.slots[i / kVecsPerSlot];
+        p[u] = reinterpret_cast<float4*>(a.pool + slot * a.slot_stride) + i % kVecsPerSlot;
+        v[u] = *p[u];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+      if (p[u] != nullptr) __stcs(p[u], v[u]);
+  }
+}
+
+// Contiguous copy of n float4 from src to dst: the shape of a device-to-device copy kernel.
+template <int UNROLL, bool STREAMING = true>
+__global__ void __launch_bounds__(256) ContiguousCopyKernel(const float4* src, float4* dst,
+                                                           int64_t n) {
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i0 = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i0 < n; i0 += stride * UNROLL) {
+    float4 v[UNROLL];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+      if (i0 + u * stride < n) v[u] = src[i0 + u * stride];
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+      if (i0 + u * stride < n) {
+        if (STREAMING) {
+          __stcs(dst + i0 + u * stride, v[u]);
+        } else {
+          dst[i0 + u * stride] = v[u];
+        }
+      }
   }
 }
 
@@ -282,6 +454,12 @@ struct Pattern {
   bool tensor_map;
   int threads = kThreads;
   bool registers = false;  // no dynamic shared memory
+  bool grid_stride = false;  // StreamCopyPatternKernel: a full wave of blocks, no tile grid
+  int smem_pad = 0;  // dynamic shared memory of a register pattern: fewer blocks per SM
+  // Order of the launch's slots: shuffled over the pool (kShuffled), in pool order and
+  // contiguous (kPoolOrder), or the shuffled set sorted (kSorted: ascending, with gaps).
+  enum Order { kShuffled, kPoolOrder, kSorted };
+  Order order = kShuffled;
 };
 
 struct Row {
@@ -300,7 +478,10 @@ int main(int argc, char** argv) {
               dev.sms, copy_bw0 / 1e12);
 
   const int num_slots = 2304;
-  const int64_t slot_stride = int64_t{kHeads} * kDim * kDim * 4 + 25600;  // + histories' room
+  // One layer's state + its histories' room per slot, unless the second argument gives the
+  // slot's size in MiB (the engine's pools are slot-major: every layer of a slot together).
+  const int64_t slot_stride = argc > 2 ? int64_t{std::atoi(argv[2])} << 20
+                                       : int64_t{kHeads} * kDim * kDim * 4 + 25600;
   char* pool = nullptr;
   BENCH_CUDA(cudaMalloc(&pool, num_slots * slot_stride));
   BENCH_CUDA(cudaMemset(pool, 0, num_slots * slot_stride));
@@ -312,6 +493,14 @@ int main(int argc, char** argv) {
   int32_t* d_perm = nullptr;
   BENCH_CUDA(cudaMalloc(&d_perm, perm.size() * sizeof(int32_t)));
   BENCH_CUDA(cudaMemcpy(d_perm, perm.data(), perm.size() * sizeof(int32_t),
+                        cudaMemcpyHostToDevice));
+  float4* partials = nullptr;  // one float4 per lane of every block of 8 rows at batch 1024
+  BENCH_CUDA(cudaMalloc(&partials, size_t{1024} * kHeads * (kDim / 8) * 32 * sizeof(float4)));
+  std::vector<int32_t> ident(num_slots + 1024);
+  for (size_t i = 0; i < ident.size(); ++i) ident[i] = static_cast<int32_t>(i % num_slots);
+  int32_t* d_ident = nullptr;
+  BENCH_CUDA(cudaMalloc(&d_ident, ident.size() * sizeof(int32_t)));
+  BENCH_CUDA(cudaMemcpy(d_ident, ident.data(), ident.size() * sizeof(int32_t),
                         cudaMemcpyHostToDevice));
   const CUtensorMap half_map = StateTensorMap(pool, slot_stride, num_slots, 64);
 
@@ -336,6 +525,41 @@ int main(int argc, char** argv) {
       {"rows16", reinterpret_cast<const void*>(RowPatternKernel<16>), 16, false, 128, true},
       {"rows32", reinterpret_cast<const void*>(RowPatternKernel<32>), 32, false, 128, true},
       {"rows64", reinterpret_cast<const void*>(RowPatternKernel<64>), 64, false, 128, true},
+      {"rows8", reinterpret_cast<const void*>(RowPatternKernel<8>), 8, false, 128, true},
+      {"rows16_8sm", reinterpret_cast<const void*>(RowPatternKernel<16>), 16, false, 128, true,
+       false, 26 << 10},
+      {"rows16_4sm", reinterpret_cast<const void*>(RowPatternKernel<16>), 16, false, 128, true,
+       false, 50 << 10},
+      {"stream_rows16", reinterpret_cast<const void*>(StreamRowsPatternKernel<16, 4>), 16,
+       false, 128, true},
+      {"stream_rows16_8sm", reinterpret_cast<const void*>(StreamRowsPatternKernel<16, 4>), 16,
+       false, 128, true, false, 26 << 10},
+      {"stream_rows32", reinterpret_cast<const void*>(StreamRowsPatternKernel<32, 8>), 32,
+       false, 128, true},
+      {"stream_head", reinterpret_cast<const void*>(StreamRowsPatternKernel<128, 16>), 128,
+       false, 256, true},
+      {"flat_rows8", reinterpret_cast<const void*>(FlatRowsPatternKernel<0>), 8, false, 256,
+       true},
+      {"flat_rows8_ident", reinterpret_cast<const void*>(FlatRowsPatternKernel<0>), 8, false,
+       256, true, false, 0, Pattern::kPoolOrder},
+      {"flat_rows8_sorted", reinterpret_cast<const void*>(FlatRowsPatternKernel<0>), 8, false,
+       256, true, false, 0, Pattern::kSorted},
+      {"flat_rows8_nolookup", reinterpret_cast<const void*>(FlatRowsPatternKernel<-1>), 8,
+       false, 256, true, false, 0, Pattern::kPoolOrder},
+      {"tile_ident", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128, false,
+       kThreads, false, false, 0, Pattern::kPoolOrder},
+      {"tile_sorted", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128,
+       false, kThreads, false, false, 0, Pattern::kSorted},
+      {"tile_2sm", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128, false,
+       kThreads, false, false, 40 << 10},
+      {"flat_rows8_sums", reinterpret_cast<const void*>(FlatRowsPatternKernel<1>), 8, false,
+       256, true},
+      {"flat_rows8_red", reinterpret_cast<const void*>(FlatRowsPatternKernel<2>), 8, false, 256,
+       true},
+      {"copy_unroll4", reinterpret_cast<const void*>(StreamCopyPatternKernel<4>), 128, false,
+       256, true, true},
+      {"copy_unroll8", reinterpret_cast<const void*>(StreamCopyPatternKernel<8>), 128, false,
+       256, true, true},
   };
   cudaStream_t stream;
   BENCH_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -345,8 +569,19 @@ int main(int argc, char** argv) {
     const int sets = static_cast<int>(std::max<int64_t>(
         2, std::min<int64_t>(num_slots / batch, (int64_t{256} << 20) / state_bytes + 1)));
     const int launches = std::max(sets, 20);
+    // The same sets as d_perm's, each sorted by slot.
+    std::vector<int32_t> sorted(static_cast<size_t>(sets) * batch);
+    for (int k = 0; k < sets; ++k) {
+      const int64_t base = (int64_t{k} * batch) % num_slots;
+      std::copy(perm.begin() + base, perm.begin() + base + batch, sorted.begin() + k * batch);
+      std::sort(sorted.begin() + k * batch, sorted.begin() + (k + 1) * batch);
+    }
+    int32_t* d_sorted = nullptr;
+    BENCH_CUDA(cudaMalloc(&d_sorted, sorted.size() * sizeof(int32_t)));
+    BENCH_CUDA(cudaMemcpy(d_sorted, sorted.data(), sorted.size() * sizeof(int32_t),
+                          cudaMemcpyHostToDevice));
     for (const Pattern& p : patterns) {
-      const int smem = p.registers ? 0 : kDim * p.cols * 4;
+      const int smem = (p.registers ? 0 : kDim * p.cols * 4) + p.smem_pad;
       BENCH_CUDA(cudaFuncSetAttribute(p.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       smem));
       BENCH_CUDA(cudaFuncSetAttribute(p.kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -354,13 +589,20 @@ int main(int argc, char** argv) {
       int per_sm = 0;
       BENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p.kernel, p.threads,
                                                                smem));
-      Args a{nullptr, pool, slot_stride, num_slots, state_bytes >= kEvictLastBytes, 0.0f};
-      const dim3 grid(kHeads * (kDim / p.cols), batch);
+      Args a{nullptr, pool, slot_stride, num_slots, state_bytes >= kEvictLastBytes, 0.0f,
+             partials};
+      const dim3 grid = p.grid_stride ? dim3(dev.sms * per_sm) : dim3(kHeads * (kDim / p.cols),
+                                                                      batch);
       int launch_i = 0;
       auto body = [&](int n) {
         for (int i = 0; i < n; ++i) {
-          a.slots = d_perm + (static_cast<int64_t>(launch_i++ % sets) * batch) % num_slots;
-          void* plain[] = {&a};
+          const int64_t base = (static_cast<int64_t>(launch_i++ % sets) * batch) % num_slots;
+          a.slots = p.order == Pattern::kPoolOrder ? d_ident + base
+                    : p.order == Pattern::kSorted  ? d_sorted + (launch_i - 1) % sets * batch
+                                                   : d_perm + base;
+          a.slot_base = static_cast<int>(base);
+          int batch_arg = batch;
+          void* plain[] = {&a, &batch_arg};
           void* mapped[] = {const_cast<CUtensorMap*>(&half_map), &a};
           BENCH_CUDA(cudaLaunchKernel(p.kernel, grid, dim3(p.threads),
                                       p.tensor_map ? mapped : plain, smem, stream));
@@ -371,6 +613,53 @@ int main(int argc, char** argv) {
       const double t = TimeGraph(stream, [&] { body(launches); }, launches);
       rows.push_back({p.name, batch, per_sm, t * 1e6, 2.0 * state_bytes / t / copy_bw0});
     }
+    // Peers that are not in place: the same bytes copied between two contiguous buffers, as
+    // graph memcpy nodes and by a copy kernel (sources and targets rotate through the pool).
+    const int64_t copy_sets = std::min<int64_t>(sets, num_slots * slot_stride / state_bytes / 2);
+    int copy_i = 0;
+    auto span = [&](int k) { return pool + (copy_i * 2 + k) % (2 * copy_sets) * state_bytes; };
+    const double t_memcpy = TimeGraph(stream, [&] {
+      for (int i = 0; i < launches; ++i, ++copy_i)
+        BENCH_CUDA(cudaMemcpyAsync(span(1), span(0), state_bytes, cudaMemcpyDeviceToDevice,
+                                   stream));
+    }, launches);
+    rows.push_back({"memcpy_graph", batch, 0, t_memcpy * 1e6, 2.0 * state_bytes / t_memcpy /
+                                                                  copy_bw0});
+    auto copy_kernel_row = [&](const char* name, const void* kernel, bool flat, int unroll,
+                               bool in_place = false) {
+      int per_sm = 0;
+      BENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 256, 0));
+      const int64_t n = state_bytes / 16;
+      const int blocks = flat ? static_cast<int>((n + 256 * unroll - 1) / (256 * unroll))
+                              : dev.sms * per_sm;
+      const double t = TimeGraph(stream, [&] {
+        for (int i = 0; i < launches; ++i, ++copy_i) {
+          const float4* src = reinterpret_cast<const float4*>(span(0));
+          float4* dst = reinterpret_cast<float4*>(span(in_place ? 0 : 1));
+          int64_t n_arg = n;
+          void* args[] = {&src, &dst, &n_arg};
+          BENCH_CUDA(cudaLaunchKernel(kernel, dim3(blocks), dim3(256), args, 0, stream));
+        }
+      }, launches);
+      rows.push_back({name, batch, per_sm, t * 1e6, 2.0 * state_bytes / t / copy_bw0});
+    };
+    copy_kernel_row("copy_wave_u1", reinterpret_cast<const void*>(ContiguousCopyKernel<1>),
+                    false, 1);
+    copy_kernel_row("copy_wave_u2", reinterpret_cast<const void*>(ContiguousCopyKernel<2>),
+                    false, 2);
+    copy_kernel_row("copy_wave_u4", reinterpret_cast<const void*>(ContiguousCopyKernel<4>),
+                    false, 4);
+    copy_kernel_row("copy_wave_u8", reinterpret_cast<const void*>(ContiguousCopyKernel<8>),
+                    false, 8);
+    copy_kernel_row("copy_flat_u1", reinterpret_cast<const void*>(ContiguousCopyKernel<1>),
+                    true, 1);
+    copy_kernel_row("copy_flat_u1_in_place",
+                    reinterpret_cast<const void*>(ContiguousCopyKernel<1>), true, 1, true);
+    copy_kernel_row("copy_flat_u4", reinterpret_cast<const void*>(ContiguousCopyKernel<4>),
+                    true, 4);
+    copy_kernel_row("copy_flat_u4_plain",
+                    reinterpret_cast<const void*>(ContiguousCopyKernel<4, false>), true, 4);
+    BENCH_CUDA(cudaFree(d_sorted));
   }
   BENCH_CUDA(cudaGetLastError());
   const double copy_bw1 = CopyBandwidth(size_t{1} << 30);
@@ -398,6 +687,8 @@ int main(int argc, char** argv) {
   for (const Row& r : rows)
     std::printf("%-16s %6d %7d %10.2f %7.3f\n", r.pattern.c_str(), r.batch, r.blocks_per_sm,
                 r.us, r.ratio);
+  cudaFree(partials);
+  cudaFree(d_ident);
   cudaFree(d_perm);
   cudaFree(pool);
   return 0;

@@ -51,7 +51,28 @@ __global__ void __launch_bounds__(kThreads, 8)
   for (int i = threadIdx.x; i < kTileBytes / 16; i += kThreads) __stcs(out + i, in[i]);
 }
 
+constexpr int kCopyThreads = 256;                  // one float4 each: 4 KiB per block
+constexpr int kCopyBlocksPerTile = kTileBytes / (kCopyThreads * 16);
+
+__global__ void __launch_bounds__(kCopyThreads)
+    StateInPlaceCopyKernel(const int32_t* slots, char* pool, int64_t slot_stride,
+                           int64_t state_offset, int num_slots) {
+  const int slot = slots[blockIdx.y];
+  if (slot < 0 || slot >= num_slots) return;
+  float4* piece = reinterpret_cast<float4*>(pool + slot * slot_stride + state_offset) +
+                  static_cast<int64_t>(blockIdx.x) * kCopyThreads + threadIdx.x;
+  __stcs(piece, *piece);
+}
+
 }  // namespace
+
+cudaError_t LaunchStateInPlaceCopyPeer(const int32_t* slots, int batch, int heads, void* pool,
+                                       int64_t slot_stride, int64_t state_offset, int num_slots,
+                                       cudaStream_t stream) {
+  StateInPlaceCopyKernel<<<dim3(heads * kCopyBlocksPerTile, batch), kCopyThreads, 0, stream>>>(
+      slots, static_cast<char*>(pool), slot_stride, state_offset, num_slots);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchStateRoundTripPeer(const int32_t* slots, int batch, int heads, void* pool,
                                      int64_t slot_stride, int64_t state_offset, int num_slots,

@@ -1,4 +1,6 @@
-// A peer of the streamed GDN-2 recurrence for gdn2_decode_bench: the same grid (one block of 128
+// Peers of the streamed GDN-2 recurrence for gdn2_decode_bench.
+//
+// The tile round trip: the same grid (one block of 128
 // threads per (batch row, value head)), the same slot lookup and the same state traffic (each
 // fp32 [128, 128] tile bulk-copied into shared memory, optionally under the L2 evict_last
 // policy, then written back in place with streaming stores), and nothing else: no prep kernel,
@@ -17,5 +19,14 @@ namespace deltaserve::bench {
 cudaError_t LaunchStateRoundTripPeer(const int32_t* slots, int batch, int heads, void* pool,
                                      int64_t slot_stride, int64_t state_offset, int num_slots,
                                      bool evict_last, cudaStream_t stream);
+
+// The in-place state copy: the same fp32 tiles of the same slots, each 16-byte piece loaded and
+// stored straight back by its own thread, 256 threads per 4 KiB (the shape of a copy kernel,
+// the fastest of the shapes in state_pattern_bench). Nothing orders a store after any load but
+// its own, which a decode step cannot have (its reductions over dk precede its writes), so this
+// is what moving these bytes in place costs at best.
+cudaError_t LaunchStateInPlaceCopyPeer(const int32_t* slots, int batch, int heads, void* pool,
+                                       int64_t slot_stride, int64_t state_offset, int num_slots,
+                                       cudaStream_t stream);
 
 }  // namespace deltaserve::bench
