@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(THREADS) RegisterPatternKernel(Args a) {
 // For a grid of one block per (rows_per_block rows of a tile, batch row), warp w owning rows
 // w * rows_per_warp + k of its block's part: the first of this thread's warp's rows at its lane's
 // float4, or nullptr if the row's slot is out of range.
-__device__ __forceinline__ float* WarpRows(const Args& a, int rows_per_block, int rows_per_warp) {
+__device__ __forceinline__ float* WarpRows(Args a, int rows_per_block, int rows_per_warp) {
   const int parts = kDim / rows_per_block;
   const int head = blockIdx.x / parts, part = blockIdx.x % parts;
   const int slot = a.slots[blockIdx.y];
