@@ -300,8 +300,9 @@ absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
                       stream, p.overlap, p);
 }
 
-// The current device's SM count and how many SwaDecodeKernel<HS> blocks it holds at once (asked
-// once per head size; {132, 0} where the device cannot be asked).
+// The SM count of the device current at the first call, and how many SwaDecodeKernel<HS> blocks
+// it holds at once (asked once per head size and then fixed, so that scratch sized by
+// SwaDecodeSplits fits every later launch; {132, 0} where the device cannot be asked).
 struct SwaResidency {
   int64_t sms = 132, blocks = 0;
 };
@@ -343,7 +344,7 @@ int SwaDecodeSplits(const SwaDecodeShape& shape, int batch, int requested) {
   // As many splits per (sequence, head) as one wave of resident blocks holds, while that is 5
   // or more (batch 1-8 at 18 heads): blocks past a full wave start only when the first ones end,
   // which doubles the longest key chain. H200, swa_gdn2_1.3B step, against eight blocks per SM:
-  // batch 2 22 splits against 30, -5 %; batch 4 11 against 15, -3 %; batch 8 5 against 8, -1 %.
+  // batch 2 22 splits against 30, -4 %; batch 4 11 against 15, -3 %; batch 8 5 against 8, -1 %.
   // Otherwise about eight 4-warp blocks per SM: at batch 12, 4 splits (one wave and a little)
   // were 7 % slower than 5 (bench/NOTES.md).
   const int64_t one_wave = res.blocks / blocks;
