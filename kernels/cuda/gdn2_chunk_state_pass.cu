@@ -539,17 +539,6 @@ __global__ void __launch_bounds__(kThreads, 2) Phase2OutputKernel(
   }
 }
 
-int NumSms() {
-  static const int sms = [] {
-    int dev = 0, n = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      return 132;
-    return n;
-  }();
-  return sms;
-}
-
 // DVB for the state pass: the fewest waves of one block per SM, weighted by a block's relative
 // time per chunk (the tile copies are the same for every DVB, the products grow with it).
 int PickColumns(int num_v_heads, int num_seqs) {

@@ -318,19 +318,6 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
   }
 }
 
-int NumSms() {
-  static int sms = [] {
-    int dev = 0, v = 132;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      v = 132;
-    }
-    return v;
-  }();
-  return sms;
-}
-
 // Launches with at most as many blocks as can be resident at once (each warp loops over its
 // units), split between the problems in proportion to their units. n0, n1: the problems' rows.
 template <int MT, int R, GemvInput IN, GemvOutput OUT>

@@ -1,8 +1,8 @@
 // Host-side helpers for CUDA launchers: turning cudaError_t into absl::Status, the
-// programmatic-launch attribute and a launch that may carry it. Include only from .cu/.cc files
-// of kernels/cuda and engine/cuda (it includes the CUDA runtime header).
+// programmatic-launch attribute and a launch that may carry it, the device's SM count. Include
+// only from .cu/.cc files of kernels/cuda and engine/cuda (it includes the CUDA runtime header).
 //
-// Thread-safety: stateless.
+// Thread-safety: stateless, but for NumSms's cache (initialised once, thread-safe).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -54,6 +54,21 @@ absl::Status LaunchKernel(const char* name, void (*kernel)(Params...), dim3 grid
       err != cudaSuccess)
     return CudaStatus(err, name);
   return LaunchStatus(name);
+}
+
+// SM count of the device current at the first call, cached for the process; 132 (an H100's or
+// H200's) where the device cannot be asked. For grid sizing, which must not fail a launch.
+inline int NumSms() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();  // clear it: the launch reports any real problem
+      return 132;
+    }
+    return n;
+  }();
+  return sms;
 }
 
 }  // namespace deltaserve::cuda

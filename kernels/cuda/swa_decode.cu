@@ -300,38 +300,29 @@ absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
                       stream, p.overlap, p);
 }
 
-// The SM count of the device current at the first call, and how many SwaDecodeKernel<HS> blocks
-// it holds at once (asked once per head size and then fixed, so that scratch sized by
-// SwaDecodeSplits fits every later launch; {132, 0} where the device cannot be asked).
-struct SwaResidency {
-  int64_t sms = 132, blocks = 0;
-};
-
+// SwaDecodeKernel<HS> blocks one SM holds at once, on the device current at the first call
+// (asked once per head size and then fixed, so that scratch sized by SwaDecodeSplits fits every
+// later launch; 0 where the device cannot be asked).
 template <int HS>
-SwaResidency ResidencyOf() {
-  static const SwaResidency r = [] {
-    SwaResidency out;
-    int device = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, SwaDecodeKernel<HS>, kWarps * 32,
-                                                      0) != cudaSuccess) {
+int BlocksPerSmOf() {
+  static const int per_sm = [] {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, SwaDecodeKernel<HS>, kWarps * 32, 0) !=
+        cudaSuccess) {
       cudaGetLastError();  // clear it: the launch reports any real problem
-      return out;
+      return 0;
     }
-    out.sms = sms;
-    out.blocks = int64_t{sms} * per_sm;
-    return out;
+    return n;
   }();
-  return r;
+  return per_sm;
 }
 
-SwaResidency Residency(int head_size) {
+int BlocksPerSm(int head_size) {
   switch (head_size) {
-    case 32: return ResidencyOf<32>();
-    case 64: return ResidencyOf<64>();
-    case 128: return ResidencyOf<128>();
-    default: return SwaResidency{};
+    case 32: return BlocksPerSmOf<32>();
+    case 64: return BlocksPerSmOf<64>();
+    case 128: return BlocksPerSmOf<128>();
+    default: return 0;
   }
 }
 
@@ -340,15 +331,15 @@ SwaResidency Residency(int head_size) {
 int SwaDecodeSplits(const SwaDecodeShape& shape, int batch, int requested) {
   if (requested > 0) return std::min(requested, kMaxSplits);
   const int64_t blocks = int64_t{std::max(batch, 1)} * shape.n_head;
-  const SwaResidency res = Residency(shape.head_size);
+  const int64_t sms = NumSms();
   // As many splits per (sequence, head) as one wave of resident blocks holds, while that is 5
   // or more (batch 1-8 at 18 heads): blocks past a full wave start only when the first ones end,
   // which doubles the longest key chain. H200, swa_gdn2_1.3B step, against eight blocks per SM:
   // batch 2 22 splits against 30, -4 %; batch 4 11 against 15, -3 %; batch 8 5 against 8, -1 %.
   // Otherwise about eight 4-warp blocks per SM: at batch 12, 4 splits (one wave and a little)
   // were 7 % slower than 5 (bench/NOTES.md).
-  const int64_t one_wave = res.blocks / blocks;
-  int64_t s = one_wave >= 5 ? one_wave : (8 * res.sms + blocks - 1) / blocks;
+  const int64_t one_wave = sms * BlocksPerSm(shape.head_size) / blocks;
+  int64_t s = one_wave >= 5 ? one_wave : (8 * sms + blocks - 1) / blocks;
   s = std::min<int64_t>(s, std::max(1, shape.window / 64));
   return static_cast<int>(std::clamp<int64_t>(s, 1, kMaxSplits));
 }
