@@ -18,8 +18,14 @@
 // queued on a stream). Their ratios show how close the access pattern, and moving these slots'
 // state at all, get to the 1 GiB copy at that size.
 //
+// Where a launch's slots lie (`--placement`): "scattered" (default) takes every set from one
+// shuffle of the whole pool; "compact" gives each launch a run of consecutive slots, rows in slot
+// order, as a layer-major pool with lowest-first slots holds a full batch; "compact_shuffled"
+// the same runs with their rows in random order.
+//
 // Usage: gdn2_decode_bench [out.json] [--modes=a,b] [--batches=1,64] [--states=f32,bf16]
-//                          [--splits=1,2]   (filters; default: everything)
+//                          [--splits=1,2] [--placement=scattered,compact,compact_shuffled]
+//                          (filters; default: everything, placement scattered)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -43,6 +49,7 @@ using deltaserve::cuda::Gdn2DecodeShape;
 namespace {
 
 struct Row {
+  std::string placement;
   std::string mode;
   std::string state;
   int batch, splits;
@@ -98,6 +105,24 @@ constexpr const char* kPeerRoundTrip = "peer_tile_roundtrip";
 constexpr const char* kPeerCopy = "peer_copy";
 constexpr const char* kPeerStateCopy = "peer_state_copy";
 
+constexpr const char* kPlacements[] = {"scattered", "compact", "compact_shuffled"};
+
+// Slot indices for `sets` launches of `batch` rows under `placement` (see the header), followed
+// by the first `batch` again so that every set offset (k * batch) % num_slots reads `batch`.
+std::vector<int32_t> SlotSets(const std::string& placement, int num_slots, int batch) {
+  std::vector<int32_t> perm(num_slots);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::mt19937 rng(4321);  // the same sets for every mode of a batch
+  if (placement == "scattered") {
+    std::shuffle(perm.begin(), perm.end(), rng);
+  } else if (placement == "compact_shuffled") {
+    for (int s = 0; s + batch <= num_slots; s += batch)
+      std::shuffle(perm.begin() + s, perm.begin() + s + batch, rng);
+  }
+  perm.insert(perm.end(), perm.begin(), perm.begin() + batch);
+  return perm;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,6 +134,14 @@ int main(int argc, char** argv) {
   const std::vector<std::string> f_batches = ListFlag(argc, argv, "--batches");
   const std::vector<std::string> f_states = ListFlag(argc, argv, "--states");
   const std::vector<std::string> f_splits = ListFlag(argc, argv, "--splits");
+  std::vector<std::string> placements = ListFlag(argc, argv, "--placement");
+  if (placements.empty()) placements.push_back("scattered");
+  for (const std::string& p : placements) {
+    if (std::find(std::begin(kPlacements), std::end(kPlacements), p) == std::end(kPlacements)) {
+      std::fprintf(stderr, "unknown placement %s\n", p.c_str());
+      return 1;
+    }
+  }
   for (const std::string& m : f_modes) {
     bool known = false;
     for (const ModeSpec& ms : kModes) known = known || m == ms.name;
@@ -180,18 +213,15 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaMemcpy(static_cast<char*>(pool) + static_cast<size_t>(s) * stride,
                               h.data(), stride, cudaMemcpyHostToDevice));
     }
-    std::vector<int32_t> perm(num_slots);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
     int32_t* d_perm = nullptr;
     BENCH_CUDA(cudaMalloc(&d_perm, (num_slots + max_batch) * sizeof(int32_t)));
-    std::vector<int32_t> perm2(perm);
-    perm2.insert(perm2.end(), perm.begin(), perm.begin() + max_batch);  // wrap-around sets
-    BENCH_CUDA(cudaMemcpy(d_perm, perm2.data(), perm2.size() * sizeof(int32_t),
-                          cudaMemcpyHostToDevice));
 
+    for (const std::string& placement : placements)
     for (int batch : {1, 8, 32, 64, 128, 256, 512, 1024}) {
       if (!Selected(f_batches, std::to_string(batch))) continue;
+      const std::vector<int32_t> perm = SlotSets(placement, num_slots, batch);
+      BENCH_CUDA(cudaMemcpy(d_perm, perm.data(), perm.size() * sizeof(int32_t),
+                            cudaMemcpyHostToDevice));
       // Rotate over sets of distinct slots: >= 256 MB of state touched per rotation.
       const int64_t per_launch = int64_t{batch} * stride;
       const int sets = static_cast<int>(std::max<int64_t>(
@@ -251,7 +281,7 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaGetLastError());
         const double bytes = static_cast<double>(
             deltaserve::cuda::Gdn2DecodeBytes(shape, batch, st, DType::kBF16));
-        rows.push_back({ms.name, deltaserve::cuda::DTypeName(st), batch, splits,
+        rows.push_back({placement, ms.name, deltaserve::cuda::DTypeName(st), batch, splits,
                         !ms.whole_tile && splits == 1,  // splits = 0 picks 1
                         t_graph * 1e6, t_single * 1e6, bytes, bytes / t_graph / 1e9,
                         0.0});
@@ -272,7 +302,7 @@ int main(int argc, char** argv) {
         BENCH_CUDA(cudaStreamSynchronize(stream));
         const double t_graph = TimeGraph(stream, [&] { body_n(launches); }, launches);
         const double t_single = TimeSingle(stream, [&] { body_n(1); });
-        rows.push_back({name, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
+        rows.push_back({placement, name, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
                         state_bytes, state_bytes / t_graph / 1e9, 0.0});
       };
       const bool evict_last = deltaserve::cuda::Gdn2DecodeStateEvictLast(shape, batch,
@@ -306,7 +336,7 @@ int main(int argc, char** argv) {
         // >= 512 MB ran at ~2.75 TB/s on an H200 (bench/NOTES.md, "peers").
         const double t_graph = TimeSingle(stream, [&] { body_n(launches); }, 7) / launches;
         const double t_single = TimeSingle(stream, [&] { body_n(1); });
-        rows.push_back({kPeerCopy, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
+        rows.push_back({placement, kPeerCopy, "f32", batch, 1, false, t_graph * 1e6, t_single * 1e6,
                         2.0 * half, 2.0 * half / t_graph / 1e9, 0.0});
       }
     }
@@ -331,10 +361,11 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f,
-                 "    {\"mode\": \"%s\", \"state\": \"%s\", \"batch\": %d, \"splits\": %d, \"auto\": %s, "
+                 "    {\"placement\": \"%s\", \"mode\": \"%s\", \"state\": \"%s\", \"batch\": %d, \"splits\": %d, \"auto\": %s, "
                  "\"us_per_launch\": %.3f, \"us_single_launch\": %.3f, \"bytes\": %.0f, "
                  "\"gb_per_s\": %.1f, \"ratio_to_copy\": %.4f}%s\n",
-                 r.mode.c_str(), r.state.c_str(), r.batch, r.splits, r.auto_pick ? "true" : "false", r.graph_us,
+                 r.placement.c_str(), r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
+                 r.auto_pick ? "true" : "false", r.graph_us,
                  r.single_us, r.bytes, r.gbps, r.ratio, i + 1 < rows.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");
@@ -342,10 +373,11 @@ int main(int argc, char** argv) {
 
   std::printf("copy bandwidth: %.3f TB/s at start, %.3f TB/s at end (ratios to the faster)\n",
               copy_bw0 / 1e12, copy_bw1 / 1e12);
-  std::printf("%-17s %-5s %6s %6s %10s %10s %9s %7s\n", "mode", "state", "batch", "splits", "us/launch",
+  std::printf("%-16s %-17s %-5s %6s %6s %10s %10s %9s %7s\n", "placement", "mode", "state", "batch", "splits", "us/launch",
               "us single", "GB/s", "ratio");
   for (const Row& r : rows) {
-    std::printf("%-17s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
+    std::printf("%-16s %-17s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.placement.c_str(),
+                r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
                 r.auto_pick ? "*" : " ", r.graph_us, r.single_us, r.gbps, r.ratio);
   }
   std::printf("(* = the launcher's automatic split choice)\n");
