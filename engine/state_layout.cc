@@ -21,22 +21,33 @@ StateLayout::StateLayout(const ModelConfig& config, StateDtype state_dtype)
     offset = AlignUp(offset + bytes, kRegionAlign);
     return at;
   };
-  position_offset_ = take(sizeof(int64_t));
   layers_.resize(config.n_layer);
   for (int i = 0; i < config.n_layer; ++i) {
     LayerStateRegions& r = layers_[i];
     r.is_gdn2 = config.IsGdn2Layer(i);
-    if (r.is_gdn2) {
-      r.gdn2.recurrent = take(recurrent_elems_ * StateDtypeBytes(state_dtype));
-      r.gdn2.conv_q = take(conv_rows_ * g.key_dim() * sizeof(float));
-      r.gdn2.conv_k = take(conv_rows_ * g.key_dim() * sizeof(float));
-      r.gdn2.conv_v = take(conv_rows_ * g.value_dim() * sizeof(float));
-    } else {
-      r.swa.k_ring = take(ring_elems_ * sizeof(float));
-      r.swa.v_ring = take(ring_elems_ * sizeof(float));
-    }
+    if (!r.is_gdn2) continue;
+    const size_t begin = offset;
+    r.gdn2.recurrent = take(recurrent_elems_ * StateDtypeBytes(state_dtype));
+    r.gdn2.conv_q = take(conv_rows_ * g.key_dim() * sizeof(float));
+    r.gdn2.conv_k = take(conv_rows_ * g.key_dim() * sizeof(float));
+    r.gdn2.conv_v = take(conv_rows_ * g.value_dim() * sizeof(float));
+    segments_.push_back({begin, offset - begin});
   }
+  const size_t tail = offset;
+  position_offset_ = take(sizeof(int64_t));
+  for (LayerStateRegions& r : layers_) {
+    if (r.is_gdn2) continue;
+    r.swa.k_ring = take(ring_elems_ * sizeof(float));
+    r.swa.v_ring = take(ring_elems_ * sizeof(float));
+  }
+  segments_.push_back({tail, offset - tail});
   slot_bytes_ = offset;
+}
+
+int StateLayout::SegmentOf(size_t offset) const {
+  int i = 0;
+  while (i + 1 < static_cast<int>(segments_.size()) && offset >= segments_[i + 1].begin) ++i;
+  return i;
 }
 
 }  // namespace deltaserve

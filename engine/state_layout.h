@@ -1,8 +1,16 @@
 // StateLayout: where each layer's decode state lives inside one slot (MODEL_SPEC.md section 6).
 //
-// A slot is one contiguous block of `slot_bytes` bytes; every backend (host or device memory)
-// uses this same layout, so a slot can be copied byte-for-byte between pools, to host memory
-// (swap-out) or to another slot (fork). Every region starts at a multiple of kRegionAlign bytes.
+// A slot's canonical form is one contiguous block of `slot_bytes` bytes. Host pools store slots
+// in this form, and it is the format of every copy between pools and to host memory (swap-out,
+// fork), so a slot moves byte-for-byte between backends. Every region starts at a multiple of
+// kRegionAlign bytes.
+//
+// Order within the slot: every GDN-2 layer's regions (in layer order), then `position`, then
+// every SWA layer's rings. That order cuts the slot into segments (`segments()`): one per GDN-2
+// layer, holding all four of its regions, and one tail from `position` to the end. A device pool
+// may store each segment of all slots together (DeviceStateStorage does), so that a decode launch
+// over consecutive slots reads one dense range of a layer's state; a kernel then addresses a
+// segment as its own pool with the segment's size as slot stride and offsets from its start.
 //
 // GDN-2 layer regions:
 //   recurrent  [HV, dk, dv]   state_dtype (fp32 default, or bf16), row-major, S[h][i][j]
@@ -44,6 +52,12 @@ struct SwaStateRegions {
   size_t v_ring = 0;
 };
 
+// A byte range [begin, begin + bytes) of the canonical slot that a device pool may store apart.
+struct StateSegment {
+  size_t begin = 0;
+  size_t bytes = 0;
+};
+
 struct LayerStateRegions {
   bool is_gdn2 = true;
   Gdn2StateRegions gdn2;
@@ -61,6 +75,10 @@ class StateLayout {
   size_t position_offset() const { return position_offset_; }
   const LayerStateRegions& layer(int i) const { return layers_[i]; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
+  // Consecutive, covering [0, slot_bytes): one per GDN-2 layer, then the tail (position, SWA).
+  const std::vector<StateSegment>& segments() const { return segments_; }
+  // Index into segments() of the segment that holds byte `offset` of the slot.
+  int SegmentOf(size_t offset) const;
 
   // Element counts, for kernels and tests.
   size_t recurrent_elems() const { return recurrent_elems_; }  // HV*dk*dv per GDN-2 layer
@@ -70,6 +88,7 @@ class StateLayout {
  private:
   StateDtype state_dtype_;
   std::vector<LayerStateRegions> layers_;
+  std::vector<StateSegment> segments_;
   size_t position_offset_ = 0;
   size_t slot_bytes_ = 0;
   size_t recurrent_elems_ = 0;

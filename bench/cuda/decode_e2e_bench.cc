@@ -291,31 +291,34 @@ int main(int argc, char** argv) {
           return 2;
         }
         CudaModelRunner& runner = **r;
-        // Random state (never zeros), positions past the window (full SWA rings).
+        // Random state (never zeros), positions past the window (full SWA rings), in slots
+        // 0 .. batch-1: where lowest-first slot assignment puts a full batch.
         DeviceStateStorage& st = runner.device_state();
         BENCH_CUDA(cudaDeviceSynchronize());
-        if (!cuda::LaunchFillRandom(st.data(), cuda::DType::kF32,
-                                    static_cast<int64_t>(st.slot_bytes() * batch / 4), 7, 0.02f,
-                                    0.0f, nullptr).ok())
-          return 2;
+        for (const StateSegment& g : layout.segments()) {
+          if (!cuda::LaunchFillRandom(st.Address(0, g.begin), cuda::DType::kF32,
+                                      static_cast<int64_t>(g.bytes * batch / 4), 7 + g.begin,
+                                      0.02f, 0.0f, nullptr).ok())
+            return 2;
+        }
         for (int s = 0; s < batch; ++s) {
           for (int li = 0; li < cfg.n_layer; ++li) {
             if (!cfg.IsGdn2Layer(li) || sd != StateDtype::kBF16) continue;
             if (!cuda::LaunchFillRandom(
-                     st.data() + s * st.slot_bytes() + layout.layer(li).gdn2.recurrent,
+                     st.Address(s, layout.layer(li).gdn2.recurrent),
                      cuda::DType::kBF16, static_cast<int64_t>(layout.recurrent_elems()),
                      100 + s * 64 + li, 0.02f, 0.0f, nullptr).ok())
               return 2;
           }
           const int64_t pos = 3 * cfg.swa.local_window + s;
-          BENCH_CUDA(cudaMemcpy(st.data() + s * st.slot_bytes() + layout.position_offset(), &pos,
-                                8, cudaMemcpyHostToDevice));
+          BENCH_CUDA(cudaMemcpy(st.Address(s, layout.position_offset()), &pos, 8,
+                                cudaMemcpyHostToDevice));
         }
         BENCH_CUDA(cudaDeviceSynchronize());
+        // Rows in slot order, as the runner's Step orders them.
         std::vector<int> slots(batch);
         std::iota(slots.begin(), slots.end(), 0);
         std::mt19937 rng(batch);
-        std::shuffle(slots.begin(), slots.end(), rng);
         std::vector<int32_t> toks(batch);
         for (auto& t : toks) t = static_cast<int32_t>(rng() % cfg.vocab_size);
         const int warm = 3, steps = quick ? 5 : (batch >= 64 && hybrid ? 10 : 20);

@@ -339,9 +339,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   const SwaConfig& sw = c.swa;
   const int64_t kd = gd.key_dim(), vd = gd.value_dim(), dv = gd.head_v_dim;
   const auto B16 = cuda::DType::kBF16, F32 = cuda::DType::kF32;
-  const int64_t stride = static_cast<int64_t>(layout_.slot_bytes());
-  const int64_t pos_off = static_cast<int64_t>(layout_.position_offset());
-  char* pool = reinterpret_cast<char*>(storage_->data());
+  const size_t pos_off = layout_.position_offset();
   cudaStream_t s = stream_;
 
   std::vector<int32_t> cu(n + 1, 0), slots(n), toks;
@@ -383,7 +381,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   // Positions before this pass (SWA prefill reads them; they advance by each piece's length).
   std::vector<int64_t> pos(n);
   for (int i = 0; i < n; ++i)
-    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&pos[i], pool + int64_t{slots[i]} * stride + pos_off, 8,
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&pos[i], storage_->Address(slots[i], pos_off), 8,
                                             cudaMemcpyDeviceToHost, s));
   DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.p_cu, cu.data(), (n + 1) * 4, cudaMemcpyHostToDevice, s));
   DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b.p_slots, slots.data(), n * 4, cudaMemcpyHostToDevice, s));
@@ -402,6 +400,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
     DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.p_x, d, T, d, L.norm_1, eps, b.p_n, d, s));
     if (L.is_gdn2) {
       const DeviceGdn2Weights& G = L.gdn2;
+      const DeviceStateStorage::SegmentView seg = storage_->Segment(reg.gdn2.recurrent);
       DS_RETURN_IF_ERROR(gemm_->Run(T, G.in_rows, d, b.p_n, d, G.in_proj, d, b.p_proj, P, F32, 0.0f, s));
       DS_RETURN_IF_ERROR(LaunchGateUpProjections(T, li, b.p_proj, cuda::DType::kF32, b.p_f0g0,
                                                  b.p_f, b.p_z, false));
@@ -409,18 +408,18 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
         int64_t col, history, channels;
         const float* weight;
         float* y;
-      } convs[3] = {{G.col_q, static_cast<int64_t>(reg.gdn2.conv_q), kd, G.q_conv, b.p_qc},
-                    {G.col_k, static_cast<int64_t>(reg.gdn2.conv_k), kd, G.k_conv, b.p_kc},
-                    {G.col_v, static_cast<int64_t>(reg.gdn2.conv_v), vd, G.v_conv, b.p_vc}};
+      } convs[3] = {{G.col_q, seg.Offset(reg.gdn2.conv_q), kd, G.q_conv, b.p_qc},
+                    {G.col_k, seg.Offset(reg.gdn2.conv_k), kd, G.k_conv, b.p_kc},
+                    {G.col_v, seg.Offset(reg.gdn2.conv_v), vd, G.v_conv, b.p_vc}};
       for (const auto& cv : convs) {
         cuda::ShortConvPrefillArgs ca;
         ca.num_seqs = n;
         ca.cu_seqlens = b.p_cu;
         ca.max_seq_len = max_len;
         ca.slots = b.p_slots;
-        ca.pool = pool;
+        ca.pool = seg.base;
         ca.num_slots = storage_->num_slots();
-        ca.slot_stride_bytes = stride;
+        ca.slot_stride_bytes = seg.slot_stride;
         ca.history_offset = cv.history;
         ca.channels = static_cast<int>(cv.channels);
         ca.conv_size = gd.conv_size;
@@ -444,12 +443,11 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
       ga.a_log = G.a_log;
       ga.dt_bias = G.dt_bias;
       DS_RETURN_IF_ERROR(cuda::LaunchGdn2PrefillGates(dshape, ga, s));
-      const int64_t rec_off = static_cast<int64_t>(reg.gdn2.recurrent);
       if (bf16_state) {
         // Widen each piece's state to fp32 (S . I^T with the bf16 identity is exact).
         for (int i = 0; i < n; ++i) {
           DS_RETURN_IF_ERROR(gemm_->Run(int64_t{gd.num_v_heads} * gd.head_k_dim, dv, dv,
-                                        pool + int64_t{slots[i]} * stride + rec_off, dv, b.p_eye,
+                                        storage_->Address(slots[i], reg.gdn2.recurrent), dv, b.p_eye,
                                         dv, b.p_state + i * rec_elems, dv, F32, 0.0f, s));
         }
       }
@@ -466,10 +464,10 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
         pa.recurrent_offset = 0;
       } else {
         pa.slots = b.p_slots;
-        pa.pool = pool;
+        pa.pool = seg.base;
         pa.num_slots = storage_->num_slots();
-        pa.slot_stride_bytes = stride;
-        pa.recurrent_offset = rec_off;
+        pa.slot_stride_bytes = seg.slot_stride;
+        pa.recurrent_offset = seg.Offset(reg.gdn2.recurrent);
       }
       pa.state_type = F32;
       pa.q = b.p_qc;
@@ -491,7 +489,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
         for (int i = 0; i < n; ++i) {
           DS_RETURN_IF_ERROR(cuda::LaunchCastToBf16(b.p_state + i * rec_elems, rec_elems, 1,
                                                     rec_elems,
-                                                    pool + int64_t{slots[i]} * stride + rec_off,
+                                                    storage_->Address(slots[i], reg.gdn2.recurrent),
                                                     rec_elems, s));
         }
       }
@@ -517,12 +515,13 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
       a.cu_seqlens = b.p_cu;
       a.total_tokens = T;
       a.slots = b.p_slots;
-      a.pool = pool;
+      const DeviceStateStorage::SegmentView tail = storage_->Segment(reg.swa.k_ring);
+      a.pool = tail.base;
       a.num_slots = storage_->num_slots();
-      a.slot_stride_bytes = stride;
-      a.k_ring_offset = static_cast<int64_t>(reg.swa.k_ring);
-      a.v_ring_offset = static_cast<int64_t>(reg.swa.v_ring);
-      a.position_offset = pos_off;
+      a.slot_stride_bytes = tail.slot_stride;
+      a.k_ring_offset = tail.Offset(reg.swa.k_ring);
+      a.v_ring_offset = tail.Offset(reg.swa.v_ring);
+      a.position_offset = tail.Offset(pos_off);
       a.qkv = b.p_proj;
       a.qkv_stride = P;
       a.y = b.p_o;
@@ -540,7 +539,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
   // SWA layers read the position as "tokens before this pass": advance it by the piece length.
   for (int i = 0; i < n; ++i) {
     pos[i] += cu[i + 1] - cu[i];
-    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pool + int64_t{slots[i]} * stride + pos_off, &pos[i], 8,
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(storage_->Address(slots[i], pos_off), &pos[i], 8,
                                             cudaMemcpyHostToDevice, s));
   }
   // LM head on the last row of each piece that samples, gathered into the decode buffers.
@@ -611,13 +610,14 @@ absl::Status CudaModelRunner::LaunchGdn2Layer(int R, int li, cuda::DType proj_ty
   cuda::Gdn2DecodeArgs a;
   a.batch = R;
   a.slots = b.slots;
-  a.pool = storage_->data();
+  const DeviceStateStorage::SegmentView seg = storage_->Segment(reg.gdn2.recurrent);
+  a.pool = seg.base;
   a.num_slots = storage_->num_slots();
-  a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
-  a.recurrent_offset = static_cast<int64_t>(reg.gdn2.recurrent);
-  a.conv_q_offset = static_cast<int64_t>(reg.gdn2.conv_q);
-  a.conv_k_offset = static_cast<int64_t>(reg.gdn2.conv_k);
-  a.conv_v_offset = static_cast<int64_t>(reg.gdn2.conv_v);
+  a.slot_stride_bytes = seg.slot_stride;
+  a.recurrent_offset = seg.Offset(reg.gdn2.recurrent);
+  a.conv_q_offset = seg.Offset(reg.gdn2.conv_q);
+  a.conv_k_offset = seg.Offset(reg.gdn2.conv_k);
+  a.conv_v_offset = seg.Offset(reg.gdn2.conv_v);
   a.state_type = layout_.state_dtype() == StateDtype::kF32 ? F32 : B16;
   a.q_raw = ProjColumn(b.proj, proj_type, G.col_q);
   a.k_raw = ProjColumn(b.proj, proj_type, G.col_k);
@@ -671,12 +671,13 @@ absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
   cuda::SwaDecodeArgs a;
   a.batch = R;
   a.slots = b.slots;
-  a.pool = storage_->data();
+  const DeviceStateStorage::SegmentView tail = storage_->Segment(reg.swa.k_ring);
+  a.pool = tail.base;
   a.num_slots = storage_->num_slots();
-  a.slot_stride_bytes = static_cast<int64_t>(layout_.slot_bytes());
-  a.k_ring_offset = static_cast<int64_t>(reg.swa.k_ring);
-  a.v_ring_offset = static_cast<int64_t>(reg.swa.v_ring);
-  a.position_offset = static_cast<int64_t>(layout_.position_offset());
+  a.slot_stride_bytes = tail.slot_stride;
+  a.k_ring_offset = tail.Offset(reg.swa.k_ring);
+  a.v_ring_offset = tail.Offset(reg.swa.v_ring);
+  a.position_offset = tail.Offset(layout_.position_offset());
   a.qkv = b.proj;
   a.qkv_stride = b.proj_cols;
   a.y = b.y;
@@ -690,6 +691,13 @@ absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
   a.overlap_launch = true;
   DS_RETURN_IF_ERROR(cuda::LaunchSwaDecode(shape, a, s));
   return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::AdvancePositions(int R) {
+  const size_t pos = layout_.position_offset();
+  const DeviceStateStorage::SegmentView tail = storage_->Segment(pos);
+  return cuda::LaunchAdvancePositions(tail.base, tail.slot_stride, tail.Offset(pos), buf_->slots,
+                                      R, stream_);
 }
 
 absl::Status CudaModelRunner::ForwardGemv(int R) {
@@ -761,10 +769,7 @@ absl::Status CudaModelRunner::ForwardGemv(int R) {
   DS_RETURN_IF_ERROR(gemv(In::kF32RmsNorm, w.ln_f(), b.x, d, d, w.lm_head(), V, Out::kF32,
                           b.logits, V));
   // Last, so that the LM head launches as a dependent of the final W3 product.
-  DS_RETURN_IF_ERROR(cuda::LaunchAdvancePositions(storage_->data(),
-                                                  static_cast<int64_t>(layout_.slot_bytes()),
-                                                  static_cast<int64_t>(layout_.position_offset()),
-                                                  b.slots, R, s));
+  DS_RETURN_IF_ERROR(AdvancePositions(R));
   return absl::OkStatus();
 }
 
@@ -853,10 +858,7 @@ absl::Status CudaModelRunner::Forward(int R) {
     DS_RETURN_IF_ERROR(LaunchMlpUp(R, li, b.n, b.proj, b.proj_cols, b.y, b.y_cols));
     DS_RETURN_IF_ERROR(gemm_->Run(R, d, I, b.y, b.y_cols, L.w3, I, b.x, d, F32, 1.0f, s));
   }
-  DS_RETURN_IF_ERROR(cuda::LaunchAdvancePositions(storage_->data(),
-                                                  static_cast<int64_t>(layout_.slot_bytes()),
-                                                  static_cast<int64_t>(layout_.position_offset()),
-                                                  b.slots, R, s));
+  DS_RETURN_IF_ERROR(AdvancePositions(R));
   DS_RETURN_IF_ERROR(cuda::LaunchRmsNormToBf16(b.x, d, R, d, w.ln_f(), eps, b.n, d, s));
   DS_RETURN_IF_ERROR(gemm_->Run(R, V, d, b.n, d, w.lm_head(), d, b.logits, V, F32, 0.0f, s));
   return absl::OkStatus();
@@ -1088,14 +1090,19 @@ absl::Status CudaModelRunner::Step(const StepBatch& batch, std::vector<SampledTo
 absl::Status CudaModelRunner::SerialSteps(const StepBatch& batch, std::span<const size_t> seqs,
                                           std::span<const int> out_index,
                                           std::vector<SampledToken>* out) {
+  // Rows in slot order: with the segment-major pool and lowest-first slots, a full batch then
+  // reads each layer's state as one ascending range (bench/NOTES.md, "Slot placement").
+  std::vector<size_t> order(seqs.begin(), seqs.end());
+  std::sort(order.begin(), order.end(),
+            [&](size_t x, size_t y) { return batch.seqs[x].slot < batch.seqs[y].slot; });
   std::vector<int> slots, logit_rows;
   std::vector<int32_t> toks;
   std::vector<const SequenceStep*> sample_seqs;
   std::vector<SampledToken*> sample_out;
-  for (size_t g0 = 0; g0 < seqs.size(); g0 += options_.max_rows) {
-    const size_t g1 = std::min(seqs.size(), g0 + options_.max_rows);
+  for (size_t g0 = 0; g0 < order.size(); g0 += options_.max_rows) {
+    const size_t g1 = std::min(order.size(), g0 + options_.max_rows);
     size_t max_t = 0;
-    for (size_t k = g0; k < g1; ++k) max_t = std::max(max_t, batch.seqs[seqs[k]].tokens.size());
+    for (size_t k = g0; k < g1; ++k) max_t = std::max(max_t, batch.seqs[order[k]].tokens.size());
     for (size_t t = 0; t < max_t; ++t) {
       slots.clear();
       toks.clear();
@@ -1103,7 +1110,7 @@ absl::Status CudaModelRunner::SerialSteps(const StepBatch& batch, std::span<cons
       sample_seqs.clear();
       sample_out.clear();
       for (size_t k = g0; k < g1; ++k) {
-        const size_t i = seqs[k];
+        const size_t i = order[k];
         const SequenceStep& s = batch.seqs[i];
         if (t >= s.tokens.size()) continue;
         if (s.sample && t + 1 == s.tokens.size()) {

@@ -149,6 +149,8 @@ class CudaModelRunner final : public ModelRunner {
                            int64_t ldy);
   // The SWA decode launch of layer `li` over `rows` rows (input proj, output y).
   absl::Status LaunchSwaLayer(int rows, int li);
+  // Adds 1 to the position of the slots of `rows` rows (padding rows skipped).
+  absl::Status AdvancePositions(int rows);
   // Uploads rows (padded to the graph size) and runs the pass.
   absl::Status RunRows(std::span<const int> slots, std::span<const int32_t> tokens);
   // Whether the chunked prefill path runs for this model and options.

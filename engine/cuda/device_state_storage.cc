@@ -45,10 +45,35 @@ absl::Status DeviceStateStorage::CheckSlot(int slot, const char* what) const {
   return absl::OkStatus();
 }
 
+DeviceStateStorage::SegmentView DeviceStateStorage::Segment(size_t offset) const {
+  const StateSegment& g = layout_.segments()[layout_.SegmentOf(offset)];
+  return {data_ + static_cast<size_t>(num_slots_) * g.begin, static_cast<int64_t>(g.bytes),
+          g.begin};
+}
+
+std::byte* DeviceStateStorage::Address(int slot, size_t offset) const {
+  const SegmentView v = Segment(offset);
+  return v.base + static_cast<int64_t>(slot) * v.slot_stride + v.Offset(offset);
+}
+
+// One copy per segment (19 for gdn2_1.3B): a 2-D copy would merge runs of equal segments, but
+// its pitch (a segment times num_slots) exceeds the driver's pitch limit in large pools.
+absl::Status DeviceStateStorage::CopySegments(int slot, std::byte* image, bool to_pool) {
+  for (const StateSegment& g : layout_.segments()) {
+    std::byte* part = Address(slot, g.begin);
+    std::byte* img = image + g.begin;
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(to_pool ? part : img, to_pool ? img : part, g.bytes,
+                                            to_pool ? cudaMemcpyHostToDevice
+                                                    : cudaMemcpyDeviceToHost,
+                                            stream_));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DeviceStateStorage::Reset(int slot) {
   if (absl::Status s = CheckSlot(slot, "Reset"); !s.ok()) return s;
-  DS_CUDA_RETURN_IF_ERROR(
-      cudaMemsetAsync(data_ + static_cast<size_t>(slot) * slot_bytes(), 0, slot_bytes(), stream_));
+  for (const StateSegment& g : layout_.segments())
+    DS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(Address(slot, g.begin), 0, g.bytes, stream_));
   return absl::OkStatus();
 }
 
@@ -57,8 +82,8 @@ absl::Status DeviceStateStorage::CopyToHost(int slot, std::span<std::byte> dst) 
   if (dst.size() != slot_bytes())
     return absl::InvalidArgumentError(absl::StrCat("CopyToHost: buffer of ", dst.size(),
                                                    " bytes, slot has ", slot_bytes()));
-  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst.data(), data_ + static_cast<size_t>(slot) * slot_bytes(),
-                                          slot_bytes(), cudaMemcpyDeviceToHost, stream_));
+  if (absl::Status s = CopySegments(slot, dst.data(), false); !s.ok())
+    return s;
   DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
@@ -68,9 +93,10 @@ absl::Status DeviceStateStorage::CopyFromHost(int slot, std::span<const std::byt
   if (src.size() != slot_bytes())
     return absl::InvalidArgumentError(absl::StrCat("CopyFromHost: buffer of ", src.size(),
                                                    " bytes, slot has ", slot_bytes()));
-  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(data_ + static_cast<size_t>(slot) * slot_bytes(),
-                                          src.data(), slot_bytes(), cudaMemcpyHostToDevice,
-                                          stream_));
+  // The copies only read `src`.
+  if (absl::Status s = CopySegments(slot, const_cast<std::byte*>(src.data()), true);
+      !s.ok())
+    return s;
   DS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // `src` may be freed on return
   return absl::OkStatus();
 }
@@ -79,9 +105,9 @@ absl::Status DeviceStateStorage::CopySlot(int src, int dst) {
   if (absl::Status s = CheckSlot(src, "CopySlot"); !s.ok()) return s;
   if (absl::Status s = CheckSlot(dst, "CopySlot"); !s.ok()) return s;
   if (src == dst) return absl::OkStatus();
-  DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(data_ + static_cast<size_t>(dst) * slot_bytes(),
-                                          data_ + static_cast<size_t>(src) * slot_bytes(),
-                                          slot_bytes(), cudaMemcpyDeviceToDevice, stream_));
+  for (const StateSegment& g : layout_.segments())
+    DS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(Address(dst, g.begin), Address(src, g.begin), g.bytes,
+                                            cudaMemcpyDeviceToDevice, stream_));
   return absl::OkStatus();
 }
 

@@ -89,6 +89,46 @@ TEST(SlotAllocatorTest, BudgetSizing) {
   EXPECT_EQ(*SlotsForMemoryBudget(ref, size_t{40} << 30), static_cast<int>((size_t{40} << 30) / ref.slot_bytes()));
 }
 
+// The segments a device pool stores apart: consecutive and covering the slot, one per GDN-2
+// layer holding all four of its regions, then one tail holding the position and the SWA rings.
+TEST(StateLayoutTest, SegmentsCoverTheSlot) {
+  ModelConfig hybrid = TinyConfig();
+  hybrid.n_layer = 5;  // GDN-2 on 0, 2, 4; SWA on 1, 3
+  for (const StateDtype dt : {StateDtype::kF32, StateDtype::kBF16}) {
+    const StateLayout l(hybrid, dt);
+    const std::vector<StateSegment>& seg = l.segments();
+    ASSERT_EQ(seg.size(), 4u);
+    size_t at = 0;
+    for (const StateSegment& g : seg) {
+      EXPECT_EQ(g.begin, at);
+      EXPECT_EQ(g.begin % StateLayout::kRegionAlign, 0u);
+      at += g.bytes;
+    }
+    EXPECT_EQ(at, l.slot_bytes());
+    int gdn2 = 0;
+    for (int li = 0; li < l.num_layers(); ++li) {
+      const LayerStateRegions& r = l.layer(li);
+      if (r.is_gdn2) {
+        const int i = l.SegmentOf(r.gdn2.recurrent);
+        EXPECT_EQ(i, gdn2++) << "layer " << li;
+        EXPECT_EQ(seg[i].begin, r.gdn2.recurrent);
+        for (size_t o : {r.gdn2.conv_q, r.gdn2.conv_k, r.gdn2.conv_v})
+          EXPECT_EQ(l.SegmentOf(o), i) << "layer " << li;
+      } else {
+        EXPECT_EQ(l.SegmentOf(r.swa.k_ring), 3) << "layer " << li;
+        EXPECT_EQ(l.SegmentOf(r.swa.v_ring), 3) << "layer " << li;
+      }
+    }
+    EXPECT_EQ(l.SegmentOf(l.position_offset()), 3);
+    EXPECT_EQ(seg[3].begin, l.position_offset());
+  }
+  // A pure GDN-2 model: one segment per layer and a tail of the position alone.
+  const StateLayout ref(ModelConfig{}, StateDtype::kF32);
+  ASSERT_EQ(ref.segments().size(), 19u);
+  EXPECT_EQ(ref.segments()[0].bytes, size_t{16} * 128 * 128 * 4 + 3 * 3 * 2048 * 4);
+  EXPECT_EQ(ref.segments()[18].bytes, StateLayout::kRegionAlign);
+}
+
 TEST(SwapStoreTest, RoundTripIntoAnotherSlot) {
   auto storage = MakeStorage(3);
   SlotAllocator a(storage.get());

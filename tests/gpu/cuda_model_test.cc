@@ -230,6 +230,64 @@ void ExpectSlots(CudaModelRunner& g, const StateLayout& layout, int num_slots,
   }
 }
 
+// Reads region [offset, offset + n elements) of a canonical slot image as floats.
+std::vector<float> RegionFloats(const std::vector<std::byte>& slot, size_t offset, size_t n,
+                                bool bf16) {
+  std::vector<float> out(n);
+  for (size_t k = 0; k < n; ++k) {
+    if (bf16) {
+      uint16_t h;
+      std::memcpy(&h, slot.data() + offset + 2 * k, 2);
+      const uint32_t u = static_cast<uint32_t>(h) << 16;
+      std::memcpy(&out[k], &u, 4);
+    } else {
+      std::memcpy(&out[k], slot.data() + offset + 4 * k, 4);
+    }
+  }
+  return out;
+}
+
+// Expects every state region of the GPU's slot `gpu_slot`, read back in canonical form
+// (CopyToHost), to match the CPU model's slot image: the recurrent states, conv histories and
+// SWA rings within a norm-wise relative error of 5e-2 (bf16 weights against fp32), the
+// position exactly. A region read from the wrong place of the device pool fails by far.
+void ExpectSameState(CudaModelRunner& g, const StateLayout& layout, int gpu_slot,
+                     const std::vector<std::byte>& cpu_slot, const std::string& where) {
+  std::vector<std::byte> host(layout.slot_bytes());
+  ASSERT_TRUE(g.state().CopyToHost(gpu_slot, host).ok());
+  int64_t gp, cp;
+  std::memcpy(&gp, host.data() + layout.position_offset(), 8);
+  std::memcpy(&cp, cpu_slot.data() + layout.position_offset(), 8);
+  EXPECT_EQ(gp, cp) << where;
+  const bool bf16 = layout.state_dtype() == StateDtype::kBF16;
+  double worst = 0;
+  auto compare = [&](size_t offset, size_t n, bool is_bf16, const std::string& what) {
+    const std::vector<float> a = RegionFloats(host, offset, n, is_bf16);
+    const std::vector<float> b = RegionFloats(cpu_slot, offset, n, is_bf16);
+    double num = 0, den = 0;
+    for (size_t k = 0; k < n; ++k) {
+      num += (double{a[k]} - b[k]) * (double{a[k]} - b[k]);
+      den += double{b[k]} * b[k];
+    }
+    const double err = std::sqrt(num / std::max(den, 1e-30));
+    worst = std::max(worst, err);
+    EXPECT_LT(err, 5e-2) << where << ", " << what << " (norm " << std::sqrt(den) << ")";
+  };
+  for (int li = 0; li < layout.num_layers(); ++li) {
+    const LayerStateRegions& r = layout.layer(li);
+    const std::string l = "layer " + std::to_string(li);
+    if (r.is_gdn2) {
+      compare(r.gdn2.recurrent, layout.recurrent_elems(), bf16, l + " recurrent state");
+      const size_t hist = (r.gdn2.conv_k - r.gdn2.conv_q) / 4;  // conv_q's floats, aligned
+      if (layout.conv_rows() > 0) compare(r.gdn2.conv_q, hist, false, l + " q history");
+    } else {
+      compare(r.swa.k_ring, layout.ring_elems(), false, l + " key ring");
+      compare(r.swa.v_ring, layout.ring_elems(), false, l + " value ring");
+    }
+  }
+  std::printf("%s: worst state rel err %.3e\n", where.c_str(), worst);
+}
+
 // Runs `prompts` through CudaModelRunner::Step (prefill, greedy sampling on the GPU) and
 // CpuModel::Forward on the model in `dir`, then 16 decode steps fed the reference's greedy tokens
 // with the slots in the given order; compares logits (rel err 2e-2) and greedy tokens
@@ -314,6 +372,8 @@ void CompareWithCpu(const std::string& dir, const CudaRunnerOptions& opts,
   std::printf("worst logits rel err over 16 steps: %.3e; accepted near-ties: %d\n", worst,
               near_ties);
 
+  for (size_t i = 0; i < slots.size(); ++i)
+    ExpectSameState(g, layout, slots[i], cpu_slots[i], "slot " + std::to_string(slots[i]));
   // Positions advanced and untouched slots still zero.
   std::vector<int64_t> positions;
   for (const auto& p : prompts) positions.push_back(static_cast<int64_t>(p.size()) + 16);
@@ -581,6 +641,63 @@ TEST_F(CudaModelTest, SerialPrefillPureBf16State) {
 }
 
 // GPU sampler vs the CPU sampler (SampleToken) on identical random logits, batch 1 and 64.
+// The pool's host-facing copies (CopyToHost, CopyFromHost, CopySlot, Reset) move the canonical
+// slot bytes that the kernels address segment by segment: a slot swapped out and restored into
+// another slot, and a slot copied to a third, decode exactly like their source, and a reset
+// slot reads back as zeros. Hybrid layout, so both GDN-2 segments and the SWA tail are moved.
+TEST_F(CudaModelTest, SwappedAndCopiedSlotsDecodeLikeTheirSource) {
+  const ModelConfig cfg = SmallConfig(true);
+  const std::string dir = MakeModelDir(cfg, 11, "swap");
+  auto weights = ModelWeights::Load(cfg, dir);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  auto dw = DeviceWeights::Upload(**weights);
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  CudaRunnerOptions opts;
+  opts.num_slots = 9;
+  opts.max_rows = 8;
+  opts.graph_batch_sizes = {1, 4};
+  auto gpu = CudaModelRunner::Create(*std::move(dw), opts);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CudaModelRunner& g = **gpu;
+  StateStorage& st = g.state();
+  const int64_t V = cfg.padded_vocab_size;
+
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  SamplerState state;
+  const std::vector<int32_t> prompt = {3, 17, 99, 150, 4, 8, 42};
+  StepBatch batch;
+  batch.seqs.push_back({2, prompt, true, &greedy, &state});
+  std::vector<SampledToken> sampled;
+  ASSERT_TRUE(g.Step(batch, &sampled).ok());
+  std::vector<std::byte> image(st.bytes_per_slot());
+  ASSERT_TRUE(st.CopyToHost(2, image).ok());
+  ASSERT_TRUE(st.CopyFromHost(6, image).ok());
+  ASSERT_TRUE(st.CopySlot(2, 8).ok());
+  std::vector<std::byte> back(st.bytes_per_slot());
+  ASSERT_TRUE(st.CopyToHost(6, back).ok());
+  EXPECT_TRUE(back == image) << "CopyFromHost then CopyToHost changed bytes";
+
+  for (int step = 0; step < 3; ++step) {
+    std::vector<float> logits;
+    const std::vector<int> slots = {2, 6, 8};
+    const std::vector<int32_t> toks(3, 5 + step);
+    ASSERT_TRUE(g.DecodeForLogits(slots, toks, &logits).ok());
+    for (int row = 1; row < 3; ++row) {
+      EXPECT_LT(RelErr(logits.data() + row * V, logits.data(), cfg.vocab_size), 1e-5)
+          << "step " << step << " row " << row;
+    }
+  }
+  ASSERT_TRUE(st.Reset(6).ok());
+  ASSERT_TRUE(st.CopyToHost(6, back).ok());
+  EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](std::byte b) { return b == std::byte{0}; }))
+      << "reset slot not zero";
+  ASSERT_TRUE(st.CopyToHost(8, back).ok());
+  EXPECT_FALSE(std::all_of(back.begin(), back.end(), [](std::byte b) { return b == std::byte{0}; }))
+      << "resetting slot 6 cleared slot 8";
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(CudaModelTest, SamplerMatchesCpuSampler) {
   const int vocab = 32000;
   const int64_t ld = 32064;
