@@ -361,7 +361,8 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     std::fprintf(f,
-                 "    {\"placement\": \"%s\", \"mode\": \"%s\", \"state\": \"%s\", \"batch\": %d, \"splits\": %d, \"auto\": %s, "
+                 "    {\"placement\": \"%s\", \"mode\": \"%s\", \"state\": \"%s\", "
+                 "\"batch\": %d, \"splits\": %d, \"auto\": %s, "
                  "\"us_per_launch\": %.3f, \"us_single_launch\": %.3f, \"bytes\": %.0f, "
                  "\"gb_per_s\": %.1f, \"ratio_to_copy\": %.4f}%s\n",
                  r.placement.c_str(), r.mode.c_str(), r.state.c_str(), r.batch, r.splits,
@@ -373,8 +374,8 @@ int main(int argc, char** argv) {
 
   std::printf("copy bandwidth: %.3f TB/s at start, %.3f TB/s at end (ratios to the faster)\n",
               copy_bw0 / 1e12, copy_bw1 / 1e12);
-  std::printf("%-16s %-17s %-5s %6s %6s %10s %10s %9s %7s\n", "placement", "mode", "state", "batch", "splits", "us/launch",
-              "us single", "GB/s", "ratio");
+  std::printf("%-16s %-17s %-5s %6s %6s %10s %10s %9s %7s\n", "placement", "mode", "state",
+              "batch", "splits", "us/launch", "us single", "GB/s", "ratio");
   for (const Row& r : rows) {
     std::printf("%-16s %-17s %-5s %6d %5d%s %10.2f %10.2f %9.0f %7.3f\n", r.placement.c_str(),
                 r.mode.c_str(), r.state.c_str(), r.batch, r.splits,

@@ -447,8 +447,8 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
         // Widen each piece's state to fp32 (S . I^T with the bf16 identity is exact).
         for (int i = 0; i < n; ++i) {
           DS_RETURN_IF_ERROR(gemm_->Run(int64_t{gd.num_v_heads} * gd.head_k_dim, dv, dv,
-                                        storage_->Address(slots[i], reg.gdn2.recurrent), dv, b.p_eye,
-                                        dv, b.p_state + i * rec_elems, dv, F32, 0.0f, s));
+                                        storage_->Address(slots[i], reg.gdn2.recurrent), dv,
+                                        b.p_eye, dv, b.p_state + i * rec_elems, dv, F32, 0.0f, s));
         }
       }
       cuda::Gdn2PrefillArgs pa;
