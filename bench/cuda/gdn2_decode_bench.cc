@@ -18,14 +18,15 @@
 // queued on a stream). Their ratios show how close the access pattern, and moving these slots'
 // state at all, get to the 1 GiB copy at that size.
 //
-// Where a launch's slots lie (`--placement`): "scattered" (default) takes every set from one
-// shuffle of the whole pool; "compact" gives each launch a run of consecutive slots, rows in slot
-// order, as a layer-major pool with lowest-first slots holds a full batch; "compact_shuffled"
-// the same runs with their rows in random order.
+// Where a launch's slots lie (`--placement`; default scattered and compact): "scattered" takes
+// every set from one shuffle of the whole pool (the rows of earlier reports); "compact" gives
+// each launch a run of consecutive slots, rows in slot order, as the engine's segment-major pool
+// with lowest-first slots holds a full batch; "compact_shuffled" the same runs with their rows
+// in random order.
 //
 // Usage: gdn2_decode_bench [out.json] [--modes=a,b] [--batches=1,64] [--states=f32,bf16]
 //                          [--splits=1,2] [--placement=scattered,compact,compact_shuffled]
-//                          (filters; default: everything, placement scattered)
+//                          (filters; default: everything, placements scattered and compact)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> f_states = ListFlag(argc, argv, "--states");
   const std::vector<std::string> f_splits = ListFlag(argc, argv, "--splits");
   std::vector<std::string> placements = ListFlag(argc, argv, "--placement");
-  if (placements.empty()) placements.push_back("scattered");
+  if (placements.empty()) placements = {"scattered", "compact"};
   for (const std::string& p : placements) {
     if (std::find(std::begin(kPlacements), std::end(kPlacements), p) == std::end(kPlacements)) {
       std::fprintf(stderr, "unknown placement %s\n", p.c_str());
