@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gdn2_decode.h"
 #include "kernels/cuda/gdn2_decode_common.cuh"
+#include "kernels/cuda/global_timer.cuh"
 #include "kernels/cuda/ready_word.cuh"
 #include "kernels/cuda/status_util.h"
 
@@ -60,13 +61,6 @@ absl::StatusOr<int> FirstWaveRampNs() {
 // 128 threads and at most 64 registers each: three fp32 tiles per SM take 24K registers,
 // leaving room for the prep kernel's resident blocks beside them.
 constexpr int kStreamedThreads = 128;
-
-// Spins for about `ns` nanoseconds (global timer).
-__device__ __forceinline__ void SleepNs(long long ns) {
-  if (ns <= 0) return;
-  const unsigned long long start = GlobalTimerNs();
-  while (GlobalTimerNs() - start < static_cast<unsigned long long>(ns)) __nanosleep(128);
-}
 
 // Spins until the ready word is nonzero (acquire), then takes one consumer away. A record that
 // never arrives is a bug, not a state to wait out: after about 2^34 cycles (seconds) the kernel

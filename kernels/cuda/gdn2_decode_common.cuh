@@ -88,13 +88,6 @@ __device__ __forceinline__ unsigned* PrepReady(const Params& p, int b, int dk) {
   return reinterpret_cast<unsigned*>(PrepWv(p, b, dk) + p.value_dim);
 }
 
-// The global nanosecond timer (shared by all SMs).
-__device__ __forceinline__ unsigned long long GlobalTimerNs() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
-  return t;
-}
-
 __device__ __forceinline__ float Softplus(float x) {
   return x > 20.0f ? x : log1pf(__expf(x));
 }
