@@ -212,11 +212,13 @@ __global__ void __launch_bounds__(THREADS) RegisterPatternKernel(Args a) {
 
 // For a grid of one block per (rows_per_block rows of a tile, batch row), warp w owning rows
 // w * rows_per_warp + k of its block's part: the first of this thread's warp's rows at its lane's
-// float4, or nullptr if the row's slot is out of range.
-__device__ __forceinline__ float* WarpRows(Args a, int rows_per_block, int rows_per_warp) {
+// float4, or nullptr if the row's slot is out of range. The slot is the batch row's entry of
+// a.slots unless given.
+__device__ __forceinline__ float* WarpRows(Args a, int rows_per_block, int rows_per_warp,
+                                           int slot = -1) {
   const int parts = kDim / rows_per_block;
   const int head = blockIdx.x / parts, part = blockIdx.x % parts;
-  const int slot = a.slots[blockIdx.y];
+  if (slot < 0) slot = a.slots[blockIdx.y];
   if (slot < 0 || slot >= a.num_slots) return nullptr;
   return reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
          (int64_t{head} * kDim + part * rows_per_block + threadIdx.x / 32 * rows_per_warp) * kDim +
@@ -297,15 +299,10 @@ __global__ void __launch_bounds__(ROWS / RPW * 32) StreamRowsPatternKernel(Args 
 template <int SUMS>
 __global__ void __launch_bounds__(256) FlatRowsPatternKernel(Args a) {
   __shared__ float4 partial[8][32];
-  constexpr int kParts = kDim / 8;
-  const int head = blockIdx.x / kParts, part = blockIdx.x % kParts;
-  const int slot =
-      SUMS < 0 ? (a.slot_base + static_cast<int>(blockIdx.y)) % a.num_slots : a.slots[blockIdx.y];
-  if (slot < 0 || slot >= a.num_slots) return;
+  float4* piece = reinterpret_cast<float4*>(WarpRows(
+      a, 8, 1, SUMS < 0 ? (a.slot_base + static_cast<int>(blockIdx.y)) % a.num_slots : -1));
+  if (piece == nullptr) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float4* piece = reinterpret_cast<float4*>(
-      reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
-      (int64_t{head} * kDim + part * 8 + warp) * kDim + lane * 4);
   const float4 v = *piece;
   const float c = 1.0f + a.scale;
   __stcs(piece, make_float4(v.x * c, v.y * c, v.z * c, v.w * c));
@@ -324,6 +321,7 @@ __global__ void __launch_bounds__(256) FlatRowsPatternKernel(Args a) {
   if (SUMS == 1) {
     a.partials[(int64_t{blockIdx.y} * gridDim.x + blockIdx.x) * 32 + lane] = s;
   } else {
+    const int head = blockIdx.x / (kDim / 8);
     float4* acc = a.partials + (int64_t{blockIdx.y} * kHeads + head) * 32 + lane;
     asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(acc), "f"(s.x),
                  "f"(s.y), "f"(s.z), "f"(s.w)
