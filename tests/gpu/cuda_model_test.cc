@@ -35,6 +35,7 @@
 namespace deltaserve {
 namespace {
 
+using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
 
 struct Tensor {
@@ -238,8 +239,7 @@ std::vector<float> RegionFloats(const std::vector<std::byte>& slot, size_t offse
     if (bf16) {
       uint16_t h;
       std::memcpy(&h, slot.data() + offset + 2 * k, 2);
-      const uint32_t u = static_cast<uint32_t>(h) << 16;
-      std::memcpy(&out[k], &u, 4);
+      out[k] = Bf16ToFloat(h);
     } else {
       std::memcpy(&out[k], slot.data() + offset + 4 * k, 4);
     }
@@ -264,14 +264,9 @@ void ExpectSameState(CudaModelRunner& g, const StateLayout& layout, int gpu_slot
   auto compare = [&](size_t offset, size_t n, bool is_bf16, const std::string& what) {
     const std::vector<float> a = RegionFloats(host, offset, n, is_bf16);
     const std::vector<float> b = RegionFloats(cpu_slot, offset, n, is_bf16);
-    double num = 0, den = 0;
-    for (size_t k = 0; k < n; ++k) {
-      num += (double{a[k]} - b[k]) * (double{a[k]} - b[k]);
-      den += double{b[k]} * b[k];
-    }
-    const double err = std::sqrt(num / std::max(den, 1e-30));
+    const double err = RelErr(a.data(), b.data(), static_cast<int64_t>(n));
     worst = std::max(worst, err);
-    EXPECT_LT(err, 5e-2) << where << ", " << what << " (norm " << std::sqrt(den) << ")";
+    EXPECT_LT(err, 5e-2) << where << ", " << what;
   };
   for (int li = 0; li < layout.num_layers(); ++li) {
     const LayerStateRegions& r = layout.layer(li);
