@@ -43,7 +43,8 @@
 //                    reading the slot indices
 //   copy_unroll{4,8} one full wave of 256-thread blocks striding over every float4 of the
 //                    launch's tiles, each loaded and stored back in place
-//   _ident / _sorted the launch's slots consecutive in the pool / the shuffled set sorted
+//   _ident / _sorted the launch's slots consecutive in the pool, rows in slot order (what the
+//                    engine's segment-major pool gives a full batch) / the shuffled set sorted
 //   tile_2sm         tile with at most 2 blocks per SM
 // Peers on contiguous memory, the same bytes per launch: memcpy_graph (cudaMemcpyAsync graph
 // nodes), copy_wave_u{1,2,4,8} (a copy kernel of one full wave of blocks, UNROLL float4 per
@@ -54,7 +55,7 @@
 // slot together).
 // Ratios are against the 1 GiB copy measured at the start of the run.
 //
-// Usage: state_pattern_bench [out.json [slot MiB]]
+// Usage: state_pattern_bench [out.json [slot MiB (0: one layer) [pattern,pattern,...]]]
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
@@ -470,6 +471,8 @@ struct Row {
 
 int main(int argc, char** argv) {
   const std::string out_path = argc > 1 ? argv[1] : "state_pattern_bench.json";
+  // Third argument: a comma-separated list of the patterns to run (default: all).
+  const std::string only = argc > 3 ? "," + std::string(argv[3]) + "," : "";
   const DeviceInfo dev = GetDeviceInfo();
   const double copy_bw0 = CopyBandwidth(size_t{1} << 30);
   std::printf("device: %s, %d SMs; device-to-device copy %.3f TB/s\n", dev.name.c_str(),
@@ -478,8 +481,9 @@ int main(int argc, char** argv) {
   const int num_slots = 2304;
   // One layer's state + its histories' room per slot, unless the second argument gives the
   // slot's size in MiB (the engine's pools are slot-major: every layer of a slot together).
-  const int64_t slot_stride = argc > 2 ? int64_t{std::atoi(argv[2])} << 20
-                                       : int64_t{kHeads} * kDim * kDim * 4 + 25600;
+  const int64_t slot_stride = argc > 2 && std::atoi(argv[2]) > 0
+                                  ? int64_t{std::atoi(argv[2])} << 20
+                                  : int64_t{kHeads} * kDim * kDim * 4 + 25600;
   char* pool = nullptr;
   BENCH_CUDA(cudaMalloc(&pool, num_slots * slot_stride));
   BENCH_CUDA(cudaMemset(pool, 0, num_slots * slot_stride));
@@ -554,6 +558,14 @@ int main(int argc, char** argv) {
        256, true},
       {"flat_rows8_red", reinterpret_cast<const void*>(FlatRowsPatternKernel<2>), 8, false, 256,
        true},
+      {"halves_ident", reinterpret_cast<const void*>(BulkPatternKernel<64, 1, false>), 64, false,
+       kThreads, false, false, 0, Pattern::kPoolOrder},
+      {"regs_halves_ident", reinterpret_cast<const void*>(RegisterPatternKernel<64, 128, true>),
+       64, false, 128, true, false, 0, Pattern::kPoolOrder},
+      {"rows16_ident", reinterpret_cast<const void*>(RowPatternKernel<16>), 16, false, 128, true,
+       false, 0, Pattern::kPoolOrder},
+      {"stream_head_ident", reinterpret_cast<const void*>(StreamRowsPatternKernel<128, 16>), 128,
+       false, 256, true, false, 0, Pattern::kPoolOrder},
       {"copy_unroll4", reinterpret_cast<const void*>(StreamCopyPatternKernel<4>), 128, false,
        256, true, true},
       {"copy_unroll8", reinterpret_cast<const void*>(StreamCopyPatternKernel<8>), 128, false,
@@ -579,6 +591,8 @@ int main(int argc, char** argv) {
     BENCH_CUDA(cudaMemcpy(d_sorted, sorted.data(), sorted.size() * sizeof(int32_t),
                           cudaMemcpyHostToDevice));
     for (const Pattern& p : patterns) {
+      if (!only.empty() && only.find("," + std::string(p.name) + ",") == std::string::npos)
+        continue;
       const int smem = (p.registers ? 0 : kDim * p.cols * 4) + p.smem_pad;
       BENCH_CUDA(cudaFuncSetAttribute(p.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       smem));
