@@ -1,14 +1,15 @@
 // Sliding-window attention decode (see swa_decode.h). Split-K over the key window: each block
 // computes, per (sequence, head, split), an online-softmax partial (max, sum, weighted values).
-// One split: the block writes the output. Up to 8: the last block of a (sequence, head) to
-// finish, found by a counter, merges the splits. More: a second kernel merges them.
+// One split: the block writes the output. More: the last block of a (sequence, head) to finish,
+// found by a counter, merges the splits (a second merge launch measured slower at every split
+// count, up to 32 at batch 1; bench/NOTES.md).
 // Warps stride over keys; a lane holds head_size/32 contiguous dimensions, so one key row is one
 // coalesced warp load, and each warp loads four key / value rows before using them
 // (memory-level parallelism at small batch). Before it reads q/k/v, a block forms its RoPE
 // coefficients and loads each warp's first batch of older key / value rows. With overlap_launch
-// the kernels are programmatic dependents that trigger their own dependents at once; the first
-// does that work, and asks L2 for its split's next older rows (32 MB per launch at most), before
-// it waits for the predecessor (the q/k/v producer), so they stream in while that kernel drains.
+// the kernel is a programmatic dependent that triggers its own dependents at once; it does that
+// work, and asks L2 for its split's next older rows (32 MB per launch at most), before it waits
+// for the predecessor (the q/k/v producer), so they stream in while that kernel drains.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -24,7 +25,6 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kMaxSplits = 32;
-constexpr int kMergeInKernelMaxSplits = 8;
 
 struct P {
   int nh, G, hs, window, rope_dims, splits;
@@ -41,7 +41,6 @@ struct P {
   bool y_bf16;
   float* scratch;
   uint32_t* counters;
-  bool merge_in_kernel;  // the last block of a (sequence, head) merges; else SwaCombineKernel
 };
 
 // NeoX RoPE of element t at position pos: out[t] = x[t] * c + x[partner] * s (s signed), or
@@ -75,18 +74,16 @@ __device__ __forceinline__ void StoreOut(const P& p, int b, int h, int t, float 
 }
 
 // Output dimension t of (b, h) from the splits' partials {M, L, a[HS]}, merged in one pass with
-// a running maximum (the loads of different splits do not wait on each other). kSameLaunch: the
-// partials were written by other blocks of this launch, so they are read through L2 only;
-// otherwise by an earlier launch (read-only path).
-template <int HS, bool kSameLaunch>
+// a running maximum (the loads of different splits do not wait on each other). The partials
+// were written by other blocks of this launch, so they are read through L2 only.
+template <int HS>
 __device__ __forceinline__ float MergeSplits(const P& p, int b, int h, int t) {
   const float* part = p.scratch + (static_cast<int64_t>(b) * p.nh + h) * p.splits * (HS + 2);
-  auto ld = [](const float* x) { return kSameLaunch ? __ldcg(x) : __ldg(x); };
   float M = -INFINITY, L = 0.0f, a = 0.0f;
 #pragma unroll 8
   for (int sp = 0; sp < p.splits; ++sp) {
     const float* ps = part + sp * (HS + 2);
-    const float ms = ld(ps), ls = ld(ps + 1), as = ld(ps + 2 + t);
+    const float ms = __ldcg(ps), ls = __ldcg(ps + 1), as = __ldcg(ps + 2 + t);
     if (ms == -INFINITY) continue;  // a split with no keys
     const float mn = fmaxf(M, ms);
     const float co = __expf(M - mn), cn = __expf(ms - mn);  // co = 0 while M = -inf
@@ -259,7 +256,6 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
     part[0] = M;
     part[1] = L;
   }
-  if (!p.merge_in_kernel) return;  // SwaCombineKernel merges
 
   // Merge by the last block of this (sequence, head): each block's partial is published (fence)
   // before the block counts itself; the last one resets the counter for the next launch.
@@ -274,30 +270,13 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
   __syncthreads();
   if (!merge || tid >= HS) return;
   __threadfence();
-  StoreOut(p, b, h, tid, MergeSplits<HS, true>(p, b, h, tid));
-}
-
-// Merges the splits' partials of (b, h) when there are many of them (see merge_in_kernel).
-template <int HS>
-__global__ void SwaCombineKernel(const P p) {
-  if (p.overlap) {
-    cudaTriggerProgrammaticLaunchCompletion();
-    cudaGridDependencySynchronize();
-  }
-  const int h = blockIdx.x, b = blockIdx.y, t = threadIdx.x;
-  const int slot = p.slots[b];
-  if (slot < 0 || slot >= p.num_slots) return;
-  StoreOut(p, b, h, t, MergeSplits<HS, false>(p, b, h, t));
+  StoreOut(p, b, h, tid, MergeSplits<HS>(p, b, h, tid));
 }
 
 template <int HS>
 absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
-  const absl::Status st =
-      LaunchKernel("SwaDecodeKernel", SwaDecodeKernel<HS>, dim3(p.splits, p.nh, batch),
-                   dim3(kWarps * 32), 0, stream, p.overlap, p);
-  if (!st.ok() || p.splits == 1 || p.merge_in_kernel) return st;
-  return LaunchKernel("SwaCombineKernel", SwaCombineKernel<HS>, dim3(p.nh, batch), dim3(HS), 0,
-                      stream, p.overlap, p);
+  return LaunchKernel("SwaDecodeKernel", SwaDecodeKernel<HS>, dim3(p.splits, p.nh, batch),
+                      dim3(kWarps * 32), 0, stream, p.overlap, p);
 }
 
 // SwaDecodeKernel<HS> blocks one SM holds at once, on the device current at the first call
@@ -400,10 +379,6 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   const int64_t blocks = int64_t{a.batch} * s.n_head * splits;
   p.prefetch_rows = static_cast<int>(
       std::min<int64_t>(s.window, (int64_t{32} << 20) / (blocks * 2 * s.head_size * 4)));
-  // Merging in the kernel saves a launch but adds a fence and an atomic to every block and puts
-  // the merge behind the last one: measured faster at 4 splits (batch 16), slower at 32 (batch
-  // 1, H200; bench/NOTES.md).
-  p.merge_in_kernel = splits <= kMergeInKernelMaxSplits;
   switch (s.head_size) {
     case 32: return Launch<32>(p, a.batch, stream);
     case 64: return Launch<64>(p, a.batch, stream);

@@ -243,6 +243,11 @@ TEST_F(DecodeOpsTest, SwaReferenceShapesBatch1AndLarge) {
   RunSwa(s, 1, 0, 1);
   RunSwa(s, 1, 5, 2);
   RunSwa(s, 48, 0, 3);
+  // The most splits a launch takes (32, merged by the last block): 8 keys each on this ring
+  // (short contexts leave splits empty), then 64 each on the full 2048-row ring.
+  RunSwa(s, 2, 32, 8);
+  s.window = 2048;
+  RunSwa(s, 1, 32, 9);
 }
 
 TEST_F(DecodeOpsTest, SwaOverlappedLaunchWaitsForQkvProducer) {
