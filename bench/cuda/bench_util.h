@@ -1,5 +1,6 @@
 // Shared pieces of the CUDA benchmarks: device description, the device-to-device copy ceiling,
-// CUDA-graph timing (median of replays), and the opening of a JSON report.
+// CUDA-graph timing (median of replays), the opening of a JSON report, and list filters given
+// as `--flag=a,b` arguments.
 //
 // Thread-safety: single-threaded benchmark programs only.
 #pragma once
@@ -9,7 +10,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -145,6 +148,27 @@ inline std::FILE* OpenJsonReport(const std::string& path, const char* benchmark,
   std::fprintf(f, "{\n  \"benchmark\": \"%s\",\n  \"device\": \"%s\",\n", benchmark,
                JsonEscape(device).c_str());
   return f;
+}
+
+// Comma-separated list after `--flag=`; empty when the flag is absent (no filter).
+inline std::vector<std::string> ListFlag(int argc, char** argv, const char* flag) {
+  std::vector<std::string> out;
+  const size_t n = std::strlen(flag);
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], flag, n) == 0 && argv[i][n] == '=') {
+      std::stringstream ss(argv[i] + n + 1);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        if (!item.empty()) out.push_back(item);
+      }
+    }
+  }
+  return out;
+}
+
+// Whether `v` passes `filter` (a ListFlag result; empty selects everything).
+inline bool Selected(const std::vector<std::string>& filter, const std::string& v) {
+  return filter.empty() || std::find(filter.begin(), filter.end(), v) != filter.end();
 }
 
 }  // namespace deltaserve::bench

@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <numeric>
 #include <random>
 #include <string>
@@ -81,26 +80,6 @@ constexpr ModeSpec kModes[] = {
     {"streamed", Gdn2DecodeArgs::Mode::kStreamed, false, true},
     {"streamed_pdl", Gdn2DecodeArgs::Mode::kStreamed, true, true},
 };
-
-// Comma-separated list after `--flag=`; empty when the flag is absent (no filter).
-std::vector<std::string> ListFlag(int argc, char** argv, const char* flag) {
-  std::vector<std::string> out;
-  const size_t n = std::strlen(flag);
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], flag, n) == 0 && argv[i][n] == '=') {
-      std::stringstream ss(argv[i] + n + 1);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        if (!item.empty()) out.push_back(item);
-      }
-    }
-  }
-  return out;
-}
-
-bool Selected(const std::vector<std::string>& filter, const std::string& v) {
-  return filter.empty() || std::find(filter.begin(), filter.end(), v) != filter.end();
-}
 
 constexpr const char* kPeerRoundTrip = "peer_tile_roundtrip";
 constexpr const char* kPeerCopy = "peer_copy";

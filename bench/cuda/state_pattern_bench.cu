@@ -55,7 +55,7 @@
 // slot together).
 // Ratios are against the 1 GiB copy measured at the start of the run.
 //
-// Usage: state_pattern_bench [out.json [slot MiB (0: one layer) [pattern,pattern,...]]]
+// Usage: state_pattern_bench [out.json [slot MiB]] [--patterns=a,b] (default: every pattern)
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
@@ -63,6 +63,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -470,9 +471,13 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string out_path = argc > 1 ? argv[1] : "state_pattern_bench.json";
-  // Third argument: a comma-separated list of the patterns to run (default: all).
-  const std::string only = argc > 3 ? "," + std::string(argv[3]) + "," : "";
+  std::vector<const char*> positional;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--", 2) != 0) positional.push_back(argv[i]);
+  }
+  const std::string out_path = positional.size() > 0 ? positional[0] : "state_pattern_bench.json";
+  const int slot_mib = positional.size() > 1 ? std::atoi(positional[1]) : 0;
+  const std::vector<std::string> only = ListFlag(argc, argv, "--patterns");
   const DeviceInfo dev = GetDeviceInfo();
   const double copy_bw0 = CopyBandwidth(size_t{1} << 30);
   std::printf("device: %s, %d SMs; device-to-device copy %.3f TB/s\n", dev.name.c_str(),
@@ -481,9 +486,8 @@ int main(int argc, char** argv) {
   const int num_slots = 2304;
   // One layer's state + its histories' room per slot, unless the second argument gives the
   // slot's size in MiB (the engine's pools are slot-major: every layer of a slot together).
-  const int64_t slot_stride = argc > 2 && std::atoi(argv[2]) > 0
-                                  ? int64_t{std::atoi(argv[2])} << 20
-                                  : int64_t{kHeads} * kDim * kDim * 4 + 25600;
+  const int64_t slot_stride = slot_mib > 0 ? int64_t{slot_mib} << 20
+                                            : int64_t{kHeads} * kDim * kDim * 4 + 25600;
   char* pool = nullptr;
   BENCH_CUDA(cudaMalloc(&pool, num_slots * slot_stride));
   BENCH_CUDA(cudaMemset(pool, 0, num_slots * slot_stride));
@@ -591,8 +595,7 @@ int main(int argc, char** argv) {
     BENCH_CUDA(cudaMemcpy(d_sorted, sorted.data(), sorted.size() * sizeof(int32_t),
                           cudaMemcpyHostToDevice));
     for (const Pattern& p : patterns) {
-      if (!only.empty() && only.find("," + std::string(p.name) + ",") == std::string::npos)
-        continue;
+      if (!Selected(only, p.name)) continue;
       const int smem = (p.registers ? 0 : kDim * p.cols * 4) + p.smem_pad;
       BENCH_CUDA(cudaFuncSetAttribute(p.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       smem));
