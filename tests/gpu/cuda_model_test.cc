@@ -635,7 +635,6 @@ TEST_F(CudaModelTest, SerialPrefillPureBf16State) {
   CompareChunkedPrefill(false, StateDtype::kBF16, false);
 }
 
-// GPU sampler vs the CPU sampler (SampleToken) on identical random logits, batch 1 and 64.
 // The pool's host-facing copies (CopyToHost, CopyFromHost, CopySlot, Reset) move the canonical
 // slot bytes that the kernels address segment by segment: a slot swapped out and restored into
 // another slot, and a slot copied to a third, decode exactly like their source, and a reset
@@ -693,6 +692,7 @@ TEST_F(CudaModelTest, SwappedAndCopiedSlotsDecodeLikeTheirSource) {
   std::filesystem::remove_all(dir);
 }
 
+// GPU sampler vs the CPU sampler (SampleToken) on identical random logits, batch 1 and 64.
 TEST_F(CudaModelTest, SamplerMatchesCpuSampler) {
   const int vocab = 32000;
   const int64_t ld = 32064;
