@@ -46,16 +46,22 @@
 //   _ident / _sorted the launch's slots consecutive in the pool, rows in slot order (what the
 //                    engine's segment-major pool gives a full batch) / the shuffled set sorted
 //   tile_2sm         tile with at most 2 blocks per SM
+//   tile_bulk_store  tile, the landed tile rewritten in shared memory and stored back by bulk
+//                    copies (TMA stores); _ef: under an L2 evict_first policy
+//   tile_plain_store tile with plain (write-back) stores instead of streaming ones
+//   _el              evict_last fetches at every batch (not only from 128 MiB of state)
 // Peers on contiguous memory, the same bytes per launch: memcpy_graph (cudaMemcpyAsync graph
 // nodes), copy_wave_u{1,2,4,8} (a copy kernel of one full wave of blocks, UNROLL float4 per
 // thread and step), copy_flat_u{1,4} (a block per 256 x UNROLL float4; _plain: plain stores,
 // _in_place: source = destination).
+// The pool is filled with small pseudo-random values (--zeros: zeros; measured the same).
 // The pool holds one layer per slot (1 MiB of state + room for histories); a second argument
 // gives each slot that many MiB instead, as the engine's slot-major pool does (every layer of a
 // slot together).
 // Ratios are against the 1 GiB copy measured at the start of the run.
 //
-// Usage: state_pattern_bench [out.json [slot MiB]] [--patterns=a,b] (default: every pattern)
+// Usage: state_pattern_bench [out.json [slot MiB]] [--patterns=a,b] [--zeros]
+//        (default: every pattern)
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
@@ -75,6 +81,7 @@
 using namespace deltaserve::bench;
 using deltaserve::cuda::BulkCopy;
 using deltaserve::cuda::BulkCopyWithPolicy;
+using deltaserve::cuda::FenceProxyAsync;
 using deltaserve::cuda::L2EvictLastPolicy;
 using deltaserve::cuda::MbarArriveExpectTx;
 using deltaserve::cuda::MbarInit;
@@ -155,6 +162,70 @@ __global__ void __launch_bounds__(kThreads) BulkPatternKernel(Args a) {
                               : state + (i / kVecs) * kDim + g * kGroupCols;
       __stcs(reinterpret_cast<float4*>(row) + i % kVecs, in[i]);
     }
+  }
+}
+
+// One block per tile, fetched as `tile` does; the threads then rewrite every element of the
+// landed tile in shared memory (as pass 2 of the recurrence would compute it in place) and one
+// thread writes the tile back with 4 bulk copies shared -> global of 16 KiB (TMA stores), under
+// an L2 evict_first policy with EVICT_FIRST; the block ends once the copies have read shared
+// memory. STORE_MODE 2: no bulk store, plain (write-back) thread stores instead of streaming
+// ones.
+template <int STORE_MODE>
+__global__ void __launch_bounds__(kThreads) TileStorePatternKernel(Args a) {
+  extern __shared__ __align__(128) unsigned char tile[];
+  __shared__ __align__(8) uint64_t bar;
+  constexpr int kTileBytes = kDim * kDim * 4;
+  const int head = blockIdx.x;
+  const int slot = a.slots[blockIdx.y];
+  if (slot < 0 || slot >= a.num_slots) return;
+  float* state = reinterpret_cast<float*>(a.pool + slot * a.slot_stride) +
+                 int64_t{head} * kDim * kDim;
+  const int tid = threadIdx.x;
+  const uint32_t base = SharedAddr(tile), b = SharedAddr(&bar);
+  if (tid == 0) {
+    MbarInit(b);
+    MbarArriveExpectTx(b, kTileBytes);
+    for (int off = 0; off < kTileBytes; off += 16384)
+      Copy(base + off, reinterpret_cast<char*>(state) + off, 16384, b, a.evict_last);
+  }
+  __syncthreads();
+  MbarWaitParity(b, 0);
+  float4* in = reinterpret_cast<float4*>(tile);
+  const float c = 1.0f + a.scale;
+  if (STORE_MODE == 2) {
+#pragma unroll 4
+    for (int i = tid; i < kTileBytes / 16; i += kThreads) {
+      const float4 v = in[i];
+      reinterpret_cast<float4*>(state)[i] = make_float4(v.x * c, v.y * c, v.z * c, v.w * c);
+    }
+    return;
+  }
+#pragma unroll 4
+  for (int i = tid; i < kTileBytes / 16; i += kThreads) {
+    const float4 v = in[i];
+    in[i] = make_float4(v.x * c, v.y * c, v.z * c, v.w * c);
+  }
+  FenceProxyAsync();  // this thread's shared-memory writes before the bulk stores read them
+  __syncthreads();
+  if (tid == 0) {
+    uint64_t policy = 0;
+    if (STORE_MODE == 1)
+      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+    for (int off = 0; off < kTileBytes; off += 16384) {
+      char* dst = reinterpret_cast<char*>(state) + off;
+      if (STORE_MODE == 1) {
+        asm volatile("cp.async.bulk.global.shared::cta.bulk_group.L2::cache_hint [%0], [%1], "
+                     "%2, %3;\n" ::"l"(dst), "r"(base + off), "n"(16384), "l"(policy)
+                     : "memory");
+      } else {
+        asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst),
+                     "r"(base + off), "n"(16384)
+                     : "memory");
+      }
+    }
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
   }
 }
 
@@ -421,6 +492,19 @@ __global__ void __launch_bounds__(kThreads) TensorMapPatternKernel(const __grid_
     __stcs(reinterpret_cast<float4*>(state + (i / kVecs) * kDim) + i % kVecs, in[i]);
 }
 
+// Fills n floats with small pseudo-random values (a hash of the index): the patterns move data
+// like a decode state's, as gdn2_decode_bench does (zeros measured the same on an H200).
+__global__ void FillRandomKernel(float* p, int64_t n) {
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32);
+    h ^= h >> 15;
+    h *= 0x85EBCA77u;
+    h ^= h >> 13;
+    p[i] = (static_cast<float>(h >> 8) * (1.0f / 16777216.0f) - 0.5f) * 0.1f;
+  }
+}
+
 // The pool's state as a 3D tensor (128 columns, 16 x 128 rows, slots) with COLS x 128 boxes.
 CUtensorMap StateTensorMap(char* pool, int64_t slot_stride, int num_slots, int cols) {
   void* fn = nullptr;
@@ -460,6 +544,7 @@ struct Pattern {
   // contiguous (kPoolOrder), or the shuffled set sorted (kSorted: ascending, with gaps).
   enum Order { kShuffled, kPoolOrder, kSorted };
   Order order = kShuffled;
+  bool evict_last_always = false;  // evict_last fetches at every batch, not from 128 MiB
 };
 
 struct Row {
@@ -478,6 +563,8 @@ int main(int argc, char** argv) {
   const std::string out_path = positional.size() > 0 ? positional[0] : "state_pattern_bench.json";
   const int slot_mib = positional.size() > 1 ? std::atoi(positional[1]) : 0;
   const std::vector<std::string> only = ListFlag(argc, argv, "--patterns");
+  bool zeros = false;
+  for (int i = 1; i < argc; ++i) zeros = zeros || std::strcmp(argv[i], "--zeros") == 0;
   const DeviceInfo dev = GetDeviceInfo();
   const double copy_bw0 = CopyBandwidth(size_t{1} << 30);
   std::printf("device: %s, %d SMs; device-to-device copy %.3f TB/s\n", dev.name.c_str(),
@@ -490,7 +577,13 @@ int main(int argc, char** argv) {
                                             : int64_t{kHeads} * kDim * kDim * 4 + 25600;
   char* pool = nullptr;
   BENCH_CUDA(cudaMalloc(&pool, num_slots * slot_stride));
-  BENCH_CUDA(cudaMemset(pool, 0, num_slots * slot_stride));
+  if (zeros) {
+    BENCH_CUDA(cudaMemset(pool, 0, num_slots * slot_stride));
+  } else {
+    FillRandomKernel<<<dev.sms * 8, 256>>>(reinterpret_cast<float*>(pool),
+                                           num_slots * slot_stride / 4);
+    BENCH_CUDA(cudaGetLastError());
+  }
   std::vector<int32_t> perm(num_slots);
   std::iota(perm.begin(), perm.end(), 0);
   std::mt19937 rng(1234);
@@ -554,6 +647,16 @@ int main(int argc, char** argv) {
        false, 256, true, false, 0, Pattern::kPoolOrder},
       {"tile_ident", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128, false,
        kThreads, false, false, 0, Pattern::kPoolOrder},
+      {"tile_bulk_store_ident", reinterpret_cast<const void*>(TileStorePatternKernel<0>), 128,
+       false, kThreads, false, false, 0, Pattern::kPoolOrder},
+      {"tile_bulk_store_ef_ident", reinterpret_cast<const void*>(TileStorePatternKernel<1>),
+       128, false, kThreads, false, false, 0, Pattern::kPoolOrder},
+      {"tile_plain_store_ident", reinterpret_cast<const void*>(TileStorePatternKernel<2>), 128,
+       false, kThreads, false, false, 0, Pattern::kPoolOrder},
+      {"tile_plain_store_el_ident", reinterpret_cast<const void*>(TileStorePatternKernel<2>),
+       128, false, kThreads, false, false, 0, Pattern::kPoolOrder, true},
+      {"tile_el_ident", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128,
+       false, kThreads, false, false, 0, Pattern::kPoolOrder, true},
       {"tile_sorted", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128,
        false, kThreads, false, false, 0, Pattern::kSorted},
       {"tile_2sm", reinterpret_cast<const void*>(BulkPatternKernel<128, 1, false>), 128, false,
@@ -604,8 +707,8 @@ int main(int argc, char** argv) {
       int per_sm = 0;
       BENCH_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p.kernel, p.threads,
                                                                smem));
-      Args a{nullptr, pool, slot_stride, num_slots, state_bytes >= kEvictLastBytes, 0.0f,
-             partials};
+      Args a{nullptr, pool, slot_stride, num_slots,
+             p.evict_last_always || state_bytes >= kEvictLastBytes, 0.0f, partials};
       const dim3 grid = p.grid_stride ? dim3(dev.sms * per_sm) : dim3(kHeads * (kDim / p.cols),
                                                                       batch);
       int launch_i = 0;
