@@ -30,9 +30,12 @@ using namespace gdn2_detail;
 // other's compute and stores.
 constexpr int kBulkChunkBytes = 16384;
 // From this many bytes of state per launch, the tiles are fetched with an L2 evict_last policy,
-// so a line read early in the block's life is still in L2 when its update is stored (with the
-// streaming hint). Measured on an H200 (bench/NOTES.md, "evict_last"): +2 % at 256 MB of fp32
-// state and +4 % at 1 GB, but -2 % at 32-64 MB; 128 MB is about even.
+// so a line read early in the block's life is still in L2 when its update is stored. Measured on
+// an H200 (bench/NOTES.md, "evict_last"): +2 % at 256 MB of fp32 state and +4 % at 1 GB, but
+// -2 % at 32-64 MB; 128 MB is about even. Those lines are then stored with plain write-back
+// stores, the others with the streaming hint: a streaming store to an evict_last line cost
+// 0.5-1.7 % at 128-1024 rows (fp32 and bf16), while below the threshold it does not matter for
+// fp32 and is 1.3 % faster for bf16 at 64 rows (bench/NOTES.md, "store hints").
 constexpr int64_t kStateEvictLastBytes = int64_t{128} << 20;
 // The first wave of tiles starts its copies spread over this many nanoseconds (block i of the
 // wave waits i / wave of it). Started together, the first wave's 25 MB (fp32, 132 SMs) land
@@ -217,7 +220,12 @@ __global__ void __launch_bounds__(Tile<T, DK, DV, kStreamedThreads>::NT, 8)
     const float a = a_s[i], kk = k_s[i];
 #pragma unroll
     for (int v = 0; v < VEC; ++v) sv[v] = sv[v] * a + kk * uu[v];
-    StateVec<T>::Store(state + static_cast<int64_t>(i) * DV + cgi * VEC, sv);
+    T* dst = state + static_cast<int64_t>(i) * DV + cgi * VEC;
+    if (p.state_evict_last) {
+      StateVec<T>::template Store</*streaming=*/false>(dst, sv);
+    } else {
+      StateVec<T>::Store(dst, sv);
+    }
   }
 
   if (tid < DV) {
