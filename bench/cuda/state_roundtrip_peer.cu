@@ -48,7 +48,14 @@ __global__ void __launch_bounds__(kThreads, 8)
   const float4* in = reinterpret_cast<const float4*>(tile);
   float4* out = reinterpret_cast<float4*>(state);
 #pragma unroll 8
-  for (int i = threadIdx.x; i < kTileBytes / 16; i += kThreads) __stcs(out + i, in[i]);
+  // The recurrence's stores: write-back for lines fetched under evict_last, else streaming.
+  for (int i = threadIdx.x; i < kTileBytes / 16; i += kThreads) {
+    if (evict_last) {
+      __stwb(out + i, in[i]);
+    } else {
+      __stcs(out + i, in[i]);
+    }
+  }
 }
 
 constexpr int kCopyThreads = 256;                  // one float4 each: 4 KiB per block

@@ -1,11 +1,11 @@
 // Peers of the streamed GDN-2 recurrence for gdn2_decode_bench.
 //
-// The tile round trip: the same grid (one block of 128
-// threads per (batch row, value head)), the same slot lookup and the same state traffic (each
-// fp32 [128, 128] tile bulk-copied into shared memory, optionally under the L2 evict_last
-// policy, then written back in place with streaming stores), and nothing else: no prep kernel,
-// no records, no reductions. Its bandwidth is the ceiling of this access pattern at a batch size,
-// against which the recurrence's own time can be read.
+// The tile round trip: the same grid (one block of 128 threads per (batch row, value head)), the
+// same slot lookup and the same state traffic as the recurrence (each fp32 [128, 128] tile
+// bulk-copied into shared memory, optionally under the L2 evict_last policy, then written back
+// in place: write-back stores after an evict_last fetch, else streaming stores), and nothing
+// else: no prep kernel, no records, no reductions. Its bandwidth is the ceiling of this access
+// pattern at a batch size, against which the recurrence's own time can be read.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -30,13 +30,14 @@ using namespace gdn2_detail;
 // other's compute and stores.
 constexpr int kBulkChunkBytes = 16384;
 // From this many bytes of state per launch, the tiles are fetched with an L2 evict_last policy,
-// so a line read early in the block's life is still in L2 when its update is stored. Measured on
-// an H200 (bench/NOTES.md, "evict_last"): +2 % at 256 MB of fp32 state and +4 % at 1 GB, but
-// -2 % at 32-64 MB; 128 MB is about even. Those lines are then stored with plain write-back
-// stores, the others with the streaming hint: a streaming store to an evict_last line cost
-// 0.5-1.7 % at 128-1024 rows (fp32 and bf16), while below the threshold it does not matter for
-// fp32 and is 1.3 % faster for bf16 at 64 rows (bench/NOTES.md, "store hints").
-constexpr int64_t kStateEvictLastBytes = int64_t{128} << 20;
+// so a line read early in the block's life is still in L2 when its update is stored, and those
+// lines are stored with plain write-back stores (the others with the streaming hint). Measured
+// on an H200 (bench/NOTES.md, "evict_last" and "store hints"): with streaming stores everywhere,
+// evict_last gained 2 % at 256 MB of fp32 state and 4 % at 1 GB but lost 2 % at 32-64 MB; a
+// streaming store to an evict_last line cost 0.5-1.7 % at 128-1024 fp32 / bf16 rows; with
+// write-back stores, evict_last from 64 MB gains 0.5 % at 64 fp32 rows (2.5 % end to end at
+// batch 64), and streaming stores stay 1.3 % faster for bf16 at 64 rows (32 MB).
+constexpr int64_t kStateEvictLastBytes = int64_t{64} << 20;
 // The first wave of tiles starts its copies spread over this many nanoseconds (block i of the
 // wave waits i / wave of it). Started together, the first wave's 25 MB (fp32, 132 SMs) land
 // together after ~8 us; then every block reduces and stores while no read is in flight, and the

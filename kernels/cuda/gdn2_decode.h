@@ -155,7 +155,8 @@ absl::Status LaunchGdn2Decode(const Gdn2DecodeShape& shape, const Gdn2DecodeArgs
                               cudaStream_t stream);
 
 // Whether kStreamed fetches the state tiles of a `batch`-row launch under the L2 evict_last
-// policy (large launches; see kStateEvictLastBytes in gdn2_decode.cu). For peers that mimic it.
+// policy and stores them with write-back stores (large launches; see kStateEvictLastBytes in
+// gdn2_decode.cu). For peers that mimic it.
 bool Gdn2DecodeStateEvictLast(const Gdn2DecodeShape& shape, int batch, DType state_type);
 
 // Bytes one launch must move through device memory at the minimum: state read + written,
