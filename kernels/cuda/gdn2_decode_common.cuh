@@ -42,8 +42,8 @@ struct Params {
   bool y_bf16;
   float* prep;        // kStreamed: PrepRowFloats floats per batch row (see there)
   int64_t prep_row;   // PrepRowFloats(H, dk, value_dim)
-  // kStreamed: fetch state tiles with an L2 evict_last policy (large launches, see
-  // kStateEvictLastBytes in gdn2_decode.cu).
+  // kStreamed: fetch state tiles with an L2 evict_last policy and store them with write-back
+  // stores (large launches, see kStateEvictLastBytes in gdn2_decode.cu).
   bool state_evict_last;
   // kStreamed: blocks with a linear index below ramp_blocks (the first wave of resident tiles,
   // or 0) wait index * ramp_ns / ramp_blocks nanoseconds before they start their tile copy

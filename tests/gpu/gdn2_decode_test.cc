@@ -512,7 +512,9 @@ TEST_F(Gdn2DecodeTest, StreamedModeAllShapes) {
   // More blocks than resident ones, several waves.
   RunCase({Ref13B(), 96, DType::kF32, DType::kBF16, 0, kS}, 303);
   RunCase({Ref13B(), 80, DType::kBF16, DType::kF32, 1, kS}, 304);
-  // 130 MiB of state: the tiles are fetched with the L2 evict_last policy.
+  // 130 MiB of state (and the 96 MiB above): the tiles are fetched with the L2 evict_last
+  // policy and stored with write-back stores; below 64 MiB (80 bf16 rows, single rows) the
+  // stores are streaming ones.
   RunCase({Ref13B(), 130, DType::kF32, DType::kF32, 1, kS}, 310);
   const Gdn2DecodeShape g = Grouped(/*neg_eig_sigmoid_gate=*/true);
   RunCase({g, 9, DType::kF32, DType::kF32, 1, kS}, 305);
