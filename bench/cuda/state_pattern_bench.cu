@@ -194,39 +194,39 @@ __global__ void __launch_bounds__(kThreads) TileStorePatternKernel(Args a) {
   MbarWaitParity(b, 0);
   float4* in = reinterpret_cast<float4*>(tile);
   const float c = 1.0f + a.scale;
-  if (STORE_MODE == 2) {
+  if constexpr (STORE_MODE == 2) {
 #pragma unroll 4
     for (int i = tid; i < kTileBytes / 16; i += kThreads) {
       const float4 v = in[i];
       reinterpret_cast<float4*>(state)[i] = make_float4(v.x * c, v.y * c, v.z * c, v.w * c);
     }
-    return;
-  }
+  } else {
 #pragma unroll 4
-  for (int i = tid; i < kTileBytes / 16; i += kThreads) {
-    const float4 v = in[i];
-    in[i] = make_float4(v.x * c, v.y * c, v.z * c, v.w * c);
-  }
-  FenceProxyAsync();  // this thread's shared-memory writes before the bulk stores read them
-  __syncthreads();
-  if (tid == 0) {
-    uint64_t policy = 0;
-    if (STORE_MODE == 1)
-      asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
-    for (int off = 0; off < kTileBytes; off += 16384) {
-      char* dst = reinterpret_cast<char*>(state) + off;
-      if (STORE_MODE == 1) {
-        asm volatile("cp.async.bulk.global.shared::cta.bulk_group.L2::cache_hint [%0], [%1], "
-                     "%2, %3;\n" ::"l"(dst), "r"(base + off), "n"(16384), "l"(policy)
-                     : "memory");
-      } else {
-        asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst),
-                     "r"(base + off), "n"(16384)
-                     : "memory");
-      }
+    for (int i = tid; i < kTileBytes / 16; i += kThreads) {
+      const float4 v = in[i];
+      in[i] = make_float4(v.x * c, v.y * c, v.z * c, v.w * c);
     }
-    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
-    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    FenceProxyAsync();  // this thread's shared-memory writes before the bulk stores read them
+    __syncthreads();
+    if (tid == 0) {
+      uint64_t policy = 0;
+      if (STORE_MODE == 1)
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+      for (int off = 0; off < kTileBytes; off += 16384) {
+        char* dst = reinterpret_cast<char*>(state) + off;
+        if (STORE_MODE == 1) {
+          asm volatile("cp.async.bulk.global.shared::cta.bulk_group.L2::cache_hint [%0], [%1], "
+                       "%2, %3;\n" ::"l"(dst), "r"(base + off), "n"(16384), "l"(policy)
+                       : "memory");
+        } else {
+          asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst),
+                       "r"(base + off), "n"(16384)
+                       : "memory");
+        }
+      }
+      asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+      asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+    }
   }
 }
 
