@@ -47,8 +47,8 @@ __global__ void __launch_bounds__(kThreads, 8)
   MbarWaitParity(bar, 0);
   const float4* in = reinterpret_cast<const float4*>(tile);
   float4* out = reinterpret_cast<float4*>(state);
-#pragma unroll 8
   // The recurrence's stores: write-back for lines fetched under evict_last, else streaming.
+#pragma unroll 8
   for (int i = threadIdx.x; i < kTileBytes / 16; i += kThreads) {
     if (evict_last) {
       __stwb(out + i, in[i]);
