@@ -76,11 +76,11 @@ __device__ __forceinline__ uint16_t ToBf16Bits(float v) {
 // RMSNorm input: xs holds x * gamma, and red[warp][m] this warp's share of sum(x^2) of row m
 // (NormScale turns them into the 1/rms factor of the sums), so staging takes one pass over x
 // and no barrier of its own.
-template <int MT, GemvInput IN>
+template <int MT, GemvInput IN, int B>
 __device__ __forceinline__ void StageInput(const Params& p, const Prob& pr, uint16_t* xs,
                                            float (*red)[MT]) {
   const int k = p.k, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  constexpr int NT = kThreads, B = 8;
+  constexpr int NT = kThreads;
   if constexpr (IN == GemvInput::kBf16) {
     const uint16_t* x = static_cast<const uint16_t*>(pr.x);
     if (p.x_vec) {
@@ -186,6 +186,14 @@ __device__ __forceinline__ void NormScale(const Params& p, const float (*red)[MT
   }
 }
 
+// Loads per thread in flight while staging the input rows. RMSNorm input at 1-2 rows with a
+// plain output takes 4: its staging registers then leave room for a fifth resident block per
+// SM (94-96 registers instead of 128), which streams the weights faster (bench/NOTES.md,
+// "RMSNorm staging"); the SwiGLU product measured slower with the fifth block, so it keeps 8.
+template <int MT, GemvInput IN, GemvOutput OUT>
+constexpr int kStageBatch =
+    IN == GemvInput::kF32RmsNorm && MT <= 2 && OUT != GemvOutput::kSwiGluBf16 ? 4 : 8;
+
 template <int MT, int R, GemvInput IN, GemvOutput OUT>
 __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
   extern __shared__ __align__(16) uint16_t xs[];  // [MT][k] bf16 bits
@@ -240,7 +248,7 @@ __global__ void __launch_bounds__(kThreads) GemvKernel(const Params p) {
     return acc_lane && u < nunits && u * R + lane % R < pr.n ? acc_out[u * R] : 0.0f;
   };
   float old = load_old(un);
-  StageInput<MT, IN>(p, pr, xs, red);
+  StageInput<MT, IN, kStageBatch<MT, IN, OUT>>(p, pr, xs, red);
   __syncthreads();
   float scale[MT];
   NormScale<MT, IN>(p, red, scale);
