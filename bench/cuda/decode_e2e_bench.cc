@@ -7,6 +7,7 @@
 //
 // Usage: decode_e2e_bench [out.json] [--quick] [--batches-1-256] [--batches=1,4,...]
 //                         [--variants=0,1,...] [--gemv-kernels] [--no-compare]
+//                         [--hold-gib=N] [--churn-gib=N]
 // (--quick: fewer timed passes; --batches-1-256: batch 1 and 256 only; --batches: the batch
 // sizes; --variants: which of the state / GDN-2 kernel variants below to run; rows at batch
 // <= 8 run four times, with the small-batch GEMV kernels (path "gemv", gemv_max_rows = 8), the
@@ -14,7 +15,10 @@
 // fold_gates_from_rows = 1) and never (path "gemv-unfolded", 0), and the cuBLASLt arrangement
 // (path "cublas", gemv_max_rows = 0), unless --no-compare;
 // --gemv-kernels: also time each projection shape of gdn2_1.3B alone, GEMV vs cuBLASLt, cycling
-// over weight copies larger than L2)
+// over weight copies larger than L2; --hold-gib: N GiB of other device memory allocated and
+// written before the rows and held through them, as a server's large state pool would be;
+// --churn-gib: the same allocated, written and freed before the rows, as the large-batch rows
+// of a full run leave the device)
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -195,6 +199,7 @@ std::vector<KernelRow> TimeKernels(double copy_bw) {
 int main(int argc, char** argv) {
   std::string out_path = "decode_e2e_bench.json";
   bool quick = false, kernels = false, compare = true;
+  int hold_gib = 0, churn_gib = 0;
   std::vector<int> batches = {1, 16, 64, 256}, variants = {0, 1, 2, 3};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
@@ -222,6 +227,10 @@ int main(int argc, char** argv) {
       kernels = true;
     } else if (std::strcmp(argv[i], "--no-compare") == 0) {
       compare = false;
+    } else if (std::strncmp(argv[i], "--hold-gib=", 11) == 0) {
+      hold_gib = std::atoi(argv[i] + 11);
+    } else if (std::strncmp(argv[i], "--churn-gib=", 12) == 0) {
+      churn_gib = std::atoi(argv[i] + 12);
     } else {
       out_path = argv[i];
     }
@@ -232,6 +241,21 @@ int main(int argc, char** argv) {
   std::printf("device-to-device copy: %.3f TB/s\n", copy_bw / 1e12);
   std::vector<KernelRow> krows;
   if (kernels) krows = TimeKernels(copy_bw);
+  void* held = nullptr;
+  for (int pass = 0; pass < 2; ++pass) {
+    const int gib = pass == 0 ? churn_gib : hold_gib;
+    if (gib <= 0) continue;
+    void* p = nullptr;
+    BENCH_CUDA(cudaMalloc(&p, static_cast<size_t>(gib) << 30));
+    BENCH_CUDA(cudaMemset(p, 1, static_cast<size_t>(gib) << 30));
+    BENCH_CUDA(cudaDeviceSynchronize());
+    if (pass == 0) {
+      BENCH_CUDA(cudaFree(p));
+    } else {
+      held = p;
+    }
+    std::printf("%s %d GiB of device memory\n", pass == 0 ? "churned" : "holding", gib);
+  }
 
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
@@ -371,6 +395,10 @@ int main(int argc, char** argv) {
   FILE* f = OpenJsonReport(out_path, "decode_end_to_end", dev.name);
   if (f == nullptr) return 1;
   std::fprintf(f, "  \"copy_bw_bytes_per_s\": [%.6e, %.6e],\n", copy_bw, copy_bw_end);
+  if (hold_gib > 0 || churn_gib > 0) {
+    std::fprintf(f, "  \"other_device_memory_gib\": {\"held\": %d, \"churned\": %d},\n", hold_gib,
+                 churn_gib);
+  }
   std::fprintf(f, "  \"method\": \"random bf16 weights on device; one decode pass = CUDA graph replay incl. lm_head, no sampling; median of timed passes (events); SWA rings full (position > window); roofline = (weight bytes read once + state bytes read+written) / copy bandwidth (the faster of two 1 GiB copies, at start and end)\",\n");
   std::fprintf(f, "  \"rows\": [\n");
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -408,5 +436,6 @@ int main(int argc, char** argv) {
     std::printf("%-14s %-8s %-16s %-5s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(),
                 r.batch, r.step_ms, r.tokens_per_s, r.roofline_ms, r.ratio);
   }
+  if (held != nullptr) BENCH_CUDA(cudaFree(held));
   return 0;
 }
