@@ -194,6 +194,16 @@ std::vector<KernelRow> TimeKernels(double copy_bw) {
   return out;
 }
 
+// `gib` GiB of device memory, allocated and written (so its pages are populated).
+void* AllocateWritten(int gib) {
+  const size_t bytes = static_cast<size_t>(gib) << 30;
+  void* p = nullptr;
+  BENCH_CUDA(cudaMalloc(&p, bytes));
+  BENCH_CUDA(cudaMemset(p, 1, bytes));
+  BENCH_CUDA(cudaDeviceSynchronize());
+  return p;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,21 +251,12 @@ int main(int argc, char** argv) {
   std::printf("device-to-device copy: %.3f TB/s\n", copy_bw / 1e12);
   std::vector<KernelRow> krows;
   if (kernels) krows = TimeKernels(copy_bw);
-  void* held = nullptr;
-  for (int pass = 0; pass < 2; ++pass) {
-    const int gib = pass == 0 ? churn_gib : hold_gib;
-    if (gib <= 0) continue;
-    void* p = nullptr;
-    BENCH_CUDA(cudaMalloc(&p, static_cast<size_t>(gib) << 30));
-    BENCH_CUDA(cudaMemset(p, 1, static_cast<size_t>(gib) << 30));
-    BENCH_CUDA(cudaDeviceSynchronize());
-    if (pass == 0) {
-      BENCH_CUDA(cudaFree(p));
-    } else {
-      held = p;
-    }
-    std::printf("%s %d GiB of device memory\n", pass == 0 ? "churned" : "holding", gib);
+  if (churn_gib > 0) {
+    BENCH_CUDA(cudaFree(AllocateWritten(churn_gib)));
+    std::printf("churned %d GiB of device memory\n", churn_gib);
   }
+  void* held = hold_gib > 0 ? AllocateWritten(hold_gib) : nullptr;
+  if (held != nullptr) std::printf("holding %d GiB of device memory\n", hold_gib);
 
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
