@@ -441,6 +441,8 @@ void CpuModel::RunSwaLayer(int li, std::span<const Sequence> seqs) {
   const int64_t kvw = static_cast<int64_t>(G) * hs;
   const LayerStateRegions& regions = layout_.layer(li);
   float* proj = proj_.data();
+  const bool ring_bf16 = layout_.state_dtype() == StateDtype::kBF16;
+  const size_t ring_bytes = StateDtypeBytes(layout_.state_dtype());  // per element
 
   cpu::Linear(n_.data(), d, N, d, L.attn.data(), qkv, proj, qkv);
   // Split [group][q heads.., k, v][hs] into q [N, nh*hs], k and v [N, G*hs].
@@ -486,8 +488,10 @@ void CpuModel::RunSwaLayer(int li, std::span<const Sequence> seqs) {
         a.k = sk_.data() + row0 * kvw + static_cast<int64_t>(gi) * hs;
         a.v = sv_.data() + row0 * kvw + static_cast<int64_t>(gi) * hs;
         a.ld_kv = kvw;
-        a.k_ring = At<float>(seqs[s].slot, regions.swa.k_ring) + static_cast<int64_t>(gi) * hs;
-        a.v_ring = At<float>(seqs[s].slot, regions.swa.v_ring) + static_cast<int64_t>(gi) * hs;
+        const size_t group_bytes = static_cast<size_t>(gi) * hs * ring_bytes;
+        a.k_ring = At<std::byte>(seqs[s].slot, regions.swa.k_ring + group_bytes);
+        a.v_ring = At<std::byte>(seqs[s].slot, regions.swa.v_ring + group_bytes);
+        a.ring_bf16 = ring_bf16;
         a.ld_ring = kvw;
         a.out = o_.data() + row0 * qw + static_cast<int64_t>(gi) * qpg * hs;
         a.ld_out = qw;

@@ -3,11 +3,11 @@
 //
 // It steps slots whose bytes are laid out per StateLayout (state_layout.h): recurrent states in
 // fp32 or bf16 storage (bf16 is widened to fp32 for the whole step and rounded back once at its
-// end), conv histories and SWA rings in fp32, the position counter advanced by the number of
-// tokens fed. One Forward call takes any mix of sequences (prompt chunks of T >= 1 tokens and
-// single decode tokens): all their tokens are stacked into one matrix so every projection is
-// one sgemm; the token-serial parts (convolutions, recurrences, attention) run per sequence and
-// head on a thread pool.
+// end), SWA rings in the same storage (each key and value rounded as it is stored), conv
+// histories in fp32, the position counter advanced by the number of tokens fed. One Forward
+// call takes any mix of sequences (prompt chunks of T >= 1 tokens and single decode tokens): all
+// their tokens are stacked into one matrix so every projection is one sgemm; the token-serial
+// parts (convolutions, recurrences, attention) run per sequence and head on a thread pool.
 //
 // Thread-safety: Forward mutates internal scratch buffers; one caller at a time. The weights are
 // private fp32 copies; the ModelWeights used to create the model may be dropped afterwards.

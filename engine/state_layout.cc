@@ -37,8 +37,8 @@ StateLayout::StateLayout(const ModelConfig& config, StateDtype state_dtype)
   position_offset_ = take(sizeof(int64_t));
   for (LayerStateRegions& r : layers_) {
     if (r.is_gdn2) continue;
-    r.swa.k_ring = take(ring_elems_ * sizeof(float));
-    r.swa.v_ring = take(ring_elems_ * sizeof(float));
+    r.swa.k_ring = take(ring_elems_ * StateDtypeBytes(state_dtype));
+    r.swa.v_ring = take(ring_elems_ * StateDtypeBytes(state_dtype));
   }
   segments_.push_back({tail, offset - tail});
   slot_bytes_ = offset;

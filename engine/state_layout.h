@@ -18,9 +18,12 @@
 //   conv_k     [W-1, key_dim]   fp32, same order
 //   conv_v     [W-1, value_dim] fp32, same order
 // SWA layer regions:
-//   k_ring     [window, n_query_groups, head_size] fp32, keys after RoPE; token at absolute
-//                                                   position p lives in row p % window
-//   v_ring     [window, n_query_groups, head_size] fp32
+//   k_ring     [window, n_query_groups, head_size] state_dtype, keys after RoPE; token at
+//                                                   absolute position p lives in row p % window
+//   v_ring     [window, n_query_groups, head_size] state_dtype
+// state_dtype is the storage of the slot's bulk: with bf16 both the recurrent states and the
+// rings are bf16 (round to nearest even), which halves a hybrid model's slot as well. As with the
+// recurrent state, a step computes in fp32 and only what it stores is rounded.
 // Per slot (once): `position` int64, the number of tokens this slot has consumed; SWA uses it
 // for RoPE positions and ring indices.
 //

@@ -135,7 +135,7 @@ const std::vector<FlagSpec>& Flags() {
          o->backend = v;
          return absl::OkStatus();
        }},
-      {"state-dtype", "f32|bf16", "storage of the recurrent state (default f32)",
+      {"state-dtype", "f32|bf16", "storage of the recurrent states and SWA rings (default f32)",
        [](const std::string& v, GenerateOptions* o) {
          if (v == "f32") {
            o->state_dtype = StateDtype::kF32;

@@ -75,7 +75,7 @@ const std::vector<FlagSpec>& Flags() {
        StringFlag(&ServerConfig::model_dir)},
       {"backend", "cpu|cuda", "where the model runs (default cpu)",
        StringFlag(&ServerConfig::backend)},
-      {"state-dtype", "f32|bf16", "storage of the recurrent states (default f32)",
+      {"state-dtype", "f32|bf16", "storage of the recurrent states and SWA rings (default f32)",
        StringFlag(&ServerConfig::state_dtype)},
       {"prefill-precision", "fp32|tf32|bf16",
        "CUDA chunked-prefill products: fp32-level 3xTF32, single TF32 or bf16 (default fp32)",

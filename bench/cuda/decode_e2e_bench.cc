@@ -54,11 +54,13 @@ struct Row {
 // State bytes one decode step moves for `batch` slots whose SWA rings are full.
 double StateBytes(const ModelConfig& c, const StateLayout& L, int batch) {
   const Gdn2Config& g = c.gdn2;
-  const double rec = static_cast<double>(L.recurrent_elems()) * StateDtypeBytes(L.state_dtype());
+  const double elem = StateDtypeBytes(L.state_dtype());  // recurrent states and rings
+  const double rec = static_cast<double>(L.recurrent_elems()) * elem;
   const double conv = static_cast<double>(g.conv_size - 1) * (2 * g.key_dim() + g.value_dim()) * 4;
   const double gdn = 2 * (rec + conv);
-  const double ring_read = 2.0 * c.swa.local_window * c.swa.n_query_groups * c.swa.head_size * 4;
-  const double ring_write = 2.0 * c.swa.n_query_groups * c.swa.head_size * 4;
+  const double ring_read =
+      2.0 * c.swa.local_window * c.swa.n_query_groups * c.swa.head_size * elem;
+  const double ring_write = 2.0 * c.swa.n_query_groups * c.swa.head_size * elem;
   return batch * (c.NumGdn2Layers() * gdn + c.NumSwaLayers() * (ring_read + ring_write));
 }
 
@@ -327,13 +329,20 @@ int main(int argc, char** argv) {
             return 2;
         }
         for (int s = 0; s < batch; ++s) {
-          for (int li = 0; li < cfg.n_layer; ++li) {
-            if (!cfg.IsGdn2Layer(li) || sd != StateDtype::kBF16) continue;
-            if (!cuda::LaunchFillRandom(
-                     st.Address(s, layout.layer(li).gdn2.recurrent),
-                     cuda::DType::kBF16, static_cast<int64_t>(layout.recurrent_elems()),
-                     100 + s * 64 + li, 0.02f, 0.0f, nullptr).ok())
-              return 2;
+          // bf16 storage: the recurrent states and the rings refilled with bf16 values.
+          auto fill_bf16 = [&](size_t offset, size_t elems, uint64_t seed) {
+            return cuda::LaunchFillRandom(st.Address(s, offset), cuda::DType::kBF16,
+                                          static_cast<int64_t>(elems), seed, 0.02f, 0.0f,
+                                          nullptr).ok();
+          };
+          for (int li = 0; li < cfg.n_layer && sd == StateDtype::kBF16; ++li) {
+            const LayerStateRegions& reg = layout.layer(li);
+            const uint64_t seed = 100 + s * 64 + li;
+            const bool ok = cfg.IsGdn2Layer(li)
+                                ? fill_bf16(reg.gdn2.recurrent, layout.recurrent_elems(), seed)
+                                : fill_bf16(reg.swa.k_ring, layout.ring_elems(), seed) &&
+                                      fill_bf16(reg.swa.v_ring, layout.ring_elems(), seed + 32);
+            if (!ok) return 2;
           }
           const int64_t pos = 3 * cfg.swa.local_window + s;
           BENCH_CUDA(cudaMemcpy(st.Address(s, layout.position_offset()), &pos, 8,

@@ -521,6 +521,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
       a.slot_stride_bytes = tail.slot_stride;
       a.k_ring_offset = tail.Offset(reg.swa.k_ring);
       a.v_ring_offset = tail.Offset(reg.swa.v_ring);
+      a.ring_type = RingType();
       a.position_offset = tail.Offset(pos_off);
       a.qkv = b.p_proj;
       a.qkv_stride = P;
@@ -677,6 +678,7 @@ absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
   a.slot_stride_bytes = tail.slot_stride;
   a.k_ring_offset = tail.Offset(reg.swa.k_ring);
   a.v_ring_offset = tail.Offset(reg.swa.v_ring);
+  a.ring_type = RingType();
   a.position_offset = tail.Offset(layout_.position_offset());
   a.qkv = b.proj;
   a.qkv_stride = b.proj_cols;

@@ -4,8 +4,9 @@
 // found by a counter, merges the splits (a second merge launch measured slower at every split
 // count, up to 32 at batch 1; bench/NOTES.md).
 // Warps stride over keys; a lane holds head_size/32 contiguous dimensions, so one key row is one
-// coalesced warp load, and each warp loads four key / value rows before using them
-// (memory-level parallelism at small batch). Before it reads q/k/v, a block forms its RoPE
+// coalesced warp load, and each warp loads a batch of four key / value rows (eight from a bf16
+// ring) before using them (memory-level parallelism), whose scores are reduced side by side and
+// enter the online softmax together. Before it reads q/k/v, a block forms its RoPE
 // coefficients and loads each warp's first batch of older key / value rows. With overlap_launch
 // the kernel is a programmatic dependent that triggers its own dependents at once; it does that
 // work, and asks L2 for its split's next older rows (32 MB per launch at most), before it waits
@@ -15,10 +16,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/status_util.h"
 #include "kernels/cuda/swa_decode.h"
+#include "kernels/cuda/swa_ring.cuh"
 
 namespace deltaserve::cuda {
 namespace {
@@ -94,8 +97,49 @@ __device__ __forceinline__ float MergeSplits(const P& p, int b, int h, int t) {
   return a / L;
 }
 
-template <int HS>
+// One lane's VPL elements of a key or value row between its load and its use: fp32 values, or
+// for a bf16 ring at four elements per lane the 8 loaded bytes, widened when used.
+template <typename RT, int VPL>
+struct RowSlice {
+  static constexpr bool kPacked = false;
+  float x[VPL];
+  __device__ __forceinline__ void Load(const RT* p) {
+    if constexpr (VPL == 4) {
+      const float4 a = RingElem<RT>::Load4Streaming(p);
+      x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
+    } else {
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) x[v] = RingElem<RT>::LoadStreaming(p + v);
+    }
+  }
+  __device__ __forceinline__ void Zero() {
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) x[v] = 0.0f;
+  }
+  __device__ __forceinline__ void Set(const float* src) {
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) x[v] = src[v];
+  }
+  __device__ __forceinline__ float operator[](int v) const { return x[v]; }
+};
+
+template <>
+struct RowSlice<__nv_bfloat16, 4> {
+  static constexpr bool kPacked = true;
+  uint2 raw;
+  __device__ __forceinline__ void Load(const __nv_bfloat16* p) {
+    raw = __ldcs(reinterpret_cast<const uint2*>(p));
+  }
+  __device__ __forceinline__ void Zero() { raw = make_uint2(0u, 0u); }
+  __device__ __forceinline__ float operator[](int v) const {
+    const uint32_t w = v < 2 ? raw.x : raw.y;
+    return __uint_as_float(v % 2 == 0 ? w << 16 : w & 0xffff0000u);
+  }
+};
+
+template <int HS, typename RT>
 __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
+  using Ring = RingElem<RT>;
   constexpr int VPL = HS / 32;
   static_assert(HS <= kWarps * 32, "one thread per head dimension in the RoPE step");
   const int split = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -116,40 +160,42 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
   }
   char* base = p.pool + static_cast<int64_t>(slot) * p.stride;
   const int64_t pos = *reinterpret_cast<const int64_t*>(base + p.pos_off);
-  float* kring = reinterpret_cast<float*>(base + p.k_off);
-  float* vring = reinterpret_cast<float*>(base + p.v_off);
+  RT* kring = reinterpret_cast<RT*>(base + p.k_off);
+  RT* vring = reinterpret_cast<RT*>(base + p.v_off);
 
   // Key range of this split: positions [lo + split*chunk, ...] within [lo, pos].
   const int64_t lo = pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
   const int64_t chunk = (p.window + p.splits - 1) / p.splits;
   const int64_t j0 = lo + split * chunk;
   const int64_t j1 = min(pos, j0 + chunk - 1);
-  // Each warp takes keys j0 + warp, j0 + warp + kWarps, ... in that order; KU of them are loaded
-  // before the first is used, so KU row loads per warp are in flight. Rows before `pos` come
-  // from the ring (the first batch before the wait), the row at `pos` from k_s / v_s.
-  constexpr int KU = 4;
-  float kk[KU][VPL], vv[KU][VPL];
+  // Rows [j0, jr] of this split go through the batches below. Each warp takes rows j0 + warp,
+  // j0 + warp + kWarps, ... in that order, KU at a time: a batch is loaded before its first row
+  // is used, so KU row loads per warp are in flight (the first batch's before the wait). Rows
+  // before `pos` come from the ring; the row at `pos`, the new token's, from k_s / v_s: into its
+  // batch's slices for fp32 rows (jr = j1), or, for bf16 rows, which stay as loaded (RowSlice,
+  // so twice as many fit the same registers), on its own before the batches (jr = pos - 1 at
+  // most). `rb`, the ring row of a batch's first key, advances with the batches (no 64-bit
+  // division per row).
+  using Slice = RowSlice<RT, VPL>;
+  constexpr int KU = Slice::kPacked ? 8 : 4;
+  Slice kk[KU], vv[KU];
+  const int64_t jr = Slice::kPacked ? min(j1, pos - 1) : j1;
+  const int window = p.window;
+  const auto wrap = [window](int r) {  // r < 2 * window, or any r when window < kWarps * KU
+    if (r >= window) r -= window;
+    return r < window ? r : r % window;
+  };
+  int rb = static_cast<int>((j0 + warp) % window);
   auto load_ring_rows = [&](int64_t jb) {
 #pragma unroll
     for (int t = 0; t < KU; ++t) {
-      const int64_t j = jb + t * kWarps;
-      if (j < pos && j <= j1) {
-        const int64_t r = ((j % p.window) * p.G + g) * HS + lane * VPL;
-        if constexpr (VPL == 4) {
-          const float4 a = __ldcs(reinterpret_cast<const float4*>(kring + r));
-          const float4 c = __ldcs(reinterpret_cast<const float4*>(vring + r));
-          kk[t][0] = a.x, kk[t][1] = a.y, kk[t][2] = a.z, kk[t][3] = a.w;
-          vv[t][0] = c.x, vv[t][1] = c.y, vv[t][2] = c.z, vv[t][3] = c.w;
-        } else {
-#pragma unroll
-          for (int v = 0; v < VPL; ++v) {
-            kk[t][v] = __ldcs(kring + r + v);
-            vv[t][v] = __ldcs(vring + r + v);
-          }
-        }
+      if (jb + t * kWarps <= jr && (Slice::kPacked || jb + t * kWarps != pos)) {
+        const int r = (wrap(rb + t * kWarps) * p.G + g) * HS + lane * VPL;
+        kk[t].Load(kring + r);
+        vv[t].Load(vring + r);
       } else {
-#pragma unroll
-        for (int v = 0; v < VPL; ++v) kk[t][v] = vv[t][v] = 0.0f;
+        kk[t].Zero();
+        vv[t].Zero();
       }
     }
   };
@@ -158,15 +204,16 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
   if (p.overlap) {
     // The split's next key and value rows before `pos` (past the first batches), a 128-byte
     // line per thread and step.
-    constexpr int kLines = HS * 4 / 128;
+    constexpr int kLineElems = 128 / sizeof(RT);
+    constexpr int kLines = (HS + kLineElems - 1) / kLineElems;
     const int64_t jp = j0 + kWarps * KU;
     const int64_t rows =
-        min(int64_t{p.prefetch_rows}, max(int64_t{0}, min(j1, pos - 1) - jp + 1));
+        min(int64_t{p.prefetch_rows}, max(int64_t{0}, jr - jp + 1));
     for (int64_t i = tid; i < 2 * rows * kLines; i += blockDim.x) {
       const int64_t j = jp + i / (2 * kLines);
       const int line = static_cast<int>(i % (2 * kLines));
-      const float* ring = line < kLines ? kring : vring;
-      const float* at = ring + ((j % p.window) * p.G + g) * HS + (line % kLines) * 32;
+      const RT* ring = line < kLines ? kring : vring;
+      const RT* at = ring + ((j % p.window) * p.G + g) * HS + (line % kLines) * kLineElems;
       asm volatile("prefetch.global.L2 [%0];" ::"l"(at));
     }
     cudaGridDependencySynchronize();
@@ -188,8 +235,8 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
   const int64_t ring_row = pos % p.window;
   if (split == 0 && h % qpg == 0) {
     for (int t = tid; t < HS; t += blockDim.x) {
-      kring[(ring_row * p.G + g) * HS + t] = k_s[t];
-      vring[(ring_row * p.G + g) * HS + t] = v_s[t];
+      Ring::Store(kring + (ring_row * p.G + g) * HS + t, k_s[t]);
+      Ring::Store(vring + (ring_row * p.G + g) * HS + t, v_s[t]);
     }
   }
 
@@ -201,35 +248,64 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
   float m = -INFINITY, l = 0.0f, acc[VPL];
 #pragma unroll
   for (int v = 0; v < VPL; ++v) acc[v] = 0.0f;
-  for (int64_t jb = j0 + warp; jb <= j1; jb += kWarps * KU) {
-    if (jb != j0 + warp) load_ring_rows(jb);
+  // bf16 rows: the new token first, by the warp with the fewest ring rows.
+  if (Slice::kPacked && j0 <= pos && pos <= j1 && warp == static_cast<int>((pos - j0) % kWarps)) {
+    float s = 0.0f;
 #pragma unroll
-    for (int t = 0; t < KU; ++t) {
-      if (jb + t * kWarps == pos) {
+    for (int v = 0; v < VPL; ++v) s += q[v] * k_s[lane * VPL + v];
 #pragma unroll
-        for (int v = 0; v < VPL; ++v) {
-          kk[t][v] = k_s[lane * VPL + v];
-          vv[t][v] = v_s[lane * VPL + v];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    m = s * scale;
+    l = 1.0f;
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) acc[v] = v_s[lane * VPL + v];
+  }
+  for (int64_t jb = j0 + warp; jb <= jr; jb += kWarps * KU) {
+    if (jb != j0 + warp) {
+      rb = wrap(rb + kWarps * KU);
+      load_ring_rows(jb);
+    }
+    if constexpr (!Slice::kPacked) {
+#pragma unroll
+      for (int t = 0; t < KU; ++t) {
+        if (jb + t * kWarps == pos) {
+          kk[t].Set(k_s + lane * VPL);
+          vv[t].Set(v_s + lane * VPL);
         }
       }
     }
+    // The batch's KU scores as independent reductions, then one online-softmax update (rows
+    // past jr score -inf and weigh 0; the batch's first row is always in range).
+    float sc[KU];
 #pragma unroll
     for (int t = 0; t < KU; ++t) {
-      if (jb + t * kWarps > j1) break;
-      float s = 0.0f;
+      sc[t] = 0.0f;
 #pragma unroll
-      for (int v = 0; v < VPL; ++v) s += q[v] * kk[t][v];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      s *= scale;
-      const float mn = fmaxf(m, s);
-      const float corr = __expf(m - mn);  // 0 when m = -inf
-      const float e = __expf(s - mn);
-      l = l * corr + e;
-#pragma unroll
-      for (int v = 0; v < VPL; ++v) acc[v] = acc[v] * corr + e * vv[t][v];
-      m = mn;
+      for (int v = 0; v < VPL; ++v) sc[t] += q[v] * kk[t][v];
     }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+      for (int t = 0; t < KU; ++t) sc[t] += __shfl_xor_sync(0xffffffffu, sc[t], o);
+    }
+    float mn = m;
+#pragma unroll
+    for (int t = 0; t < KU; ++t) {
+      sc[t] = jb + t * kWarps <= jr ? sc[t] * scale : -INFINITY;
+      mn = fmaxf(mn, sc[t]);
+    }
+    const float corr = __expf(m - mn);  // 0 when m = -inf
+    l *= corr;
+#pragma unroll
+    for (int v = 0; v < VPL; ++v) acc[v] *= corr;
+#pragma unroll
+    for (int t = 0; t < KU; ++t) {
+      const float e = __expf(sc[t] - mn);
+      l += e;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) acc[v] += e * vv[t][v];
+    }
+    m = mn;
   }
   if (lane == 0) {
     wm[warp] = m;
@@ -274,9 +350,12 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
 }
 
 template <int HS>
-absl::Status Launch(const P& p, int batch, cudaStream_t stream) {
-  return LaunchKernel("SwaDecodeKernel", SwaDecodeKernel<HS>, dim3(p.splits, p.nh, batch),
-                      dim3(kWarps * 32), 0, stream, p.overlap, p);
+absl::Status Launch(const P& p, int batch, bool bf16_ring, cudaStream_t stream) {
+  const dim3 grid(p.splits, p.nh, batch);
+  return bf16_ring ? LaunchKernel("SwaDecodeKernel", SwaDecodeKernel<HS, __nv_bfloat16>, grid,
+                                  dim3(kWarps * 32), 0, stream, p.overlap, p)
+                   : LaunchKernel("SwaDecodeKernel", SwaDecodeKernel<HS, float>, grid,
+                                  dim3(kWarps * 32), 0, stream, p.overlap, p);
 }
 
 // SwaDecodeKernel<HS> blocks one SM holds at once, on the device current at the first call
@@ -286,8 +365,8 @@ template <int HS>
 int BlocksPerSmOf() {
   static const int per_sm = [] {
     int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, SwaDecodeKernel<HS>, kWarps * 32, 0) !=
-        cudaSuccess) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, SwaDecodeKernel<HS, float>, kWarps * 32,
+                                                      0) != cudaSuccess) {
       cudaGetLastError();  // clear it: the launch reports any real problem
       return 0;
     }
@@ -343,7 +422,10 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   if (a.slots == nullptr || a.pool == nullptr || a.qkv == nullptr || a.y == nullptr ||
       a.scratch == nullptr || a.counters == nullptr)
     return absl::InvalidArgumentError("swa decode: a required tensor is null");
-  const int64_t ring_bytes = int64_t{s.window} * s.n_query_groups * s.head_size * 4;
+  const int64_t ring_elems = int64_t{s.window} * s.n_query_groups * s.head_size;
+  if (ring_elems > std::numeric_limits<int32_t>::max())
+    return absl::InvalidArgumentError("swa decode: a ring holds more than 2^31 - 1 elements");
+  const int64_t ring_bytes = ring_elems * DTypeBytes(a.ring_type);
   if (a.slot_stride_bytes <= 0 || a.k_ring_offset < 0 || a.k_ring_offset % 16 != 0 ||
       a.k_ring_offset + ring_bytes > a.slot_stride_bytes)
     return absl::InvalidArgumentError(absl::StrCat("swa decode: k_ring_offset ", a.k_ring_offset,
@@ -378,11 +460,13 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   // before they are read at large batch).
   const int64_t blocks = int64_t{a.batch} * s.n_head * splits;
   p.prefetch_rows = static_cast<int>(
-      std::min<int64_t>(s.window, (int64_t{32} << 20) / (blocks * 2 * s.head_size * 4)));
+      std::min<int64_t>(s.window, (int64_t{32} << 20) /
+                                      (blocks * 2 * s.head_size * DTypeBytes(a.ring_type))));
+  const bool bf16_ring = a.ring_type == DType::kBF16;
   switch (s.head_size) {
-    case 32: return Launch<32>(p, a.batch, stream);
-    case 64: return Launch<64>(p, a.batch, stream);
-    case 128: return Launch<128>(p, a.batch, stream);
+    case 32: return Launch<32>(p, a.batch, bf16_ring, stream);
+    case 64: return Launch<64>(p, a.batch, bf16_ring, stream);
+    case 128: return Launch<128>(p, a.batch, bf16_ring, stream);
     default:
       return absl::InvalidArgumentError(absl::StrCat("swa decode: head_size ", s.head_size,
                                                      " not in {32,64,128}"));

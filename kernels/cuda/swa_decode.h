@@ -9,7 +9,9 @@
 // Tensors (device memory; strides in elements):
 //   slots   int32 [batch], distinct, in [0, num_slots)
 //   pool    bytes [num_slots, slot_stride_bytes]; in a slot at byte offsets:
-//     k_ring, v_ring  f32 [window, groups, head_size] (16-byte aligned), row p % window
+//     k_ring, v_ring  ring_type [window, groups, head_size] (16-byte aligned), row p % window;
+//                     a bf16 ring stores the new k and v rounded, the attention uses them in
+//                     fp32 (swa_ring.cuh)
 //     position        int64 (8-byte aligned), read only (advanced once per step elsewhere)
 //   qkv     f32 [batch, (n_head + 2*groups) * head_size] (row stride qkv_stride); per group g:
 //           its n_head/groups query heads, then k, then v, head_size each
@@ -49,6 +51,7 @@ struct SwaDecodeArgs {
   int64_t slot_stride_bytes = 0;
   int64_t k_ring_offset = 0;
   int64_t v_ring_offset = 0;
+  DType ring_type = DType::kF32;
   int64_t position_offset = 0;
   const float* qkv = nullptr;
   int64_t qkv_stride = 0;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/mma_tf32.cuh"
 #include "kernels/cuda/status_util.h"
+#include "kernels/cuda/swa_ring.cuh"
 
 namespace deltaserve::cuda {
 namespace {
@@ -71,7 +72,7 @@ __global__ void SwaRopeKernel(const Params p, int num_seqs) {
 }
 
 // grid (ceil(tokens / kWarps), nh), one warp per (token, head).
-template <int VPL>
+template <int VPL, typename RT>
 __global__ void __launch_bounds__(kWarps * 32) SwaAttnKernel(const Params p, int num_seqs,
                                                               int64_t total_tokens) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -84,8 +85,8 @@ __global__ void __launch_bounds__(kWarps * 32) SwaAttnKernel(const Params p, int
   const int64_t P = SlotPosition(p, s);
   const int64_t pos = P + (tok - start);
   const char* base = p.pool + static_cast<int64_t>(p.slots[s]) * p.stride;
-  const float* kring = reinterpret_cast<const float*>(base + p.k_off);
-  const float* vring = reinterpret_cast<const float*>(base + p.v_off);
+  const RT* kring = reinterpret_cast<const RT*>(base + p.k_off);
+  const RT* vring = reinterpret_cast<const RT*>(base + p.v_off);
   const int hs = p.hs;
   float q[VPL], acc[VPL];
 #pragma unroll
@@ -98,23 +99,30 @@ __global__ void __launch_bounds__(kWarps * 32) SwaAttnKernel(const Params p, int
   float m = -INFINITY, l = 0.f;
   const int64_t lo = pos - p.window + 1 > 0 ? pos - p.window + 1 : 0;
   for (int64_t j = lo; j <= pos; ++j) {
-    const float* kr;
-    const float* vr;
+    float kx[VPL], vx[VPL];
     if (j < P) {
       const int64_t r = ((j % p.window) * p.G + g) * hs;
-      kr = kring + r;
-      vr = vring + r;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        const int e = lane + 32 * v;
+        kx[v] = e < hs ? RingElem<RT>::Load(kring + r + e) : 0.f;
+        vx[v] = e < hs ? RingElem<RT>::Load(vring + r + e) : 0.f;
+      }
     } else {
       const int64_t jt = start + (j - P);
-      kr = p.krot + (jt * p.G + g) * hs;
-      vr = p.qkv + jt * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * hs + (qpg + 1) * hs;
+      const float* kr = p.krot + (jt * p.G + g) * hs;
+      const float* vr =
+          p.qkv + jt * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * hs + (qpg + 1) * hs;
+#pragma unroll
+      for (int v = 0; v < VPL; ++v) {
+        const int e = lane + 32 * v;
+        kx[v] = e < hs ? kr[e] : 0.f;
+        vx[v] = e < hs ? vr[e] : 0.f;
+      }
     }
     float sc = 0.f;
 #pragma unroll
-    for (int v = 0; v < VPL; ++v) {
-      const int e = lane + 32 * v;
-      if (e < hs) sc = fmaf(q[v], kr[e], sc);
-    }
+    for (int v = 0; v < VPL; ++v) sc = fmaf(q[v], kx[v], sc);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
     sc *= scale;
@@ -123,10 +131,7 @@ __global__ void __launch_bounds__(kWarps * 32) SwaAttnKernel(const Params p, int
     const float e = __expf(sc - mn);
     l = l * corr + e;
 #pragma unroll
-    for (int v = 0; v < VPL; ++v) {
-      const int el = lane + 32 * v;
-      acc[v] = acc[v] * corr + (el < hs ? e * vr[el] : 0.f);
-    }
+    for (int v = 0; v < VPL; ++v) acc[v] = acc[v] * corr + e * vx[v];
     m = mn;
   }
   float* yr = p.y + tok * p.y_st + static_cast<int64_t>(h) * hs;
@@ -151,7 +156,7 @@ constexpr int AttnMmaSmemFloats() {
   return kQTile * (HS + 4) + kKTile * (HS + 4) + kKTile * (HS + 8) + 4 * 16 * (kKTile + 4);
 }
 
-template <int HS>
+template <int HS, typename RT>
 __global__ void __launch_bounds__(kMmaThreads) SwaAttnMmaKernel(const Params p, int num_seqs) {
   constexpr int kQP = HS + 4, kKP = HS + 4, kVP = HS + 8, kPP = kKTile + 4;
   constexpr int kNt = HS / 8;  // n-tiles of O
@@ -176,8 +181,8 @@ __global__ void __launch_bounds__(kMmaThreads) SwaAttnMmaKernel(const Params p, 
   const int h = blockIdx.y, qpg = p.nh / p.G, g_kv = h / qpg;
   const int64_t P = SlotPosition(p, s);
   const char* base = p.pool + static_cast<int64_t>(p.slots[s]) * p.stride;
-  const float* kring = reinterpret_cast<const float*>(base + p.k_off);
-  const float* vring = reinterpret_cast<const float*>(base + p.v_off);
+  const RT* kring = reinterpret_cast<const RT*>(base + p.k_off);
+  const RT* vring = reinterpret_cast<const RT*>(base + p.v_off);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
 
   for (int i = tid; i < kQTile * (HS / 4); i += kMmaThreads) {
@@ -205,17 +210,15 @@ __global__ void __launch_bounds__(kMmaThreads) SwaAttnMmaKernel(const Params p, 
       const int r = i / (HS / 4), c4 = (i % (HS / 4)) * 4;
       const int64_t j = j0 + r;
       float4 kx = make_float4(0.f, 0.f, 0.f, 0.f), vx = kx;
-      if (j <= jhi) {
-        const float *kr, *vr;
-        if (j < P) {
-          const int64_t off = ((j % p.window) * p.G + g_kv) * HS;
-          kr = kring + off;
-          vr = vring + off;
-        } else {
-          const int64_t jt = start + (j - P);
-          kr = p.krot + (jt * p.G + g_kv) * HS;
-          vr = p.qkv + jt * p.qkv_st + static_cast<int64_t>(g_kv) * (qpg + 2) * HS + (qpg + 1) * HS;
-        }
+      if (j < P) {
+        const int64_t off = ((j % p.window) * p.G + g_kv) * HS + c4;
+        kx = RingElem<RT>::Load4(kring + off);
+        vx = RingElem<RT>::Load4(vring + off);
+      } else if (j <= jhi) {
+        const int64_t jt = start + (j - P);
+        const float* kr = p.krot + (jt * p.G + g_kv) * HS;
+        const float* vr =
+            p.qkv + jt * p.qkv_st + static_cast<int64_t>(g_kv) * (qpg + 2) * HS + (qpg + 1) * HS;
         kx = *reinterpret_cast<const float4*>(kr + c4);
         vx = *reinterpret_cast<const float4*>(vr + c4);
       }
@@ -312,19 +315,20 @@ __global__ void __launch_bounds__(kMmaThreads) SwaAttnMmaKernel(const Params p, 
   }
 }
 
-template <int HS>
+template <int HS, typename RT>
 absl::Status LaunchAttnMma(const Params& p, int num_seqs, int64_t total_tokens,
                            cudaStream_t stream) {
   const int smem = AttnMmaSmemFloats<HS>() * 4;
   DS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      SwaAttnMmaKernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+      SwaAttnMmaKernel<HS, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const int64_t blocks = num_seqs + total_tokens / kQTile + 1;
-  SwaAttnMmaKernel<HS><<<dim3(static_cast<unsigned>(blocks), p.nh), kMmaThreads, smem, stream>>>(
-      p, num_seqs);
+  SwaAttnMmaKernel<HS, RT>
+      <<<dim3(static_cast<unsigned>(blocks), p.nh), kMmaThreads, smem, stream>>>(p, num_seqs);
   return LaunchStatus("SwaAttnMmaKernel");
 }
 
 // grid (tokens, G), block hs: ring rows of the last min(len, window) new positions.
+template <typename RT>
 __global__ void SwaRingWriteKernel(const Params p, int num_seqs) {
   const int64_t tok = blockIdx.x;
   const int g = blockIdx.y, t = threadIdx.x;
@@ -333,12 +337,40 @@ __global__ void SwaRingWriteKernel(const Params p, int num_seqs) {
   if (tok - start < len - p.window) return;  // overwritten later in this sequence
   const int64_t pos = SlotPosition(p, s) + (tok - start);
   char* base = p.pool + static_cast<int64_t>(p.slots[s]) * p.stride;
-  float* kring = reinterpret_cast<float*>(base + p.k_off);
-  float* vring = reinterpret_cast<float*>(base + p.v_off);
+  RT* kring = reinterpret_cast<RT*>(base + p.k_off);
+  RT* vring = reinterpret_cast<RT*>(base + p.v_off);
   const int qpg = p.nh / p.G;
   const int64_t r = ((pos % p.window) * p.G + g) * p.hs + t;
-  kring[r] = p.krot[(tok * p.G + g) * p.hs + t];
-  vring[r] = p.qkv[tok * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * p.hs + (qpg + 1) * p.hs + t];
+  const int64_t v_at =
+      tok * p.qkv_st + static_cast<int64_t>(g) * (qpg + 2) * p.hs + (qpg + 1) * p.hs;
+  RingElem<RT>::Store(kring + r, p.krot[(tok * p.G + g) * p.hs + t]);
+  RingElem<RT>::Store(vring + r, p.qkv[v_at + t]);
+}
+
+// RoPE, attention (tensor cores or fp32 FMA), ring write: the three launches of one call.
+template <typename RT>
+absl::Status LaunchAll(const Params& p, int num_seqs, int64_t total_tokens, bool tensor_cores,
+                       cudaStream_t stream) {
+  const unsigned tokens = static_cast<unsigned>(total_tokens);
+  SwaRopeKernel<<<dim3(tokens, p.nh + p.G), p.hs, 0, stream>>>(p, num_seqs);
+  if (absl::Status st = LaunchStatus("SwaRopeKernel"); !st.ok()) return st;
+  if (tensor_cores) {
+    auto* launch = p.hs == 32   ? LaunchAttnMma<32, RT>
+                   : p.hs == 64 ? LaunchAttnMma<64, RT>
+                   : p.hs == 96 ? LaunchAttnMma<96, RT>
+                                : LaunchAttnMma<128, RT>;
+    if (absl::Status st = launch(p, num_seqs, total_tokens, stream); !st.ok()) return st;
+  } else {
+    const dim3 grid((tokens + kWarps - 1) / kWarps, p.nh);
+    auto* kernel = p.hs == 32   ? SwaAttnKernel<1, RT>
+                   : p.hs == 64 ? SwaAttnKernel<2, RT>
+                   : p.hs == 96 ? SwaAttnKernel<3, RT>
+                                : SwaAttnKernel<4, RT>;
+    kernel<<<grid, kWarps * 32, 0, stream>>>(p, num_seqs, total_tokens);
+    if (absl::Status st = LaunchStatus("SwaAttnKernel"); !st.ok()) return st;
+  }
+  SwaRingWriteKernel<RT><<<dim3(tokens, p.G), p.hs, 0, stream>>>(p, num_seqs);
+  return LaunchStatus("SwaRingWriteKernel");
 }
 
 }  // namespace
@@ -369,7 +401,8 @@ absl::Status LaunchSwaPrefill(const SwaDecodeShape& s, const SwaPrefillArgs& a,
     return bad("qkv_stride / y_stride too small");
   if (a.scratch == nullptr || a.scratch_floats < SwaPrefillScratchFloats(s, a.total_tokens))
     return bad("scratch too small (SwaPrefillScratchFloats)");
-  const int64_t ring_bytes = int64_t{s.window} * s.n_query_groups * s.head_size * 4;
+  const int64_t ring_bytes =
+      int64_t{s.window} * s.n_query_groups * s.head_size * DTypeBytes(a.ring_type);
   if (a.num_slots <= 0 || a.k_ring_offset < 0 || a.v_ring_offset < 0 ||
       a.k_ring_offset % 16 != 0 || a.v_ring_offset % 16 != 0 ||
       a.k_ring_offset + ring_bytes > a.slot_stride_bytes ||
@@ -399,32 +432,13 @@ absl::Status LaunchSwaPrefill(const SwaDecodeShape& s, const SwaPrefillArgs& a,
   p.y_st = a.y_stride;
   p.qrot = a.scratch;
   p.krot = a.scratch + a.total_tokens * s.n_head * s.head_size;
-  const unsigned tokens = static_cast<unsigned>(a.total_tokens);
-  SwaRopeKernel<<<dim3(tokens, s.n_head + s.n_query_groups), s.head_size, 0, stream>>>(
-      p, a.num_seqs);
-  if (absl::Status st = LaunchStatus("SwaRopeKernel"); !st.ok()) return st;
   // The tensor-core kernel reads 16-byte vectors of qkv rows.
   const bool vec_ok = reinterpret_cast<uintptr_t>(a.qkv) % 16 == 0 && a.qkv_stride % 4 == 0 &&
                       reinterpret_cast<uintptr_t>(a.y) % 8 == 0 && a.y_stride % 2 == 0;
-  if (a.tensor_cores && vec_ok) {
-    auto* launch = s.head_size == 32   ? LaunchAttnMma<32>
-                   : s.head_size == 64 ? LaunchAttnMma<64>
-                   : s.head_size == 96 ? LaunchAttnMma<96>
-                                       : LaunchAttnMma<128>;
-    if (absl::Status st = launch(p, a.num_seqs, a.total_tokens, stream); !st.ok()) return st;
-    SwaRingWriteKernel<<<dim3(tokens, s.n_query_groups), s.head_size, 0, stream>>>(p, a.num_seqs);
-    return LaunchStatus("SwaRingWriteKernel");
-  }
-  const dim3 grid((tokens + kWarps - 1) / kWarps, s.n_head);
-  switch (s.head_size) {
-    case 32: SwaAttnKernel<1><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
-    case 64: SwaAttnKernel<2><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
-    case 96: SwaAttnKernel<3><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
-    default: SwaAttnKernel<4><<<grid, kWarps * 32, 0, stream>>>(p, a.num_seqs, a.total_tokens); break;
-  }
-  if (absl::Status st = LaunchStatus("SwaAttnKernel"); !st.ok()) return st;
-  SwaRingWriteKernel<<<dim3(tokens, s.n_query_groups), s.head_size, 0, stream>>>(p, a.num_seqs);
-  return LaunchStatus("SwaRingWriteKernel");
+  const bool tensor_cores = a.tensor_cores && vec_ok;
+  return a.ring_type == DType::kBF16
+             ? LaunchAll<__nv_bfloat16>(p, a.num_seqs, a.total_tokens, tensor_cores, stream)
+             : LaunchAll<float>(p, a.num_seqs, a.total_tokens, tensor_cores, stream);
 }
 
 }  // namespace deltaserve::cuda

@@ -276,8 +276,8 @@ void ExpectSameState(CudaModelRunner& g, const StateLayout& layout, int gpu_slot
       const size_t hist = (r.gdn2.conv_k - r.gdn2.conv_q) / 4;  // conv_q's floats, aligned
       if (layout.conv_rows() > 0) compare(r.gdn2.conv_q, hist, false, l + " q history");
     } else {
-      compare(r.swa.k_ring, layout.ring_elems(), false, l + " key ring");
-      compare(r.swa.v_ring, layout.ring_elems(), false, l + " value ring");
+      compare(r.swa.k_ring, layout.ring_elems(), bf16, l + " key ring");
+      compare(r.swa.v_ring, layout.ring_elems(), bf16, l + " value ring");
     }
   }
   std::printf("%s: worst state rel err %.3e\n", where.c_str(), worst);

@@ -60,13 +60,38 @@ void CheckSwiGlu(const std::vector<float>& h, int64_t ldh, int64_t rows, int64_t
 
 
 // overlap: launched as a programmatic dependent right after a kernel that writes qkv over a NaN
-// poison; the attention must read qkv only after that kernel finished.
-void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool overlap = false) {
+// poison; the attention must read qkv only after that kernel finished. ring_type: the rings'
+// storage; a bf16 ring holds the new key and value rounded, the attention uses them in fp32.
+void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool overlap = false,
+            DType ring_type = DType::kF32) {
   const int nh = s.n_head, G = s.n_query_groups, hs = s.head_size, W = s.window;
   const int qpg = nh / G;
+  const bool bf16 = ring_type == DType::kBF16;
+  const int es = DTypeBytes(ring_type);
   const int64_t ring = int64_t{W} * G * hs;
-  const int64_t pos_off = 0, k_off = 256, v_off = 256 + (ring * 4 + 255) / 256 * 256;
-  const int64_t stride = v_off + (ring * 4 + 255) / 256 * 256 + 256;  // padded
+  const int64_t pos_off = 0, k_off = 256, v_off = 256 + (ring * es + 255) / 256 * 256;
+  const int64_t stride = v_off + (ring * es + 255) / 256 * 256 + 256;  // padded
+  auto put = [&](uint8_t* at, float x) {
+    if (bf16) {
+      const uint16_t b = FloatToBf16(x);
+      std::memcpy(at, &b, 2);
+    } else {
+      std::memcpy(at, &x, 4);
+    }
+  };
+  auto rd = [&](const uint8_t* at) {
+    if (bf16) {
+      uint16_t b;
+      std::memcpy(&b, at, 2);
+      return double{Bf16ToFloat(b)};
+    }
+    float v;
+    std::memcpy(&v, at, 4);
+    return double{v};
+  };
+  auto stored = [&](double x) {
+    return bf16 ? double{Bf16ToFloat(FloatToBf16(static_cast<float>(x)))} : x;
+  };
   const int num_slots = 2 * B + 3;
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -76,8 +101,8 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
     uint8_t* base = pool.data() + static_cast<size_t>(sl) * stride;
     for (int64_t i = 0; i < ring; ++i) {
       const float a = nd(rng), b = nd(rng);
-      std::memcpy(base + k_off + 4 * i, &a, 4);
-      std::memcpy(base + v_off + 4 * i, &b, 4);
+      put(base + k_off + es * i, a);
+      put(base + v_off + es * i, b);
     }
     // Positions: short contexts, exactly the window, and wrapped rings.
     const int64_t pos = sl % 4 == 0 ? sl % 5 : sl % 4 == 1 ? W - 1 : W + 1 + (rng() % (2 * W));
@@ -106,6 +131,7 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
   a.slot_stride_bytes = stride;
   a.k_ring_offset = k_off;
   a.v_ring_offset = v_off;
+  a.ring_type = ring_type;
   a.position_offset = pos_off;
   a.qkv = d_qkv.get<float>();
   a.qkv_stride = qkv_stride;
@@ -148,7 +174,6 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
   std::vector<uint8_t> after = d_pool.To<uint8_t>();
   std::vector<float> y = d_y.To<float>();
 
-  auto rd = [](const uint8_t* p) { float v; std::memcpy(&v, p, 4); return double{v}; };
   auto rope = [&](std::vector<double> x, int64_t pos) {
     const int half = s.rope_dims / 2;
     std::vector<double> o = x;
@@ -174,10 +199,10 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
       k = rope(k, pos);
       const int64_t r = pos % W;
       for (int t = 0; t < hs; ++t) {
-        ref_ring.push_back(k[t]);
-        got_ring.push_back(rd(abase + k_off + 4 * ((r * G + g) * hs + t)));
-        ref_ring.push_back(v[t]);
-        got_ring.push_back(rd(abase + v_off + 4 * ((r * G + g) * hs + t)));
+        ref_ring.push_back(stored(k[t]));
+        got_ring.push_back(rd(abase + k_off + es * ((r * G + g) * hs + t)));
+        ref_ring.push_back(stored(v[t]));
+        got_ring.push_back(rd(abase + v_off + es * ((r * G + g) * hs + t)));
       }
       for (int qh = 0; qh < qpg; ++qh) {
         const int h = g * qpg + qh;
@@ -193,8 +218,8 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
               kj[t] = k[t];
               vj[t] = v[t];
             } else {
-              kj[t] = rd(base + k_off + 4 * (((j % W) * G + g) * hs + t));
-              vj[t] = rd(base + v_off + 4 * (((j % W) * G + g) * hs + t));
+              kj[t] = rd(base + k_off + es * (((j % W) * G + g) * hs + t));
+              vj[t] = rd(base + v_off + es * (((j % W) * G + g) * hs + t));
             }
           }
           double d = 0;
@@ -215,7 +240,9 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
     }
   }
   EXPECT_LT(RelErr(got_y, ref_y), 1e-4) << "attention output";
-  EXPECT_LT(RelErr(got_ring, ref_ring), 1e-5) << "ring row written";
+  // bf16: the kernel rounds RoPE formed in fp32, the reference in float64; an element may land
+  // one bf16 step apart (a missing or truncating rounding would read ~1e-3).
+  EXPECT_LT(RelErr(got_ring, ref_ring), bf16 ? 2e-4 : 1e-5) << "ring row written";
   // Every byte except the written ring rows is unchanged (positions included).
   int64_t changed = 0;
   for (int sl = 0; sl < num_slots; ++sl) {
@@ -224,8 +251,8 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
     const int64_t r = pos % W;
     for (int64_t i = 0; i < stride; ++i) {
       const size_t at = static_cast<size_t>(sl) * stride + i;
-      const bool k_row = i >= k_off + 4 * r * G * hs && i < k_off + 4 * (r + 1) * G * hs;
-      const bool v_row = i >= v_off + 4 * r * G * hs && i < v_off + 4 * (r + 1) * G * hs;
+      const bool k_row = i >= k_off + es * r * G * hs && i < k_off + es * (r + 1) * G * hs;
+      const bool v_row = i >= v_off + es * r * G * hs && i < v_off + es * (r + 1) * G * hs;
       if (touched[sl] && (k_row || v_row)) continue;
       if (pool[at] != after[at]) ++changed;
     }
@@ -248,6 +275,25 @@ TEST_F(DecodeOpsTest, SwaReferenceShapesBatch1AndLarge) {
   RunSwa(s, 2, 32, 8);
   s.window = 2048;
   RunSwa(s, 1, 32, 9);
+}
+
+TEST_F(DecodeOpsTest, SwaBf16RingsBatch1AndLarge) {
+  SwaDecodeShape s;  // the hybrid 1.3B layer
+  s.window = 256;
+  RunSwa(s, 1, 0, 21, false, DType::kBF16);
+  RunSwa(s, 48, 0, 22, false, DType::kBF16);
+  RunSwa(s, 2, 32, 23, false, DType::kBF16);
+  s.window = 2048;
+  RunSwa(s, 1, 0, 24, /*overlap=*/true, DType::kBF16);  // with the L2 prefetch of ring lines
+  SwaDecodeShape small;  // head sizes whose bf16 rows are shorter than a 128-byte line
+  small.n_head = 4;
+  small.n_query_groups = 2;
+  small.window = 16;
+  for (int hs : {32, 64}) {
+    small.head_size = hs;
+    small.rope_dims = hs / 2;
+    RunSwa(small, 9, 0, 25 + hs, /*overlap=*/true, DType::kBF16);
+  }
 }
 
 TEST_F(DecodeOpsTest, SwaOverlappedLaunchWaitsForQkvProducer) {

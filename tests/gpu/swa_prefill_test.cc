@@ -1,7 +1,8 @@
 // GPU tests of the sliding-window attention prefill (kernels/cuda/swa_prefill.h) against a
 // float64 host reference: packed sequences starting at slot positions 0, inside and past the
 // window (the ring wraps), grouped query heads, partial RoPE, empty sequences, untouched slots
-// and ring rows, every head size, on both attention paths (tensor cores and fp32 FMA).
+// and ring rows, every head size, on both attention paths (tensor cores and fp32 FMA), with fp32
+// and bf16 rings.
 #include "kernels/cuda/swa_prefill.h"
 
 #include <algorithm>
@@ -19,20 +20,47 @@
 namespace deltaserve::cuda {
 namespace {
 
+using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
+using ::deltaserve::testing::FloatToBf16;
 
 struct Layout {
   int64_t k_off = 0, v_off = 0, pos_off = 0, stride = 0;
+  bool bf16 = false;  // the rings' storage
 };
 
-Layout MakeLayout(const SwaDecodeShape& s) {
+Layout MakeLayout(const SwaDecodeShape& s, bool bf16) {
   Layout l;
-  const int64_t ring = int64_t{s.window} * s.n_query_groups * s.head_size * 4;
+  const int64_t ring = int64_t{s.window} * s.n_query_groups * s.head_size * (bf16 ? 2 : 4);
   l.pos_off = 16;
   l.k_off = 32;
   l.v_off = l.k_off + ring;
   l.stride = l.v_off + ring + 48;
+  l.bf16 = bf16;
   return l;
+}
+
+// Element e of the ring at byte `off` of a slot (fp32 or bf16 per the layout).
+float RingGet(const Layout& lay, const float* slot, int64_t off, int64_t e) {
+  const char* at = reinterpret_cast<const char*>(slot) + off;
+  if (lay.bf16) {
+    uint16_t b;
+    std::memcpy(&b, at + 2 * e, 2);
+    return Bf16ToFloat(b);
+  }
+  float v;
+  std::memcpy(&v, at + 4 * e, 4);
+  return v;
+}
+
+void RingPut(const Layout& lay, float* slot, int64_t off, int64_t e, float x) {
+  char* at = reinterpret_cast<char*>(slot) + off;
+  if (lay.bf16) {
+    const uint16_t b = FloatToBf16(x);
+    std::memcpy(at + 2 * e, &b, 2);
+  } else {
+    std::memcpy(at + 4 * e, &x, 4);
+  }
 }
 
 void RopeHost(const SwaDecodeShape& s, const float* x, float* out, int64_t pos) {
@@ -77,6 +105,7 @@ Result RunDevice(const SwaDecodeShape& s, const Layout& lay, const std::vector<f
   a.slot_stride_bytes = lay.stride;
   a.k_ring_offset = lay.k_off;
   a.v_ring_offset = lay.v_off;
+  a.ring_type = lay.bf16 ? DType::kBF16 : DType::kF32;
   a.position_offset = lay.pos_off;
   a.qkv = d_qkv.get<float>();
   a.qkv_stride = s.qkv_width();
@@ -98,17 +127,31 @@ void SetPosition(std::vector<float>& pool, const Layout& lay, int slot, int64_t 
   std::memcpy(reinterpret_cast<char*>(pool.data()) + slot * lay.stride + lay.pos_off, &pos, 8);
 }
 
+struct PathParam {
+  bool tensor_cores = true;
+  bool bf16_ring = false;
+};
+
 // Runs packed sequences of `lens` tokens starting at slot positions `starts` and checks every
-// output, every ring row and the untouched bytes against the float64 reference.
+// output, every ring row and the untouched bytes against the float64 reference. A bf16 ring's
+// old rows are read rounded, the new tokens' keys and values used in fp32 and stored rounded.
 void CheckPacked(const SwaDecodeShape& s, const std::vector<int32_t>& lens,
-                 const std::vector<int64_t>& starts, bool tensor_cores, uint32_t seed) {
-  const Layout lay = MakeLayout(s);
+                 const std::vector<int64_t>& starts, PathParam path, uint32_t seed) {
+  const bool tensor_cores = path.tensor_cores;
+  const Layout lay = MakeLayout(s, path.bf16_ring);
   const int64_t num_slots = 2 * static_cast<int64_t>(lens.size()) + 1;
   std::vector<int32_t> slots(lens.size());
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> pool(num_slots * lay.stride / 4);
   for (auto& x : pool) x = nd(rng);
+  const int64_t ring_elems = int64_t{s.window} * s.n_query_groups * s.head_size;
+  for (int64_t sl = 0; sl < num_slots && lay.bf16; ++sl) {
+    for (int64_t e = 0; e < ring_elems; ++e) {
+      RingPut(lay, pool.data() + sl * lay.stride / 4, lay.k_off, e, nd(rng));
+      RingPut(lay, pool.data() + sl * lay.stride / 4, lay.v_off, e, nd(rng));
+    }
+  }
   for (size_t i = 0; i < lens.size(); ++i) {
     slots[i] = static_cast<int32_t>(num_slots - 1 - 2 * i);
     SetPosition(pool, lay, slots[i], starts[i]);
@@ -125,16 +168,16 @@ void CheckPacked(const SwaDecodeShape& s, const std::vector<int32_t>& lens,
   for (size_t i = 0; i < lens.size(); ++i) {
     const int64_t P = starts[i];
     const float* base = pool.data() + slots[i] * lay.stride / 4;
-    const float* kring = base + lay.k_off / 4;
-    const float* vring = base + lay.v_off / 4;
-    float* rk = ref_pool.data() + (slots[i] * lay.stride + lay.k_off) / 4;
-    float* rv = ref_pool.data() + (slots[i] * lay.stride + lay.v_off) / 4;
-    // RoPE'd keys of the new tokens per group.
-    std::vector<float> krot(lens[i] * G * hs);
+    float* ref_base = ref_pool.data() + slots[i] * lay.stride / 4;
+    // RoPE'd keys and the values of the new tokens per group.
+    std::vector<float> krot(lens[i] * G * hs), vnew(lens[i] * G * hs);
     for (int64_t t = 0; t < lens[i]; ++t)
-      for (int g = 0; g < G; ++g)
-        RopeHost(s, &qkv[(t0 + t) * W + g * (qpg + 2) * hs + qpg * hs], &krot[(t * G + g) * hs],
-                 P + t);
+      for (int g = 0; g < G; ++g) {
+        const int64_t at = (t * G + g) * hs;
+        const float* grp = &qkv[(t0 + t) * W + g * (qpg + 2) * hs];
+        RopeHost(s, grp + qpg * hs, &krot[at], P + t);
+        std::copy(grp + (qpg + 1) * hs, grp + (qpg + 2) * hs, &vnew[at]);
+      }
     for (int64_t t = 0; t < lens[i]; ++t) {
       const int64_t pos = P + t;
       for (int h = 0; h < s.n_head; ++h) {
@@ -143,20 +186,23 @@ void CheckPacked(const SwaDecodeShape& s, const std::vector<int32_t>& lens,
         RopeHost(s, &qkv[(t0 + t) * W + g * (qpg + 2) * hs + (h % qpg) * hs], q.data(), pos);
         const int64_t lo = std::max<int64_t>(0, pos - s.window + 1);
         std::vector<double> sc;
-        std::vector<const float*> vs;
+        std::vector<std::vector<float>> vs;
         for (int64_t j = lo; j <= pos; ++j) {
-          const float *kr, *vr;
-          if (j < P) {
-            kr = kring + ((j % s.window) * G + g) * hs;
-            vr = vring + ((j % s.window) * G + g) * hs;
-          } else {
-            kr = &krot[((j - P) * G + g) * hs];
-            vr = &qkv[(t0 + j - P) * W + g * (qpg + 2) * hs + (qpg + 1) * hs];
+          std::vector<float> kr(hs), vr(hs);
+          for (int e = 0; e < hs; ++e) {
+            if (j < P) {
+              const int64_t at = ((j % s.window) * G + g) * hs + e;
+              kr[e] = RingGet(lay, base, lay.k_off, at);
+              vr[e] = RingGet(lay, base, lay.v_off, at);
+            } else {
+              kr[e] = krot[((j - P) * G + g) * hs + e];
+              vr[e] = vnew[((j - P) * G + g) * hs + e];
+            }
           }
           double d = 0;
           for (int e = 0; e < hs; ++e) d += static_cast<double>(q[e]) * kr[e];
           sc.push_back(d / std::sqrt(static_cast<double>(hs)));
-          vs.push_back(vr);
+          vs.push_back(std::move(vr));
         }
         const double mx = *std::max_element(sc.begin(), sc.end());
         double den = 0;
@@ -176,19 +222,34 @@ void CheckPacked(const SwaDecodeShape& s, const std::vector<int32_t>& lens,
       const int64_t row = (P + t) % s.window;
       for (int g = 0; g < G; ++g)
         for (int e = 0; e < hs; ++e) {
-          rk[(row * G + g) * hs + e] = krot[(t * G + g) * hs + e];
-          rv[(row * G + g) * hs + e] = qkv[(t0 + t) * W + g * (qpg + 2) * hs + (qpg + 1) * hs + e];
+          RingPut(lay, ref_base, lay.k_off, (row * G + g) * hs + e, krot[(t * G + g) * hs + e]);
+          RingPut(lay, ref_base, lay.v_off, (row * G + g) * hs + e, vnew[(t * G + g) * hs + e]);
         }
     }
     t0 += lens[i];
   }
-  for (size_t i = 0; i < pool.size(); ++i)
-    ASSERT_NEAR(r.pool[i], ref_pool[i], 1e-5f * (1.f + std::fabs(ref_pool[i]))) << "pool float " << i;
-  std::printf("  swa prefill (%s, head_size %d, window %d) max abs error %.2e\n",
-              tensor_cores ? "tensor cores" : "fma", s.head_size, s.window, max_err);
+  // A bf16 ring element may be one bf16 step from the reference's (the kernel's fp32 RoPE
+  // against the host's, rounded); every other byte as before.
+  const int64_t ring_begin = lay.k_off, ring_end = lay.v_off + (lay.v_off - lay.k_off);
+  for (int64_t sl = 0; sl < num_slots; ++sl) {
+    const float* got = r.pool.data() + sl * lay.stride / 4;
+    const float* want = ref_pool.data() + sl * lay.stride / 4;
+    for (int64_t f = 0; f < lay.stride / 4; ++f) {
+      if (lay.bf16 && 4 * f >= ring_begin && 4 * f < ring_end) continue;
+      ASSERT_NEAR(got[f], want[f], 1e-5f * (1.f + std::fabs(want[f])))
+          << "slot " << sl << " float " << f;
+    }
+    for (int64_t e = 0; e < 2 * ring_elems && lay.bf16; ++e) {
+      const float a = RingGet(lay, got, lay.k_off, e), b = RingGet(lay, want, lay.k_off, e);
+      ASSERT_LE(std::fabs(a - b), std::fabs(b) / 128 + 1e-6f) << "slot " << sl << " ring " << e;
+    }
+  }
+  std::printf("  swa prefill (%s, %s rings, head_size %d, window %d) max abs error %.2e\n",
+              tensor_cores ? "tensor cores" : "fma", lay.bf16 ? "bf16" : "f32", s.head_size,
+              s.window, max_err);
 }
 
-class SwaPrefillPathTest : public ::testing::TestWithParam<bool> {};
+class SwaPrefillPathTest : public ::testing::TestWithParam<PathParam> {};
 
 TEST_P(SwaPrefillPathTest, PackedAgainstReference) {
   DS_SKIP_WITHOUT_GPU();
@@ -216,9 +277,12 @@ TEST_P(SwaPrefillPathTest, HeadSizesAndLongWindows) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, SwaPrefillPathTest, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& p) {
-                           return std::string(p.param ? "TensorCores" : "Fma");
+INSTANTIATE_TEST_SUITE_P(Paths, SwaPrefillPathTest,
+                         ::testing::Values(PathParam{true, false}, PathParam{false, false},
+                                           PathParam{true, true}, PathParam{false, true}),
+                         [](const ::testing::TestParamInfo<PathParam>& p) {
+                           return std::string(p.param.tensor_cores ? "TensorCores" : "Fma") +
+                                  (p.param.bf16_ring ? "Bf16Ring" : "");
                          });
 
 TEST(SwaPrefillTest, RejectsBadArguments) {

@@ -118,9 +118,22 @@ TEST(ShortConvTest, ChunksWithHistoryEqualWholeSequence) {
   }
 }
 
-TEST(SwaAttentionTest, RingEqualsFullHistoryWindow) {
+// Ring attention over chunks of tokens against attention over the full history; a bf16 ring
+// rounds the keys and values of earlier chunks, a chunk's own enter in fp32.
+void CheckRingEqualsFullHistoryWindow(bool ring_bf16) {
   const int T = 40, window = 7, qh = 2, hs = 8;
+  const std::vector<int> chunks = {3, 1, 9, 20, 7};
   auto q = Random(T * qh * hs, 30), k = Random(T * hs, 31), v = Random(T * hs, 32);
+  std::vector<int> chunk_start(T);
+  for (int c = 0, t = 0; c < static_cast<int>(chunks.size()); ++c) {
+    for (int i = 0; i < chunks[c]; ++i) chunk_start[t + i] = t;
+    t += chunks[c];
+  }
+  // What token t sees of position s: stored in the ring if s is from an earlier chunk.
+  auto seen = [&](const std::vector<float>& x, int t, int s, int i) {
+    const float f = x[s * hs + i];
+    return ring_bf16 && s < chunk_start[t] ? Bf16ToFloat(FloatToBf16(f)) : f;
+  };
   std::vector<double> want(T * qh * hs, 0.0);
   for (int t = 0; t < T; ++t) {
     for (int h = 0; h < qh; ++h) {
@@ -129,7 +142,7 @@ TEST(SwaAttentionTest, RingEqualsFullHistoryWindow) {
       double mx = -1e300;
       for (int s = first; s <= t; ++s) {
         double dot = 0;
-        for (int i = 0; i < hs; ++i) dot += double(q[(t * qh + h) * hs + i]) * k[s * hs + i];
+        for (int i = 0; i < hs; ++i) dot += double(q[(t * qh + h) * hs + i]) * seen(k, t, s, i);
         p.push_back(dot / std::sqrt(double(hs)));
         mx = std::max(mx, p.back());
       }
@@ -137,14 +150,15 @@ TEST(SwaAttentionTest, RingEqualsFullHistoryWindow) {
       for (double& x : p) sum += (x = std::exp(x - mx));
       for (int s = first; s <= t; ++s) {
         for (int i = 0; i < hs; ++i) {
-          want[(t * qh + h) * hs + i] += p[s - first] / sum * v[s * hs + i];
+          want[(t * qh + h) * hs + i] += p[s - first] / sum * seen(v, t, s, i);
         }
       }
     }
   }
+  // Room for either element type.
   std::vector<float> kr(window * hs, 0), vr(window * hs, 0), out(T * qh * hs), scratch(window);
   int start = 0;
-  for (int len : {3, 1, 9, 20, 7}) {
+  for (int len : chunks) {
     SwaGroupArgs a;
     a.T = len;
     a.pos0 = start;
@@ -158,6 +172,7 @@ TEST(SwaAttentionTest, RingEqualsFullHistoryWindow) {
     a.ld_kv = hs;
     a.k_ring = kr.data();
     a.v_ring = vr.data();
+    a.ring_bf16 = ring_bf16;
     a.ld_ring = hs;
     a.out = out.data() + start * qh * hs;
     a.ld_out = qh * hs;
@@ -167,8 +182,21 @@ TEST(SwaAttentionTest, RingEqualsFullHistoryWindow) {
   }
   ASSERT_EQ(start, T);
   EXPECT_LE(RelErr(out, want), 1e-5);
-  // Ring row p % window holds position p's key for the last `window` positions.
-  for (int p = T - window; p < T; ++p) EXPECT_EQ(kr[(p % window) * hs], k[p * hs]);
+  // Ring row p % window holds position p's key (as stored) for the last `window` positions.
+  for (int p = T - window; p < T; ++p) {
+    for (int i = 0; i < hs; ++i) {
+      const int e = (p % window) * hs + i;
+      const float got = ring_bf16 ? Bf16ToFloat(reinterpret_cast<const uint16_t*>(kr.data())[e])
+                                  : kr[e];
+      EXPECT_EQ(got, ring_bf16 ? Bf16ToFloat(FloatToBf16(k[p * hs + i])) : k[p * hs + i]);
+    }
+  }
+}
+
+TEST(SwaAttentionTest, RingEqualsFullHistoryWindow) { CheckRingEqualsFullHistoryWindow(false); }
+
+TEST(SwaAttentionTest, Bf16RingEqualsFullHistoryWindowOfEarlierChunksRounded) {
+  CheckRingEqualsFullHistoryWindow(true);
 }
 
 TEST(RopeTest, RotatesHalvesOfTheRotaryDims) {
