@@ -149,10 +149,6 @@ class CudaModelRunner final : public ModelRunner {
                            int64_t ldy);
   // The SWA decode launch of layer `li` over `rows` rows (input proj, output y).
   absl::Status LaunchSwaLayer(int rows, int li);
-  // Storage of the SWA rings: the state dtype (state_layout.h).
-  cuda::DType RingType() const {
-    return layout_.state_dtype() == StateDtype::kBF16 ? cuda::DType::kBF16 : cuda::DType::kF32;
-  }
   // Adds 1 to the position of the slots of `rows` rows (padding rows skipped).
   absl::Status AdvancePositions(int rows);
   // Uploads rows (padded to the graph size) and runs the pass.

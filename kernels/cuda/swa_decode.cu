@@ -358,14 +358,14 @@ absl::Status Launch(const P& p, int batch, bool bf16_ring, cudaStream_t stream) 
                                   dim3(kWarps * 32), 0, stream, p.overlap, p);
 }
 
-// SwaDecodeKernel<HS> blocks one SM holds at once, on the device current at the first call
-// (asked once per head size and then fixed, so that scratch sized by SwaDecodeSplits fits every
+// SwaDecodeKernel<HS, RT> blocks one SM holds at once, on the device current at the first call
+// (asked once per kernel and then fixed, so that scratch sized by SwaDecodeSplits fits every
 // later launch; 0 where the device cannot be asked).
-template <int HS>
+template <int HS, typename RT>
 int BlocksPerSmOf() {
   static const int per_sm = [] {
     int n = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, SwaDecodeKernel<HS, float>, kWarps * 32,
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, SwaDecodeKernel<HS, RT>, kWarps * 32,
                                                       0) != cudaSuccess) {
       cudaGetLastError();  // clear it: the launch reports any real problem
       return 0;
@@ -375,13 +375,20 @@ int BlocksPerSmOf() {
   return per_sm;
 }
 
+template <typename RT>
 int BlocksPerSm(int head_size) {
   switch (head_size) {
-    case 32: return BlocksPerSmOf<32>();
-    case 64: return BlocksPerSmOf<64>();
-    case 128: return BlocksPerSmOf<128>();
+    case 32: return BlocksPerSmOf<32, RT>();
+    case 64: return BlocksPerSmOf<64, RT>();
+    case 128: return BlocksPerSmOf<128, RT>();
     default: return 0;
   }
+}
+
+// The last wave's fill when `blocks` blocks run `per_wave` at a time (1: whole waves only).
+double LastWaveFill(int64_t blocks, int64_t per_wave) {
+  const double waves = static_cast<double>(blocks) / static_cast<double>(per_wave);
+  return waves / std::ceil(waves);
 }
 
 }  // namespace
@@ -394,10 +401,23 @@ int SwaDecodeSplits(const SwaDecodeShape& shape, int batch, int requested) {
   // or more (batch 1-8 at 18 heads): blocks past a full wave start only when the first ones end,
   // which doubles the longest key chain. H200, swa_gdn2_1.3B step, against eight blocks per SM:
   // batch 2 22 splits against 30, -4 %; batch 4 11 against 15, -3 %; batch 8 5 against 8, -1 %.
-  // Otherwise about eight 4-warp blocks per SM: at batch 12, 4 splits (one wave and a little)
-  // were 7 % slower than 5 (bench/NOTES.md).
-  const int64_t one_wave = sms * BlocksPerSm(shape.head_size) / blocks;
+  // Otherwise at least about eight 4-warp blocks per SM (at batch 12, 4 splits were 7 % slower
+  // than 5), and up to twice that where the last wave is fuller: a last wave a quarter full
+  // costs nearly a whole wave's time. H200, fp32 rings (6 blocks per SM): batch 16 8 splits
+  // against 4, -3 %, batch 32 4 against 2, -4 %, batch 64 2 against 1, -4.5 %; bf16 rings
+  // (7 per SM): 6 against 4, -7.5 %, 3 against 2, -13 %, 2 against 1, -7.5 % (bench/NOTES.md).
+  const int64_t per_wave =
+      sms * (shape.ring_type == DType::kBF16 ? BlocksPerSm<__nv_bfloat16>(shape.head_size)
+                                             : BlocksPerSm<float>(shape.head_size));
+  const int64_t one_wave = per_wave / blocks;
   int64_t s = one_wave >= 5 ? one_wave : (8 * sms + blocks - 1) / blocks;
+  if (one_wave < 5 && per_wave > 0) {
+    const int64_t least = s;
+    for (int64_t more = least + 1; more <= 2 * least; ++more) {
+      if (LastWaveFill(more * blocks, per_wave) > LastWaveFill(s * blocks, per_wave) + 1e-9)
+        s = more;
+    }
+  }
   s = std::min<int64_t>(s, std::max(1, shape.window / 64));
   return static_cast<int>(std::clamp<int64_t>(s, 1, kMaxSplits));
 }
@@ -425,7 +445,7 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   const int64_t ring_elems = int64_t{s.window} * s.n_query_groups * s.head_size;
   if (ring_elems > std::numeric_limits<int32_t>::max())
     return absl::InvalidArgumentError("swa decode: a ring holds more than 2^31 - 1 elements");
-  const int64_t ring_bytes = ring_elems * DTypeBytes(a.ring_type);
+  const int64_t ring_bytes = ring_elems * DTypeBytes(s.ring_type);
   if (a.slot_stride_bytes <= 0 || a.k_ring_offset < 0 || a.k_ring_offset % 16 != 0 ||
       a.k_ring_offset + ring_bytes > a.slot_stride_bytes)
     return absl::InvalidArgumentError(absl::StrCat("swa decode: k_ring_offset ", a.k_ring_offset,
@@ -461,8 +481,8 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   const int64_t blocks = int64_t{a.batch} * s.n_head * splits;
   p.prefetch_rows = static_cast<int>(
       std::min<int64_t>(s.window, (int64_t{32} << 20) /
-                                      (blocks * 2 * s.head_size * DTypeBytes(a.ring_type))));
-  const bool bf16_ring = a.ring_type == DType::kBF16;
+                                      (blocks * 2 * s.head_size * DTypeBytes(s.ring_type))));
+  const bool bf16_ring = s.ring_type == DType::kBF16;
   switch (s.head_size) {
     case 32: return Launch<32>(p, a.batch, bf16_ring, stream);
     case 64: return Launch<64>(p, a.batch, bf16_ring, stream);

@@ -9,7 +9,8 @@
 // Tensors (device memory; strides in elements):
 //   slots   int32 [batch], distinct, in [0, num_slots)
 //   pool    bytes [num_slots, slot_stride_bytes]; in a slot at byte offsets:
-//     k_ring, v_ring  ring_type [window, groups, head_size] (16-byte aligned), row p % window;
+//     k_ring, v_ring  shape.ring_type [window, groups, head_size] (16-byte aligned), row
+//                     p % window;
 //                     a bf16 ring stores the new k and v rounded, the attention uses them in
 //                     fp32 (swa_ring.cuh)
 //     position        int64 (8-byte aligned), read only (advanced once per step elsewhere)
@@ -39,6 +40,7 @@ struct SwaDecodeShape {
   int window = 2048;
   int rope_dims = 128;
   double rope_base = 10000.0;
+  DType ring_type = DType::kF32;  // storage of the rings: f32 or bf16
 
   int64_t qkv_width() const { return int64_t{n_head + 2 * n_query_groups} * head_size; }
 };
@@ -51,7 +53,6 @@ struct SwaDecodeArgs {
   int64_t slot_stride_bytes = 0;
   int64_t k_ring_offset = 0;
   int64_t v_ring_offset = 0;
-  DType ring_type = DType::kF32;
   int64_t position_offset = 0;
   const float* qkv = nullptr;
   int64_t qkv_stride = 0;

@@ -402,7 +402,7 @@ absl::Status LaunchSwaPrefill(const SwaDecodeShape& s, const SwaPrefillArgs& a,
   if (a.scratch == nullptr || a.scratch_floats < SwaPrefillScratchFloats(s, a.total_tokens))
     return bad("scratch too small (SwaPrefillScratchFloats)");
   const int64_t ring_bytes =
-      int64_t{s.window} * s.n_query_groups * s.head_size * DTypeBytes(a.ring_type);
+      int64_t{s.window} * s.n_query_groups * s.head_size * DTypeBytes(s.ring_type);
   if (a.num_slots <= 0 || a.k_ring_offset < 0 || a.v_ring_offset < 0 ||
       a.k_ring_offset % 16 != 0 || a.v_ring_offset % 16 != 0 ||
       a.k_ring_offset + ring_bytes > a.slot_stride_bytes ||
@@ -436,7 +436,7 @@ absl::Status LaunchSwaPrefill(const SwaDecodeShape& s, const SwaPrefillArgs& a,
   const bool vec_ok = reinterpret_cast<uintptr_t>(a.qkv) % 16 == 0 && a.qkv_stride % 4 == 0 &&
                       reinterpret_cast<uintptr_t>(a.y) % 8 == 0 && a.y_stride % 2 == 0;
   const bool tensor_cores = a.tensor_cores && vec_ok;
-  return a.ring_type == DType::kBF16
+  return s.ring_type == DType::kBF16
              ? LaunchAll<__nv_bfloat16>(p, a.num_seqs, a.total_tokens, tensor_cores, stream)
              : LaunchAll<float>(p, a.num_seqs, a.total_tokens, tensor_cores, stream);
 }

@@ -13,9 +13,10 @@
 //
 // Tensors (device memory; strides in elements):
 //   cu_seqlens int32 [num_seqs + 1]; slots int32 [num_seqs] (distinct, in [0, num_slots))
-//   pool     bytes [num_slots, slot_stride_bytes]; k_ring, v_ring ring_type [window, groups,
-//            head_size] (16-byte aligned); position int64 (8-byte aligned). A bf16 ring stores
-//            keys and values rounded; the new tokens' enter the attention in fp32 (swa_ring.cuh)
+//   pool     bytes [num_slots, slot_stride_bytes]; k_ring, v_ring shape.ring_type [window,
+//            groups, head_size] (16-byte aligned); position int64 (8-byte aligned). A bf16
+//            ring stores keys and values rounded; the new tokens' enter the attention in fp32
+//            (swa_ring.cuh)
 //   qkv      f32 [total_tokens, (n_head + 2*groups) * head_size] (row stride qkv_stride), per
 //            group: its query heads, then k, then v
 //   y        f32 [total_tokens, n_head * head_size] (row stride y_stride)
@@ -48,7 +49,6 @@ struct SwaPrefillArgs {
   int64_t slot_stride_bytes = 0;
   int64_t k_ring_offset = 0;
   int64_t v_ring_offset = 0;
-  DType ring_type = DType::kF32;
   int64_t position_offset = 0;
   const float* qkv = nullptr;
   int64_t qkv_stride = 0;

@@ -62,8 +62,9 @@ void CheckSwiGlu(const std::vector<float>& h, int64_t ldh, int64_t rows, int64_t
 // overlap: launched as a programmatic dependent right after a kernel that writes qkv over a NaN
 // poison; the attention must read qkv only after that kernel finished. ring_type: the rings'
 // storage; a bf16 ring holds the new key and value rounded, the attention uses them in fp32.
-void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool overlap = false,
+void RunSwa(SwaDecodeShape s, int B, int splits, uint32_t seed, bool overlap = false,
             DType ring_type = DType::kF32) {
+  s.ring_type = ring_type;
   const int nh = s.n_head, G = s.n_query_groups, hs = s.head_size, W = s.window;
   const int qpg = nh / G;
   const bool bf16 = ring_type == DType::kBF16;
@@ -131,7 +132,6 @@ void RunSwa(const SwaDecodeShape& s, int B, int splits, uint32_t seed, bool over
   a.slot_stride_bytes = stride;
   a.k_ring_offset = k_off;
   a.v_ring_offset = v_off;
-  a.ring_type = ring_type;
   a.position_offset = pos_off;
   a.qkv = d_qkv.get<float>();
   a.qkv_stride = qkv_stride;

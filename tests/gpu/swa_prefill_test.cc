@@ -105,7 +105,6 @@ Result RunDevice(const SwaDecodeShape& s, const Layout& lay, const std::vector<f
   a.slot_stride_bytes = lay.stride;
   a.k_ring_offset = lay.k_off;
   a.v_ring_offset = lay.v_off;
-  a.ring_type = lay.bf16 ? DType::kBF16 : DType::kF32;
   a.position_offset = lay.pos_off;
   a.qkv = d_qkv.get<float>();
   a.qkv_stride = s.qkv_width();
@@ -114,7 +113,9 @@ Result RunDevice(const SwaDecodeShape& s, const Layout& lay, const std::vector<f
   a.scratch = d_scratch.get<float>();
   a.scratch_floats = sf;
   a.tensor_cores = tensor_cores;
-  EXPECT_TRUE(LaunchSwaPrefill(s, a, nullptr).ok());
+  SwaDecodeShape shape = s;
+  shape.ring_type = lay.bf16 ? DType::kBF16 : DType::kF32;
+  EXPECT_TRUE(LaunchSwaPrefill(shape, a, nullptr).ok());
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   Result r;
   r.y = d_y.To<float>();
