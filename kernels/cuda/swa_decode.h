@@ -10,9 +10,8 @@
 //   slots   int32 [batch], distinct, in [0, num_slots)
 //   pool    bytes [num_slots, slot_stride_bytes]; in a slot at byte offsets:
 //     k_ring, v_ring  shape.ring_type [window, groups, head_size] (16-byte aligned), row
-//                     p % window;
-//                     a bf16 ring stores the new k and v rounded, the attention uses them in
-//                     fp32 (swa_ring.cuh)
+//                     p % window; a bf16 ring stores the new k and v rounded, the attention
+//                     uses them in fp32 (swa_ring.cuh)
 //     position        int64 (8-byte aligned), read only (advanced once per step elsewhere)
 //   qkv     f32 [batch, (n_head + 2*groups) * head_size] (row stride qkv_stride); per group g:
 //           its n_head/groups query heads, then k, then v, head_size each
