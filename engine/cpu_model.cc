@@ -84,27 +84,30 @@ void Grow(std::vector<float>* v, int64_t n) {
 
 }  // namespace
 
-CpuModel::CpuModel(const ModelConfig& config, StateDtype state_dtype, int threads)
+CpuModel::CpuModel(const ModelConfig& config, StateDtype state_dtype,
+                   std::optional<StateDtype> ring_dtype, int threads)
     : config_(config),
-      layout_(config, state_dtype),
+      layout_(config, state_dtype, ring_dtype),
       pool_(threads > 0 ? threads : cpu::HardwareThreads()) {}
 
 CpuModel::~CpuModel() = default;
 
 absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Load(const std::string& model_dir,
-                                                         StateDtype state_dtype, int threads) {
+                                                         StateDtype state_dtype, int threads,
+                                                         std::optional<StateDtype> ring_dtype) {
   absl::StatusOr<ModelConfig> config = ModelConfig::LoadFromDir(model_dir);
   if (!config.ok()) return config.status();
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights = ModelWeights::Load(*config, model_dir);
   if (!weights.ok()) return weights.status();
-  return Create(**weights, state_dtype, threads);
+  return Create(**weights, state_dtype, threads, ring_dtype);
 }
 
-absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(const ModelWeights& weights,
-                                                           StateDtype state_dtype, int threads) {
+absl::StatusOr<std::unique_ptr<CpuModel>> CpuModel::Create(
+    const ModelWeights& weights, StateDtype state_dtype, int threads,
+    std::optional<StateDtype> ring_dtype) {
   if (threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
   const ModelConfig& c = weights.config();
-  std::unique_ptr<CpuModel> m(new CpuModel(c, state_dtype, threads));
+  std::unique_ptr<CpuModel> m(new CpuModel(c, state_dtype, ring_dtype, threads));
   cpu::SetBlasThreads(m->pool_.num_threads());
   m->wte_ = weights.wte().ToFloatVector();
   m->lm_head_ = TransposedLinear({&weights.lm_head()});
@@ -441,8 +444,8 @@ void CpuModel::RunSwaLayer(int li, std::span<const Sequence> seqs) {
   const int64_t kvw = static_cast<int64_t>(G) * hs;
   const LayerStateRegions& regions = layout_.layer(li);
   float* proj = proj_.data();
-  const bool ring_bf16 = layout_.state_dtype() == StateDtype::kBF16;
-  const size_t ring_bytes = StateDtypeBytes(layout_.state_dtype());  // per element
+  const bool ring_bf16 = layout_.ring_dtype() == StateDtype::kBF16;
+  const size_t ring_bytes = StateDtypeBytes(layout_.ring_dtype());  // per element
 
   cpu::Linear(n_.data(), d, N, d, L.attn.data(), qkv, proj, qkv);
   // Split [group][q heads.., k, v][hs] into q [N, nh*hs], k and v [N, G*hs].

@@ -3,7 +3,7 @@
 //
 // It steps slots whose bytes are laid out per StateLayout (state_layout.h): recurrent states in
 // fp32 or bf16 storage (bf16 is widened to fp32 for the whole step and rounded back once at its
-// end), SWA rings in the same storage (each key and value rounded as it is stored), conv
+// end), SWA rings in fp32 or bf16 storage (each key and value rounded as it is stored), conv
 // histories in fp32, the position counter advanced by the number of tokens fed. One Forward
 // call takes any mix of sequences (prompt chunks of T >= 1 tokens and single decode tokens): all
 // their tokens are stacked into one matrix so every projection is one sgemm; the token-serial
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,12 +33,15 @@ namespace deltaserve {
 
 class CpuModel {
  public:
-  // `threads`: threads for OpenBLAS and the per-head work (0: all hardware threads).
-  static absl::StatusOr<std::unique_ptr<CpuModel>> Create(const ModelWeights& weights,
-                                                          StateDtype state_dtype, int threads);
+  // `threads`: threads for OpenBLAS and the per-head work (0: all hardware threads);
+  // `ring_dtype`: the SWA rings' storage (unset: state_dtype).
+  static absl::StatusOr<std::unique_ptr<CpuModel>> Create(
+      const ModelWeights& weights, StateDtype state_dtype, int threads,
+      std::optional<StateDtype> ring_dtype = std::nullopt);
   // Reads <model_dir>/config.json and model.safetensors.
-  static absl::StatusOr<std::unique_ptr<CpuModel>> Load(const std::string& model_dir,
-                                                        StateDtype state_dtype, int threads);
+  static absl::StatusOr<std::unique_ptr<CpuModel>> Load(
+      const std::string& model_dir, StateDtype state_dtype, int threads,
+      std::optional<StateDtype> ring_dtype = std::nullopt);
   ~CpuModel();
 
   const ModelConfig& config() const { return config_; }
@@ -65,7 +69,8 @@ class CpuModel {
   struct Layer;
 
  private:
-  CpuModel(const ModelConfig& config, StateDtype state_dtype, int threads);
+  CpuModel(const ModelConfig& config, StateDtype state_dtype,
+           std::optional<StateDtype> ring_dtype, int threads);
   void RunGdn2Layer(int li, std::span<const Sequence> seqs);
   void RunSwaLayer(int li, std::span<const Sequence> seqs);
   void RunMlp(int li);

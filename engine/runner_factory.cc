@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const RunnerOptio
   }
   absl::StatusOr<ModelConfig> config = ModelConfig::LoadFromDir(options.model_dir);
   if (!config.ok()) return config.status();
-  const StateLayout layout(*config, options.state_dtype);
+  const StateLayout layout(*config, options.state_dtype, options.ring_dtype);
   absl::StatusOr<int> num_slots = ResolveNumSlots(options, layout.slot_bytes());
   if (!num_slots.ok()) return num_slots.status();
 
@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const RunnerOptio
         ModelWeights::Load(*config, options.model_dir);
     if (!weights.ok()) return weights.status();
     absl::StatusOr<std::unique_ptr<CpuModel>> model =
-        CpuModel::Create(**weights, options.state_dtype, options.threads);
+        CpuModel::Create(**weights, options.state_dtype, options.threads, options.ring_dtype);
     if (!model.ok()) return model.status();
     weights->reset();  // the CPU model holds its own fp32 copies
     absl::StatusOr<std::unique_ptr<CpuModelRunner>> runner =

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,7 @@ struct RunnerOptions {
   std::string backend = "cpu";                // "cpu" | "cuda"
   std::string model_dir;                      // holds config.json and model.safetensors (required)
   StateDtype state_dtype = StateDtype::kF32;  // storage of the recurrent states
+  std::optional<StateDtype> ring_dtype;       // storage of the SWA rings (unset: state_dtype)
   int num_slots = 0;                          // > 0: exactly this many slots
   int64_t pool_bytes = 0;          // used when num_slots == 0: slots = pool_bytes / slot bytes,
                                    // which must give >= 1

@@ -7,8 +7,9 @@ size_t AlignUp(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 }  // namespace
 
-StateLayout::StateLayout(const ModelConfig& config, StateDtype state_dtype)
-    : state_dtype_(state_dtype) {
+StateLayout::StateLayout(const ModelConfig& config, StateDtype state_dtype,
+                         std::optional<StateDtype> ring_dtype)
+    : state_dtype_(state_dtype), ring_dtype_(ring_dtype.value_or(state_dtype)) {
   const Gdn2Config& g = config.gdn2;
   const SwaConfig& s = config.swa;
   recurrent_elems_ = static_cast<size_t>(g.num_v_heads) * g.head_k_dim * g.head_v_dim;
@@ -37,8 +38,8 @@ StateLayout::StateLayout(const ModelConfig& config, StateDtype state_dtype)
   position_offset_ = take(sizeof(int64_t));
   for (LayerStateRegions& r : layers_) {
     if (r.is_gdn2) continue;
-    r.swa.k_ring = take(ring_elems_ * StateDtypeBytes(state_dtype));
-    r.swa.v_ring = take(ring_elems_ * StateDtypeBytes(state_dtype));
+    r.swa.k_ring = take(ring_elems_ * StateDtypeBytes(ring_dtype_));
+    r.swa.v_ring = take(ring_elems_ * StateDtypeBytes(ring_dtype_));
   }
   segments_.push_back({tail, offset - tail});
   slot_bytes_ = offset;

@@ -18,12 +18,12 @@
 //   conv_k     [W-1, key_dim]   fp32, same order
 //   conv_v     [W-1, value_dim] fp32, same order
 // SWA layer regions:
-//   k_ring     [window, n_query_groups, head_size] state_dtype, keys after RoPE; token at
+//   k_ring     [window, n_query_groups, head_size] ring_dtype, keys after RoPE; token at
 //                                                   absolute position p lives in row p % window
-//   v_ring     [window, n_query_groups, head_size] state_dtype
-// state_dtype is the storage of the slot's bulk: with bf16 both the recurrent states and the
-// rings are bf16 (round to nearest even), which halves a hybrid model's slot as well. As with the
-// recurrent state, a step computes in fp32 and only what it stores is rounded.
+//   v_ring     [window, n_query_groups, head_size] ring_dtype
+// ring_dtype is the state dtype unless chosen apart (e.g. fp32 recurrent states beside bf16
+// rings, which are most of a hybrid model's slot). bf16 storage rounds to nearest even; as with
+// the recurrent state, a step computes in fp32 and only what it stores is rounded.
 // Per slot (once): `position` int64, the number of tokens this slot has consumed; SWA uses it
 // for RoPE positions and ring indices.
 //
@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "engine/model_config.h"
@@ -71,9 +72,12 @@ class StateLayout {
  public:
   static constexpr size_t kRegionAlign = 256;
 
-  StateLayout(const ModelConfig& config, StateDtype state_dtype);
+  // ring_dtype: the SWA rings' storage (unset: state_dtype).
+  StateLayout(const ModelConfig& config, StateDtype state_dtype,
+              std::optional<StateDtype> ring_dtype = std::nullopt);
 
   StateDtype state_dtype() const { return state_dtype_; }
+  StateDtype ring_dtype() const { return ring_dtype_; }
   size_t slot_bytes() const { return slot_bytes_; }
   size_t position_offset() const { return position_offset_; }
   const LayerStateRegions& layer(int i) const { return layers_[i]; }
@@ -90,6 +94,7 @@ class StateLayout {
 
  private:
   StateDtype state_dtype_;
+  StateDtype ring_dtype_;
   std::vector<LayerStateRegions> layers_;
   std::vector<StateSegment> segments_;
   size_t position_offset_ = 0;

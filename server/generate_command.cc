@@ -102,6 +102,7 @@ int RunGenerate(const GenerateOptions& o, std::FILE* out, std::FILE* err) {
   runner_options.backend = o.backend;
   runner_options.model_dir = o.model_dir;
   runner_options.state_dtype = o.state_dtype;
+  runner_options.ring_dtype = o.ring_dtype;
   runner_options.prefill_precision = o.prefill_precision;
   runner_options.num_slots = 1;
   runner_options.threads = o.threads;

@@ -135,7 +135,7 @@ const std::vector<FlagSpec>& Flags() {
          o->backend = v;
          return absl::OkStatus();
        }},
-      {"state-dtype", "f32|bf16", "storage of the recurrent states and SWA rings (default f32)",
+      {"state-dtype", "f32|bf16", "storage of the recurrent states (default f32)",
        [](const std::string& v, GenerateOptions* o) {
          if (v == "f32") {
            o->state_dtype = StateDtype::kF32;
@@ -143,6 +143,20 @@ const std::vector<FlagSpec>& Flags() {
            o->state_dtype = StateDtype::kBF16;
          } else {
            return BadValue("state-dtype", v, "f32 or bf16");
+         }
+         return absl::OkStatus();
+       }},
+      {"ring-dtype", "state|f32|bf16",
+       "storage of the SWA rings of hybrid models (default state: as --state-dtype)",
+       [](const std::string& v, GenerateOptions* o) {
+         if (v == "state") {
+           o->ring_dtype.reset();
+         } else if (v == "f32") {
+           o->ring_dtype = StateDtype::kF32;
+         } else if (v == "bf16") {
+           o->ring_dtype = StateDtype::kBF16;
+         } else {
+           return BadValue("ring-dtype", v, "state, f32 or bf16");
          }
          return absl::OkStatus();
        }},

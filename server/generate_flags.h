@@ -29,6 +29,7 @@ struct GenerateOptions {
   bool ignore_eos = false;                       // --ignore-eos
   std::string backend = "cpu";                   // --backend cpu|cuda
   StateDtype state_dtype = StateDtype::kF32;     // --state-dtype f32|bf16
+  std::optional<StateDtype> ring_dtype;          // --ring-dtype state|f32|bf16 (state: unset)
   // --prefill-precision fp32|tf32|bf16
   PrefillPrecision prefill_precision = PrefillPrecision::kFp32;
   int threads = 0;                               // --threads, >= 0 (0: all hardware threads)

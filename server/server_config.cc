@@ -20,6 +20,10 @@ absl::Status ServerConfig::Validate() const {
   if (state_dtype != "f32" && state_dtype != "bf16") {
     return Bad("state-dtype", absl::StrCat("must be f32 or bf16, got \"", state_dtype, "\""));
   }
+  if (ring_dtype != "state" && ring_dtype != "f32" && ring_dtype != "bf16") {
+    return Bad("ring-dtype",
+               absl::StrCat("must be state, f32 or bf16, got \"", ring_dtype, "\""));
+  }
   if (prefill_precision != "fp32" && prefill_precision != "tf32" && prefill_precision != "bf16") {
     return Bad("prefill-precision",
                absl::StrCat("must be fp32, tf32 or bf16, got \"", prefill_precision, "\""));

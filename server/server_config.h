@@ -27,6 +27,10 @@ struct ServerConfig {
 
   // --state-dtype: storage of the recurrent states, "f32" or "bf16". Default f32.
   std::string state_dtype = "f32";
+  // --ring-dtype: storage of the SWA rings of hybrid models, "f32", "bf16" or "state" (as
+  // --state-dtype). bf16 rings halve most of a hybrid slot, each key and value rounded once.
+  // Default state.
+  std::string ring_dtype = "state";
   // --prefill-precision: products of the CUDA backend's chunked GDN-2 prefill, "fp32" (3xTF32,
   // fp32-level), "tf32" (single TF32 products: under 1e-3 relative on the recurrence outputs,
   // faster on long prompts) or "bf16" (bf16 products: a few 1e-3 relative, the fastest). The CPU

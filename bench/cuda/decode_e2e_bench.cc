@@ -26,6 +26,7 @@
 #include <cstring>
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -54,8 +55,8 @@ struct Row {
 // State bytes one decode step moves for `batch` slots whose SWA rings are full.
 double StateBytes(const ModelConfig& c, const StateLayout& L, int batch) {
   const Gdn2Config& g = c.gdn2;
-  const double elem = StateDtypeBytes(L.state_dtype());  // recurrent states and rings
-  const double rec = static_cast<double>(L.recurrent_elems()) * elem;
+  const double rec = static_cast<double>(L.recurrent_elems()) * StateDtypeBytes(L.state_dtype());
+  const double elem = StateDtypeBytes(L.ring_dtype());
   const double conv = static_cast<double>(g.conv_size - 1) * (2 * g.key_dim() + g.value_dim()) * 4;
   const double gdn = 2 * (rec + conv);
   const double ring_read =
@@ -212,7 +213,7 @@ int main(int argc, char** argv) {
   std::string out_path = "decode_e2e_bench.json";
   bool quick = false, kernels = false, compare = true;
   int hold_gib = 0, churn_gib = 0;
-  std::vector<int> batches = {1, 16, 64, 256}, variants = {0, 1, 2, 3};
+  std::vector<int> batches = {1, 16, 64, 256}, variants = {0, 1, 2, 3, 4};
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
@@ -233,7 +234,7 @@ int main(int argc, char** argv) {
     } else if (std::strncmp(argv[i], "--variants=", 11) == 0) {
       variants.clear();
       for (const char* p = argv[i] + 11; *p != 0; ++p) {
-        if (*p >= '0' && *p <= '3') variants.push_back(*p - '0');
+        if (*p >= '0' && *p <= '4') variants.push_back(*p - '0');
       }
     } else if (std::strcmp(argv[i], "--gemv-kernels") == 0) {
       kernels = true;
@@ -263,12 +264,16 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (bool hybrid : {false, true}) {
     const ModelConfig cfg = ReferenceConfig(hybrid);
-    for (int variant = 0; variant < 4; ++variant) {
+    for (int variant = 0; variant < 5; ++variant) {
       if (std::find(variants.begin(), variants.end(), variant) == variants.end()) continue;
       // 0: fp32 state, 1: bf16 state (automatic GDN-2 kernel choice); pure model only, fp32
-      // state: 2: fused kernel, plain launch; 3: streamed kernels.
-      if (variant >= 2 && hybrid) continue;
+      // state: 2: fused kernel, plain launch; 3: streamed kernels; hybrid model only: 4: fp32
+      // state with bf16 SWA rings.
+      if ((variant == 2 || variant == 3) && hybrid) continue;
+      if (variant == 4 && !hybrid) continue;
       const StateDtype sd = variant == 1 ? StateDtype::kBF16 : StateDtype::kF32;
+      const std::optional<StateDtype> ring =
+          variant == 4 ? std::optional<StateDtype>(StateDtype::kBF16) : std::nullopt;
       for (const int batch : batches) {
        const bool small = batch <= cuda::kGemvMaxRows;
        if (variant == 2 && batch == 256) continue;  // fused is the small-batch arrangement
@@ -279,12 +284,12 @@ int main(int argc, char** argv) {
         Row row;
         static const char* const kPaths[] = {"gemv", "cublas", "gemv-unfolded", "gemv-folded"};
         row.path = small ? kPaths[path] : "cublas";
-        static const char* const kNames[] = {"auto", "auto", "fused", "streamed"};
+        static const char* const kNames[] = {"auto", "auto", "fused", "streamed", "auto"};
         row.kernel = kNames[variant];
         row.model = hybrid ? "swa_gdn2_1.3B" : "gdn2_1.3B";
-        row.state = sd == StateDtype::kF32 ? "f32" : "bf16";
+        row.state = ring ? "f32+r16" : sd == StateDtype::kF32 ? "f32" : "bf16";
         row.batch = batch;
-        const StateLayout layout(cfg, sd);
+        const StateLayout layout(cfg, sd, ring);
         const double pool = static_cast<double>(layout.slot_bytes()) * batch;
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
@@ -303,6 +308,7 @@ int main(int argc, char** argv) {
         row.weight_bytes = static_cast<double>((*w)->step_read_bytes());
         CudaRunnerOptions opts;
         opts.state_dtype = sd;
+        opts.ring_dtype = ring;
         opts.num_slots = batch;
         opts.max_rows = 256;
         opts.graph_batch_sizes = {batch};
@@ -329,19 +335,22 @@ int main(int argc, char** argv) {
             return 2;
         }
         for (int s = 0; s < batch; ++s) {
-          // bf16 storage: the recurrent states and the rings refilled with bf16 values.
+          // bf16 storage: the recurrent states or the rings refilled with bf16 values.
           auto fill_bf16 = [&](size_t offset, size_t elems, uint64_t seed) {
             return cuda::LaunchFillRandom(st.Address(s, offset), cuda::DType::kBF16,
                                           static_cast<int64_t>(elems), seed, 0.02f, 0.0f,
                                           nullptr).ok();
           };
-          for (int li = 0; li < cfg.n_layer && sd == StateDtype::kBF16; ++li) {
+          for (int li = 0; li < cfg.n_layer; ++li) {
             const LayerStateRegions& reg = layout.layer(li);
             const uint64_t seed = 100 + s * 64 + li;
-            const bool ok = cfg.IsGdn2Layer(li)
-                                ? fill_bf16(reg.gdn2.recurrent, layout.recurrent_elems(), seed)
-                                : fill_bf16(reg.swa.k_ring, layout.ring_elems(), seed) &&
-                                      fill_bf16(reg.swa.v_ring, layout.ring_elems(), seed + 32);
+            bool ok = true;
+            if (cfg.IsGdn2Layer(li) && layout.state_dtype() == StateDtype::kBF16) {
+              ok = fill_bf16(reg.gdn2.recurrent, layout.recurrent_elems(), seed);
+            } else if (!cfg.IsGdn2Layer(li) && layout.ring_dtype() == StateDtype::kBF16) {
+              ok = fill_bf16(reg.swa.k_ring, layout.ring_elems(), seed) &&
+                   fill_bf16(reg.swa.v_ring, layout.ring_elems(), seed + 32);
+            }
             if (!ok) return 2;
           }
           const int64_t pos = 3 * cfg.swa.local_window + s;
@@ -435,15 +444,15 @@ int main(int argc, char** argv) {
 
   std::printf("\ncopy bandwidth: %.3f TB/s at start, %.3f TB/s at end (roofline: the faster)\n",
               copy_bw / 1e12, copy_bw_end / 1e12);
-  std::printf("%-14s %-8s %-16s %-5s %6s %10s %10s %11s %7s\n", "model", "kernel", "path", "state", "batch", "ms/step",
+  std::printf("%-14s %-8s %-16s %-7s %6s %10s %10s %11s %7s\n", "model", "kernel", "path", "state", "batch", "ms/step",
               "tok/s", "roofline ms", "ratio");
   for (const Row& r : rows) {
     if (!r.note.empty()) {
-      std::printf("%-14s %-8s %-16s %-5s %6d   (%s)\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(), r.batch,
+      std::printf("%-14s %-8s %-16s %-7s %6d   (%s)\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(), r.batch,
                   r.note.c_str());
       continue;
     }
-    std::printf("%-14s %-8s %-16s %-5s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(),
+    std::printf("%-14s %-8s %-16s %-7s %6d %10.3f %10.0f %11.3f %7.3f\n", r.model.c_str(), r.kernel.c_str(), r.path.c_str(), r.state.c_str(),
                 r.batch, r.step_ms, r.tokens_per_s, r.roofline_ms, r.ratio);
   }
   if (held != nullptr) BENCH_CUDA(cudaFree(held));

@@ -54,12 +54,12 @@ const void* ProjColumn(const void* proj, cuda::DType type, int64_t col) {
   return static_cast<const char*>(proj) + col * cuda::DTypeBytes(type);
 }
 
-// The SWA layers' shape; the rings are stored in the state dtype (state_layout.h).
-cuda::SwaDecodeShape SwaShapeOf(const ModelConfig& c, StateDtype state_dtype) {
+// The SWA layers' shape, with rings stored as `ring_dtype`.
+cuda::SwaDecodeShape SwaShapeOf(const ModelConfig& c, StateDtype ring_dtype) {
   const SwaConfig& sw = c.swa;
   cuda::SwaDecodeShape s{sw.n_head,       sw.n_query_groups, sw.head_size,
                          sw.local_window, sw.rope_dims(),    sw.rope_base};
-  s.ring_type = state_dtype == StateDtype::kBF16 ? cuda::DType::kBF16 : cuda::DType::kF32;
+  s.ring_type = ring_dtype == StateDtype::kBF16 ? cuda::DType::kBF16 : cuda::DType::kF32;
   return s;
 }
 
@@ -147,7 +147,7 @@ CudaModelRunner::CudaModelRunner(std::unique_ptr<DeviceWeights> weights,
                                  const CudaRunnerOptions& options)
     : weights_(std::move(weights)),
       options_(options),
-      layout_(weights_->config(), options.state_dtype) {}
+      layout_(weights_->config(), options.state_dtype, options.ring_dtype) {}
 
 CudaModelRunner::~CudaModelRunner() {
   for (auto& [size, exec] : graphs_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
@@ -220,7 +220,7 @@ absl::Status CudaModelRunner::Init() {
       if (L.is_gdn2) b.proj_cols = std::max(b.proj_cols, L.gdn2.in_rows);
     b.y_cols = std::max<int64_t>(b.y_cols, gd.value_dim());
   }
-  const cuda::SwaDecodeShape swa_shape = SwaShapeOf(c, layout_.state_dtype());
+  const cuda::SwaDecodeShape swa_shape = SwaShapeOf(c, layout_.ring_dtype());
   if (c.NumSwaLayers() > 0) {
     b.proj_cols = std::max<int64_t>(b.proj_cols, sw.qkv_rows());
     b.y_cols = std::max<int64_t>(b.y_cols, int64_t{sw.n_head} * sw.head_size);
@@ -321,7 +321,7 @@ absl::Status CudaModelRunner::InitPrefill() {
     }
   }
   if (c.NumSwaLayers() > 0) {
-    b.p_swa_scratch_floats = cuda::SwaPrefillScratchFloats(SwaShapeOf(c, layout_.state_dtype()), Pt);
+    b.p_swa_scratch_floats = cuda::SwaPrefillScratchFloats(SwaShapeOf(c, layout_.ring_dtype()), Pt);
     DS_RETURN_IF_ERROR(b.Alloc(&b.p_swa_scratch, b.p_swa_scratch_floats));
   }
   std::vector<int32_t> iota(R);
@@ -393,7 +393,7 @@ absl::Status CudaModelRunner::PrefillPass(std::span<const PrefillPiece> pieces) 
 
   const cuda::Gdn2DecodeShape dshape = Gdn2ShapeOf(c);
   const cuda::Gdn2PrefillShape pshape{gd.num_heads, gd.num_v_heads, gd.head_k_dim, gd.head_v_dim};
-  const cuda::SwaDecodeShape sshape = SwaShapeOf(c, layout_.state_dtype());
+  const cuda::SwaDecodeShape sshape = SwaShapeOf(c, layout_.ring_dtype());
   const int64_t P = b.proj_cols;
 
   DS_RETURN_IF_ERROR(cuda::LaunchEmbedding(w.wte(), V, d, b.p_tokens, T, b.p_x, s));
@@ -670,7 +670,7 @@ absl::Status CudaModelRunner::LaunchSwaLayer(int R, int li) {
   Buffers& b = *buf_;
   const LayerStateRegions& reg = layout_.layer(li);
   cudaStream_t s = stream_;
-  const cuda::SwaDecodeShape shape = SwaShapeOf(c, layout_.state_dtype());
+  const cuda::SwaDecodeShape shape = SwaShapeOf(c, layout_.ring_dtype());
   cuda::SwaDecodeArgs a;
   a.batch = R;
   a.slots = b.slots;

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -49,6 +50,7 @@ class Gemm;
 
 struct CudaRunnerOptions {
   StateDtype state_dtype = StateDtype::kF32;
+  std::optional<StateDtype> ring_dtype;  // storage of the SWA rings (unset: state_dtype)
   int num_slots = 1;               // >= 1
   int64_t max_step_tokens = 8192;  // >= 1
   int max_rows = 256;              // sequences advanced together in one decode pass (>= 1)

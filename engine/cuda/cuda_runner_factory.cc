@@ -24,6 +24,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunnerFromOptions(
     const RunnerOptions& options, int num_slots) {
   CudaRunnerOptions o;
   o.state_dtype = options.state_dtype;
+  o.ring_dtype = options.ring_dtype;
   o.num_slots = num_slots;
   o.max_step_tokens = options.max_step_tokens;
   o.device = options.device;

@@ -122,6 +122,19 @@ TEST(StateLayoutTest, SegmentsCoverTheSlot) {
     EXPECT_EQ(l.SegmentOf(l.position_offset()), 3);
     EXPECT_EQ(seg[3].begin, l.position_offset());
   }
+  // The rings' storage follows the state dtype unless chosen apart; bf16 halves each ring.
+  const size_t ring_elems = StateLayout(hybrid, StateDtype::kF32).ring_elems();
+  for (const StateDtype dt : {StateDtype::kF32, StateDtype::kBF16}) {
+    for (const StateDtype ring : {StateDtype::kF32, StateDtype::kBF16}) {
+      const StateLayout l(hybrid, dt, ring);
+      EXPECT_EQ(l.state_dtype(), dt);
+      EXPECT_EQ(l.ring_dtype(), ring);
+      const SwaStateRegions& r = l.layer(1).swa;
+      EXPECT_EQ(r.v_ring - r.k_ring, (ring_elems * StateDtypeBytes(ring) + 255) / 256 * 256);
+      EXPECT_EQ(l.segments()[0].bytes, StateLayout(hybrid, dt).segments()[0].bytes);
+    }
+    EXPECT_EQ(StateLayout(hybrid, dt).ring_dtype(), dt);
+  }
   // A pure GDN-2 model: one segment per layer and a tail of the position alone.
   const StateLayout ref(ModelConfig{}, StateDtype::kF32);
   ASSERT_EQ(ref.segments().size(), 19u);

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -260,6 +261,7 @@ void ExpectSameState(CudaModelRunner& g, const StateLayout& layout, int gpu_slot
   std::memcpy(&cp, cpu_slot.data() + layout.position_offset(), 8);
   EXPECT_EQ(gp, cp) << where;
   const bool bf16 = layout.state_dtype() == StateDtype::kBF16;
+  const bool bf16_rings = layout.ring_dtype() == StateDtype::kBF16;
   double worst = 0;
   auto compare = [&](size_t offset, size_t n, bool is_bf16, const std::string& what) {
     const std::vector<float> a = RegionFloats(host, offset, n, is_bf16);
@@ -276,8 +278,8 @@ void ExpectSameState(CudaModelRunner& g, const StateLayout& layout, int gpu_slot
       const size_t hist = (r.gdn2.conv_k - r.gdn2.conv_q) / 4;  // conv_q's floats, aligned
       if (layout.conv_rows() > 0) compare(r.gdn2.conv_q, hist, false, l + " q history");
     } else {
-      compare(r.swa.k_ring, layout.ring_elems(), bf16, l + " key ring");
-      compare(r.swa.v_ring, layout.ring_elems(), bf16, l + " value ring");
+      compare(r.swa.k_ring, layout.ring_elems(), bf16_rings, l + " key ring");
+      compare(r.swa.v_ring, layout.ring_elems(), bf16_rings, l + " value ring");
     }
   }
   std::printf("%s: worst state rel err %.3e\n", where.c_str(), worst);
@@ -295,7 +297,7 @@ void CompareWithCpu(const std::string& dir, const CudaRunnerOptions& opts,
   const ModelConfig& cfg = *config;
   auto weights = ModelWeights::Load(cfg, dir);
   ASSERT_TRUE(weights.ok()) << weights.status();
-  auto cpu = CpuModel::Create(**weights, opts.state_dtype, 2);
+  auto cpu = CpuModel::Create(**weights, opts.state_dtype, 2, opts.ring_dtype);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   auto dw = DeviceWeights::Upload(**weights);
   ASSERT_TRUE(dw.ok()) << dw.status();
@@ -378,11 +380,13 @@ void CompareWithCpu(const std::string& dir, const CudaRunnerOptions& opts,
 void CompareModels(bool hybrid, StateDtype state_dtype,
                    CudaRunnerOptions::Gdn2Kernel kernel = CudaRunnerOptions::Gdn2Kernel::kAuto,
                    int gemv_max_rows = CudaRunnerOptions().gemv_max_rows,
-                   int fold_gates_from_rows = CudaRunnerOptions().fold_gates_from_rows) {
+                   int fold_gates_from_rows = CudaRunnerOptions().fold_gates_from_rows,
+                   std::optional<StateDtype> ring_dtype = std::nullopt) {
   const ModelConfig cfg = SmallConfig(hybrid);
   const std::string dir = MakeModelDir(cfg, hybrid ? 7 : 3, hybrid ? "hybrid" : "pure");
   CudaRunnerOptions opts;
   opts.state_dtype = state_dtype;
+  opts.ring_dtype = ring_dtype;
   opts.num_slots = 7;
   opts.max_rows = 8;
   opts.graph_batch_sizes = {1, 4};  // 3 sequences replay the size-4 graph; 5+ run eagerly
@@ -561,6 +565,11 @@ TEST_F(CudaModelTest, PureF32State) { CompareModels(false, StateDtype::kF32); }
 TEST_F(CudaModelTest, PureBf16State) { CompareModels(false, StateDtype::kBF16); }
 TEST_F(CudaModelTest, HybridF32State) { CompareModels(true, StateDtype::kF32); }
 TEST_F(CudaModelTest, HybridBf16State) { CompareModels(true, StateDtype::kBF16); }
+TEST_F(CudaModelTest, HybridF32StateBf16Rings) {
+  CompareModels(true, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto,
+                CudaRunnerOptions().gemv_max_rows, CudaRunnerOptions().fold_gates_from_rows,
+                StateDtype::kBF16);
+}
 // The cuBLASLt arrangement at every batch size (the small-batch GEMV kernels off).
 TEST_F(CudaModelTest, PureF32StateCublasDecode) {
   CompareModels(false, StateDtype::kF32, CudaRunnerOptions::Gdn2Kernel::kAuto, 0);

@@ -21,6 +21,8 @@ TEST(ServeFlagsTest, DefaultsNeedOnlyTheModel) {
   EXPECT_EQ(c.backend, "cpu");
   EXPECT_EQ(c.port, 50051);
   EXPECT_EQ(c.metrics_port, 9400);
+  EXPECT_EQ(c.state_dtype, "f32");
+  EXPECT_EQ(c.ring_dtype, "state");
   EXPECT_EQ(c.pool_budget_bytes, int64_t{1} << 30);
   EXPECT_EQ(c.engine.max_new_tokens_cap, 4096);
   EXPECT_EQ(c.log_format, LogFormat::kText);
@@ -61,7 +63,8 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
                   "--max-prompt-tokens=300", "--api-key-file=/k", "--tls-cert=c.pem",
                   "--tls-key=k.pem", "--max-message-bytes=1Mi", "--grpc-threads=64",
                   "--drain-grace=2.5", "--log-format=json", "--log-level=debug",
-                  "--state-dtype=bf16", "--prefill-precision=tf32", "--threads=3", "--device=1",
+                  "--state-dtype=bf16", "--ring-dtype=f32", "--prefill-precision=tf32",
+                  "--threads=3", "--device=1",
                   "--pool-slots=5",
                   "--preempt-after-steps=9", "--max-swapped=3"});
   ASSERT_TRUE(r.ok()) << r.status();
@@ -90,6 +93,7 @@ TEST(ServeFlagsTest, EveryFlagIsApplied) {
   EXPECT_EQ(c.log_format, LogFormat::kJson);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.state_dtype, "bf16");
+  EXPECT_EQ(c.ring_dtype, "f32");
   EXPECT_EQ(c.prefill_precision, "tf32");
   EXPECT_EQ(c.cpu_threads, 3);
   EXPECT_EQ(c.device, 1);
@@ -148,6 +152,7 @@ TEST(ServeFlagsTest, ErrorsNameTheFlag) {
       {{"--model=m", "--log-format=xml"}, "--log-format: expected text or json"},
       {{"--model=m", "--log-level=loud"}, "--log-level: must be trace"},
       {{"--model=m", "--state-dtype=f16"}, "--state-dtype: must be f32 or bf16"},
+      {{"--model=m", "--ring-dtype=fp8"}, "--ring-dtype: must be state, f32 or bf16"},
       {{"--model=m", "--prefill-precision=fp16"},
        "--prefill-precision: must be fp32, tf32 or bf16"},
       {{"--model=m", "--pool-slots=-2"}, "--pool-slots: must be >= 0"},

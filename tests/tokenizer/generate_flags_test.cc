@@ -39,6 +39,7 @@ TEST(GenerateFlagsTest, Defaults) {
   EXPECT_EQ(o.sampling.seed, 0u);
   EXPECT_EQ(o.backend, "cpu");
   EXPECT_EQ(o.state_dtype, StateDtype::kF32);
+  EXPECT_FALSE(o.ring_dtype.has_value());
   EXPECT_FALSE(o.ignore_eos);
   EXPECT_FALSE(o.print_ids);
   EXPECT_FALSE(o.no_bos);
@@ -51,7 +52,7 @@ TEST(GenerateFlagsTest, EveryFlag) {
              "--temperature=0.5", "--seed", "18446744073709551615", "--top-k", "40",
              "--top-p", "0.9", "--min-p=0.05", "--repetition-penalty", "1.1", "--stop", "\n\n",
              "--stop=END", "--ignore-eos", "--backend", "cuda", "--state-dtype", "bf16",
-             "--prefill-precision", "tf32",
+             "--ring-dtype", "f32", "--prefill-precision", "tf32",
              "--threads", "3", "--print-ids", "--no-bos"});
   ASSERT_TRUE(r.ok()) << r.status();
   const GenerateOptions& o = r->options;
@@ -70,6 +71,7 @@ TEST(GenerateFlagsTest, EveryFlag) {
   EXPECT_TRUE(o.ignore_eos);
   EXPECT_EQ(o.backend, "cuda");
   EXPECT_EQ(o.state_dtype, StateDtype::kBF16);
+  EXPECT_EQ(o.ring_dtype, StateDtype::kF32);
   EXPECT_EQ(o.prefill_precision, PrefillPrecision::kTf32);
   EXPECT_EQ(o.threads, 3);
   EXPECT_TRUE(o.print_ids);
@@ -98,7 +100,8 @@ TEST(GenerateFlagsTest, Help) {
   for (const char* flag : {"--model", "--prompt", "--prompt-ids", "--max-new-tokens",
                            "--temperature", "--seed", "--top-k", "--top-p", "--min-p",
                            "--repetition-penalty", "--stop", "--ignore-eos", "--backend",
-                           "--state-dtype", "--prefill-precision", "--print-ids", "--no-bos",
+                           "--state-dtype", "--ring-dtype", "--prefill-precision",
+                           "--print-ids", "--no-bos",
                            "--help"}) {
     EXPECT_THAT(usage, HasSubstr(flag));
   }
@@ -127,6 +130,7 @@ TEST(GenerateFlagsTest, OutOfRangeValuesNameTheFlag) {
       {"--seed", "-1"},            {"--top-k", "-1"},            {"--top-p", "0"},
       {"--top-p", "1.5"},          {"--min-p", "1"},             {"--min-p", "-0.1"},
       {"--repetition-penalty", "0"}, {"--backend", "tpu"},       {"--state-dtype", "f16"},
+      {"--ring-dtype", "f16"},
       {"--threads", "-2"},         {"--stop", ""},               {"--prompt-ids", "1,,2"},
       {"--prompt-ids", "1,-2"},    {"--prompt-ids", "a"},        {"--prompt-ids", ""},
   };
