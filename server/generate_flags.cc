@@ -137,27 +137,17 @@ const std::vector<FlagSpec>& Flags() {
        }},
       {"state-dtype", "f32|bf16", "storage of the recurrent states (default f32)",
        [](const std::string& v, GenerateOptions* o) {
-         if (v == "f32") {
-           o->state_dtype = StateDtype::kF32;
-         } else if (v == "bf16") {
-           o->state_dtype = StateDtype::kBF16;
-         } else {
-           return BadValue("state-dtype", v, "f32 or bf16");
-         }
+         absl::StatusOr<StateDtype> d = ParseStateDtype(v);
+         if (!d.ok()) return BadValue("state-dtype", v, "f32 or bf16");
+         o->state_dtype = *d;
          return absl::OkStatus();
        }},
       {"ring-dtype", "state|f32|bf16",
        "storage of the SWA rings of hybrid models (default state: as --state-dtype)",
        [](const std::string& v, GenerateOptions* o) {
-         if (v == "state") {
-           o->ring_dtype.reset();
-         } else if (v == "f32") {
-           o->ring_dtype = StateDtype::kF32;
-         } else if (v == "bf16") {
-           o->ring_dtype = StateDtype::kBF16;
-         } else {
-           return BadValue("ring-dtype", v, "state, f32 or bf16");
-         }
+         absl::StatusOr<StateDtype> d = ParseStateDtype(v);
+         if (v != "state" && !d.ok()) return BadValue("ring-dtype", v, "state, f32 or bf16");
+         o->ring_dtype = v == "state" ? std::nullopt : std::optional<StateDtype>(*d);
          return absl::OkStatus();
        }},
       {"prefill-precision", "fp32|tf32|bf16",
