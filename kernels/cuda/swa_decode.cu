@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(kWarps * 32) SwaDecodeKernel(const P p) {
     constexpr int kLines = (HS + kLineElems - 1) / kLineElems;
     const int64_t jp = j0 + kWarps * KU;
     const int64_t rows =
-        min(int64_t{p.prefetch_rows}, max(int64_t{0}, jr - jp + 1));
+        min(int64_t{p.prefetch_rows}, max(int64_t{0}, min(jr, pos - 1) - jp + 1));
     for (int64_t i = tid; i < 2 * rows * kLines; i += blockDim.x) {
       const int64_t j = jp + i / (2 * kLines);
       const int line = static_cast<int>(i % (2 * kLines));
