@@ -22,6 +22,16 @@ absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name) {
       absl::StrCat("state dtype must be \"fp32\" or \"bf16\", got \"", name, "\""));
 }
 
+absl::StatusOr<std::optional<StateDtype>> ParseRingDtype(const std::string& name) {
+  if (name == "state") return std::optional<StateDtype>();
+  absl::StatusOr<StateDtype> d = ParseStateDtype(name);
+  if (!d.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ring dtype must be \"state\", \"fp32\" or \"bf16\", got \"", name, "\""));
+  }
+  return std::optional<StateDtype>(*d);
+}
+
 absl::StatusOr<PrefillPrecision> ParsePrefillPrecision(const std::string& name) {
   if (name == "fp32" || name == "f32") return PrefillPrecision::kFp32;
   if (name == "tf32") return PrefillPrecision::kTf32;

@@ -37,6 +37,9 @@ struct RunnerOptions {
 // "f32" / "fp32" / "float32" -> kF32, "bf16" / "bfloat16" -> kBF16; anything else is an error.
 absl::StatusOr<StateDtype> ParseStateDtype(const std::string& name);
 
+// "state" -> unset (the rings follow the state dtype); otherwise as ParseStateDtype.
+absl::StatusOr<std::optional<StateDtype>> ParseRingDtype(const std::string& name);
+
 // "fp32" / "f32" -> kFp32, "tf32" -> kTf32, "bf16" -> kBf16; anything else is an error.
 absl::StatusOr<PrefillPrecision> ParsePrefillPrecision(const std::string& name);
 

@@ -145,9 +145,9 @@ const std::vector<FlagSpec>& Flags() {
       {"ring-dtype", "state|f32|bf16",
        "storage of the SWA rings of hybrid models (default state: as --state-dtype)",
        [](const std::string& v, GenerateOptions* o) {
-         absl::StatusOr<StateDtype> d = ParseStateDtype(v);
-         if (v != "state" && !d.ok()) return BadValue("ring-dtype", v, "state, f32 or bf16");
-         o->ring_dtype = v == "state" ? std::nullopt : std::optional<StateDtype>(*d);
+         absl::StatusOr<std::optional<StateDtype>> d = ParseRingDtype(v);
+         if (!d.ok()) return BadValue("ring-dtype", v, "state, f32 or bf16");
+         o->ring_dtype = *d;
          return absl::OkStatus();
        }},
       {"prefill-precision", "fp32|tf32|bf16",

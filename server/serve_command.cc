@@ -56,11 +56,9 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const ServerConfig&
   absl::StatusOr<StateDtype> dtype = ParseStateDtype(config.state_dtype);
   if (!dtype.ok()) return dtype.status();
   options.state_dtype = *dtype;
-  if (config.ring_dtype != "state") {
-    absl::StatusOr<StateDtype> ring = ParseStateDtype(config.ring_dtype);
-    if (!ring.ok()) return ring.status();
-    options.ring_dtype = *ring;
-  }
+  absl::StatusOr<std::optional<StateDtype>> ring = ParseRingDtype(config.ring_dtype);
+  if (!ring.ok()) return ring.status();
+  options.ring_dtype = *ring;
   absl::StatusOr<PrefillPrecision> precision = ParsePrefillPrecision(config.prefill_precision);
   if (!precision.ok()) return precision.status();
   options.prefill_precision = *precision;

@@ -152,6 +152,10 @@ TEST(RunnerFactoryTest, SizesPoolAndRejectsBadOptions) {
   EXPECT_EQ(*ParseStateDtype("bf16"), StateDtype::kBF16);
   EXPECT_EQ(*ParseStateDtype("fp32"), StateDtype::kF32);
   EXPECT_FALSE(ParseStateDtype("fp8").ok());
+  EXPECT_FALSE(ParseRingDtype("state")->has_value());
+  EXPECT_EQ(*ParseRingDtype("bf16"), StateDtype::kBF16);
+  EXPECT_EQ(*ParseRingDtype("f32"), StateDtype::kF32);
+  EXPECT_FALSE(ParseRingDtype("fp8").ok());
   EXPECT_EQ(*ParsePrefillPrecision("fp32"), PrefillPrecision::kFp32);
   EXPECT_EQ(*ParsePrefillPrecision("tf32"), PrefillPrecision::kTf32);
   EXPECT_EQ(*ParsePrefillPrecision("bf16"), PrefillPrecision::kBf16);
