@@ -133,7 +133,7 @@ struct RowSlice<__nv_bfloat16, 4> {
   __device__ __forceinline__ void Zero() { raw = make_uint2(0u, 0u); }
   __device__ __forceinline__ float operator[](int v) const {
     const uint32_t w = v < 2 ? raw.x : raw.y;
-    return __uint_as_float(v % 2 == 0 ? w << 16 : w & 0xffff0000u);
+    return RingElem<__nv_bfloat16>::Widen(v % 2 == 0 ? w : w >> 16);
   }
 };
 

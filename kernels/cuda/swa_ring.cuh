@@ -29,12 +29,12 @@ struct RingElem<float> {
 
 template <>
 struct RingElem<__nv_bfloat16> {
+  // The bf16 value in the low 16 bits of `bits16` (the high bits are ignored).
   static __device__ __forceinline__ float Widen(uint32_t bits16) {
     return __uint_as_float(bits16 << 16);
   }
   static __device__ __forceinline__ float4 Widen4(uint2 u) {
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
-                       __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+    return make_float4(Widen(u.x), Widen(u.x >> 16), Widen(u.y), Widen(u.y >> 16));
   }
   static __device__ __forceinline__ float Load(const __nv_bfloat16* p) {
     return Widen(*reinterpret_cast<const unsigned short*>(p));
