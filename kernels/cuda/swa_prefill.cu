@@ -210,17 +210,22 @@ __global__ void __launch_bounds__(kMmaThreads) SwaAttnMmaKernel(const Params p, 
       const int r = i / (HS / 4), c4 = (i % (HS / 4)) * 4;
       const int64_t j = j0 + r;
       float4 kx = make_float4(0.f, 0.f, 0.f, 0.f), vx = kx;
-      if (j < P) {
-        const int64_t off = ((j % p.window) * p.G + g_kv) * HS + c4;
-        kx = RingElem<RT>::Load4(kring + off);
-        vx = RingElem<RT>::Load4(vring + off);
-      } else if (j <= jhi) {
-        const int64_t jt = start + (j - P);
-        const float* kr = p.krot + (jt * p.G + g_kv) * HS;
-        const float* vr =
-            p.qkv + jt * p.qkv_st + static_cast<int64_t>(g_kv) * (qpg + 2) * HS + (qpg + 1) * HS;
-        kx = *reinterpret_cast<const float4*>(kr + c4);
-        vx = *reinterpret_cast<const float4*>(vr + c4);
+      // One guard around both sources. Guarding the ring load alone (`if (j < P) .. else if
+      // (j <= jhi)`) gives the same results, but the compiler then allocates 126 registers
+      // instead of 165-170 and the kernel runs 18 % slower (bench/NOTES.md).
+      if (j <= jhi) {
+        if (j < P) {
+          const int64_t off = ((j % p.window) * p.G + g_kv) * HS + c4;
+          kx = RingElem<RT>::Load4(kring + off);
+          vx = RingElem<RT>::Load4(vring + off);
+        } else {
+          const int64_t jt = start + (j - P);
+          const float* kr = p.krot + (jt * p.G + g_kv) * HS;
+          const float* vr = p.qkv + jt * p.qkv_st + static_cast<int64_t>(g_kv) * (qpg + 2) * HS +
+                            (qpg + 1) * HS;
+          kx = *reinterpret_cast<const float4*>(kr + c4);
+          vx = *reinterpret_cast<const float4*>(vr + c4);
+        }
       }
       *reinterpret_cast<float4*>(ks + r * kKP + c4) = kx;
       *reinterpret_cast<float4*>(vs + r * kVP + c4) = vx;
