@@ -369,10 +369,10 @@ std::optional<Row> RunRow(const RowSpec& spec, bool quick) {
   return row;
 }
 
-// The same row measured in a process of its own (this program, run with --row): device memory
-// that earlier rows of a process freed slows the rows after them by up to 7 % (bench/NOTES.md,
-// "Why later rows of a full run read slow"), while a server allocates its one runner in a fresh
-// process. `flags` are passed on (--quick, --hold-gib, --churn-gib). The child's output is
+// The same row measured in a process of its own (this program, run with --row): in one process
+// the rows after the first read up to 13 % slow, after the device memory that earlier rows freed
+// (bench/NOTES.md, "End-to-end rows in processes of their own"), while a server allocates its
+// one runner in a fresh process. `flags` are passed on (--quick, --hold-gib, --churn-gib). The child's output is
 // echoed; its result comes back as one "ROW ..." line.
 std::optional<Row> RunRowInChild(const RowSpec& spec, const std::string& flags) {
   char exe[4096];
