@@ -9,8 +9,9 @@
 // enter the online softmax together. Before it reads q/k/v, a block forms its RoPE
 // coefficients and loads each warp's first batch of older key / value rows. With overlap_launch
 // the kernel is a programmatic dependent that triggers its own dependents at once; it does that
-// work, and asks L2 for its split's next older rows (32 MB per launch at most), before it waits
-// for the predecessor (the q/k/v producer), so they stream in while that kernel drains.
+// work, and asks L2 for its split's next older rows (32 MB per launch at most; none at batch 1),
+// before it waits for the predecessor (the q/k/v producer), so they stream in while that kernel
+// drains.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -477,11 +478,15 @@ absl::Status LaunchSwaDecode(const SwaDecodeShape& s, const SwaDecodeArgs& a,
   p.qkv_st = a.qkv_stride; p.y = a.y; p.y_st = a.y_stride; p.y_bf16 = a.y_type == DType::kBF16;
   p.scratch = a.scratch; p.counters = a.counters;
   // L2 prefetch budget of a launch: 32 MB over all its blocks (a larger share would evict rows
-  // before they are read at large batch).
+  // before they are read at large batch). None at batch 1: there the blocks become resident at
+  // the tail of the q/k/v product, and the hybrid 1.3B step measured 1-2 % faster without it
+  // (H200; bench/NOTES.md).
   const int64_t blocks = int64_t{a.batch} * s.n_head * splits;
-  p.prefetch_rows = static_cast<int>(
-      std::min<int64_t>(s.window, (int64_t{32} << 20) /
-                                      (blocks * 2 * s.head_size * DTypeBytes(s.ring_type))));
+  p.prefetch_rows =
+      a.batch == 1 ? 0
+                   : static_cast<int>(std::min<int64_t>(
+                         s.window, (int64_t{32} << 20) /
+                                       (blocks * 2 * s.head_size * DTypeBytes(s.ring_type))));
   const bool bf16_ring = s.ring_type == DType::kBF16;
   switch (s.head_size) {
     case 32: return Launch<32>(p, a.batch, bf16_ring, stream);
