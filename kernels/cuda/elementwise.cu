@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/activations.cuh"
-#include "kernels/cuda/bf16_store.cuh"
+#include "kernels/cuda/bf16_pack.cuh"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/status_util.h"
 
@@ -96,10 +96,7 @@ __device__ __forceinline__ float4 Load4(const float* p) {
   return *reinterpret_cast<const float4*>(p);
 }
 __device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
-  const uint2 u = *reinterpret_cast<const uint2*>(p);
-  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-  return make_float4(lo.x, lo.y, hi.x, hi.y);
+  return Bf16x4ToFloat4(*reinterpret_cast<const uint2*>(p));
 }
 __device__ __forceinline__ float Load1(const float* p) { return *p; }
 __device__ __forceinline__ float Load1(const __nv_bfloat16* p) { return __bfloat162float(*p); }

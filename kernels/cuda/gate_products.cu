@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/async_copy.cuh"
-#include "kernels/cuda/bf16_store.cuh"
+#include "kernels/cuda/bf16_pack.cuh"
 #include "kernels/cuda/gate_products.h"
 #include "kernels/cuda/mma_bf16.cuh"
 #include "kernels/cuda/status_util.h"

@@ -35,7 +35,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/async_copy.cuh"
-#include "kernels/cuda/bf16_store.cuh"
+#include "kernels/cuda/bf16_pack.cuh"
 #include "kernels/cuda/gdn2_chunk_phases.h"
 #include "kernels/cuda/gdn2_chunk_state_pass_mma.cuh"
 #include "kernels/cuda/mma_bf16.cuh"
@@ -89,10 +89,7 @@ __device__ __forceinline__ float4 Load4(const float* p) {
   return __ldg(reinterpret_cast<const float4*>(p));
 }
 __device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
-  const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-  const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-  const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-  return make_float4(lo.x, lo.y, hi.x, hi.y);
+  return Bf16x4ToFloat4(__ldg(reinterpret_cast<const uint2*>(p)));
 }
 static_assert(kThreads == kTiles * kSlice, "precompute maps one thread per (4 tokens, channel)");
 

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/bf16_pack.cuh"
+
 namespace deltaserve::cuda {
 
 template <typename T>
@@ -33,9 +35,6 @@ struct RingElem<__nv_bfloat16> {
   static __device__ __forceinline__ float Widen(uint32_t bits16) {
     return __uint_as_float(bits16 << 16);
   }
-  static __device__ __forceinline__ float4 Widen4(uint2 u) {
-    return make_float4(Widen(u.x), Widen(u.x >> 16), Widen(u.y), Widen(u.y >> 16));
-  }
   static __device__ __forceinline__ float Load(const __nv_bfloat16* p) {
     return Widen(*reinterpret_cast<const unsigned short*>(p));
   }
@@ -44,7 +43,7 @@ struct RingElem<__nv_bfloat16> {
   }
   // Four elements; `p` 8-byte aligned.
   static __device__ __forceinline__ float4 Load4(const __nv_bfloat16* p) {
-    return Widen4(*reinterpret_cast<const uint2*>(p));
+    return Bf16x4ToFloat4(*reinterpret_cast<const uint2*>(p));
   }
   static __device__ __forceinline__ void Store(__nv_bfloat16* p, float x) {
     *p = __float2bfloat16_rn(x);
