@@ -24,7 +24,9 @@ namespace {
 using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
 using ::deltaserve::testing::FloatToBf16;
+using ::deltaserve::testing::LoadElem;
 using ::deltaserve::testing::RelErr;
+using ::deltaserve::testing::StoreElem;
 
 using DecodeOpsTest = ::deltaserve::testing::GpuTest;
 
@@ -72,24 +74,8 @@ void RunSwa(SwaDecodeShape s, int B, int splits, uint32_t seed, bool overlap = f
   const int64_t ring = int64_t{W} * G * hs;
   const int64_t pos_off = 0, k_off = 256, v_off = 256 + (ring * es + 255) / 256 * 256;
   const int64_t stride = v_off + (ring * es + 255) / 256 * 256 + 256;  // padded
-  auto put = [&](uint8_t* at, float x) {
-    if (bf16) {
-      const uint16_t b = FloatToBf16(x);
-      std::memcpy(at, &b, 2);
-    } else {
-      std::memcpy(at, &x, 4);
-    }
-  };
-  auto rd = [&](const uint8_t* at) {
-    if (bf16) {
-      uint16_t b;
-      std::memcpy(&b, at, 2);
-      return double{Bf16ToFloat(b)};
-    }
-    float v;
-    std::memcpy(&v, at, 4);
-    return double{v};
-  };
+  auto put = [&](uint8_t* at, float x) { StoreElem(at, 0, x, bf16); };
+  auto rd = [&](const uint8_t* at) { return double{LoadElem(at, 0, bf16)}; };
   auto stored = [&](double x) {
     return bf16 ? double{Bf16ToFloat(FloatToBf16(static_cast<float>(x)))} : x;
   };

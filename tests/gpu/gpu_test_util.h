@@ -84,6 +84,29 @@ inline float Bf16ToFloat(uint16_t h) {
   return f;
 }
 
+// Element e of a host array of fp32 values, or of bf16 values (rounded to nearest even when
+// stored), that starts at byte address `at` (any alignment).
+inline float LoadElem(const void* at, int64_t e, bool bf16) {
+  const char* p = static_cast<const char*>(at);
+  if (bf16) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * e, 2);
+    return Bf16ToFloat(h);
+  }
+  float f;
+  std::memcpy(&f, p + 4 * e, 4);
+  return f;
+}
+inline void StoreElem(void* at, int64_t e, float x, bool bf16) {
+  char* p = static_cast<char*>(at);
+  if (bf16) {
+    const uint16_t h = FloatToBf16(x);
+    std::memcpy(p + 2 * e, &h, 2);
+  } else {
+    std::memcpy(p + 4 * e, &x, 4);
+  }
+}
+
 // ||a - b|| / ||b||, with NaN anywhere giving +inf.
 inline double RelErr(const std::vector<double>& a, const std::vector<double>& b) {
   double num = 0, den = 0;

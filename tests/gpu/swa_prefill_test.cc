@@ -20,9 +20,9 @@
 namespace deltaserve::cuda {
 namespace {
 
-using ::deltaserve::testing::Bf16ToFloat;
 using ::deltaserve::testing::DeviceBuffer;
-using ::deltaserve::testing::FloatToBf16;
+using ::deltaserve::testing::LoadElem;
+using ::deltaserve::testing::StoreElem;
 
 struct Layout {
   int64_t k_off = 0, v_off = 0, pos_off = 0, stride = 0;
@@ -42,25 +42,11 @@ Layout MakeLayout(const SwaDecodeShape& s, bool bf16) {
 
 // Element e of the ring at byte `off` of a slot (fp32 or bf16 per the layout).
 float RingGet(const Layout& lay, const float* slot, int64_t off, int64_t e) {
-  const char* at = reinterpret_cast<const char*>(slot) + off;
-  if (lay.bf16) {
-    uint16_t b;
-    std::memcpy(&b, at + 2 * e, 2);
-    return Bf16ToFloat(b);
-  }
-  float v;
-  std::memcpy(&v, at + 4 * e, 4);
-  return v;
+  return LoadElem(reinterpret_cast<const char*>(slot) + off, e, lay.bf16);
 }
 
 void RingPut(const Layout& lay, float* slot, int64_t off, int64_t e, float x) {
-  char* at = reinterpret_cast<char*>(slot) + off;
-  if (lay.bf16) {
-    const uint16_t b = FloatToBf16(x);
-    std::memcpy(at + 2 * e, &b, 2);
-  } else {
-    std::memcpy(at + 4 * e, &x, 4);
-  }
+  StoreElem(reinterpret_cast<char*>(slot) + off, e, x, lay.bf16);
 }
 
 void RopeHost(const SwaDecodeShape& s, const float* x, float* out, int64_t pos) {
